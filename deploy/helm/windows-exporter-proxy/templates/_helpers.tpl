@@ -1,0 +1,88 @@
+{{/* Chart name, overridable. */}}
+{{- define "wep.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name used for every object: the release name when it already contains the chart name. */}}
+{{- define "wep.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Selector labels: stable for the life of the DaemonSet (spec.selector is immutable). */}}
+{{- define "wep.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "wep.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+Labels on every object. No helm.sh/chart or managed-by label: deploy/kubernetes/base is this
+chart's output applied by kustomize, where those would be false.
+*/}}
+{{- define "wep.labels" -}}
+{{ include "wep.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/component: metrics
+app.kubernetes.io/part-of: windows-exporter-proxy
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "wep.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "wep.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "wep.image" -}}
+{{- $tag := .Values.image.tag | default .Chart.AppVersion }}
+{{- if .Values.image.digest }}
+{{- printf "%s:%s@%s" .Values.image.repository $tag .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository $tag }}
+{{- end }}
+{{- end }}
+
+{{/* Value of the job label on scraped series. */}}
+{{- define "wep.job" -}}
+{{- default (include "wep.fullname" .) .Values.jobLabel }}
+{{- end }}
+
+{{/*
+Relabelings shared by ServiceMonitor and PodMonitor: instance and node are the node name, not the
+pod IP, so series keep their identity across pod restarts and match node-level dashboards.
+*/}}
+{{- define "wep.relabelings" -}}
+- action: replace
+  sourceLabels: [__meta_kubernetes_pod_node_name]
+  targetLabel: instance
+- action: replace
+  sourceLabels: [__meta_kubernetes_pod_node_name]
+  targetLabel: node
+- action: replace
+  targetLabel: job
+  replacement: {{ include "wep.job" . }}
+{{- end }}
+
+{{/*
+A value as the binary expects it in an environment variable. Helm reads YAML numbers as floats,
+and a float prints as "1e+06"; whole numbers are printed as integers instead.
+*/}}
+{{- define "wep.envValue" -}}
+{{- if and (kindIs "float64" .) (eq (floor .) .) }}
+{{- int64 . }}
+{{- else }}
+{{- . }}
+{{- end }}
+{{- end }}
