@@ -1,0 +1,257 @@
+"""Helm chart (deploy/helm/windows-exporter-proxy) through a real Helm engine (helm-python-sdk,
+Helm v4 as a library): lint, render with representative values, strict schema validation of the
+output, values.schema.json rejections, the DaemonSet contract, NOTES.txt, packaging."""
+
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path
+
+import helm_python as helm
+import pytest
+
+import kubehelpers as kh
+
+ORIGINAL_LABELS = {"app": "prometheus-node-exporter", "release": "collection"}
+
+# Representative value sets: defaults, the operator objects, the original labels, everything set.
+VALUE_SETS: dict[str, dict] = {
+    "defaults": {},
+    "monitors": {
+        "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}, "interval": "30s",
+                           "scrapeTimeout": "10s",
+                           "metricRelabelings": [{"action": "drop", "sourceLabels": ["__name__"], "regex": "go_.*"}]},
+        "podMonitor": {"enabled": True, "interval": "1m",
+                       "relabelings": [{"action": "replace", "targetLabel": "cluster", "replacement": "prod"}]},
+        "jobLabel": "windows-nodes",
+    },
+    "original-labels": {"podLabels": ORIGINAL_LABELS},
+    "everything": {
+        "fullnameOverride": "wep",
+        "image": {"repository": "registry.example.com:5000/team/wep", "tag": "0.1.0-ltsc2022",
+                  "digest": "sha256:" + "ab" * 32, "pullPolicy": "Always"},
+        "imagePullSecrets": [{"name": "regcred"}],
+        "listenPort": 9101,
+        "listenAddress": "::",
+        "proxy": {
+            "port": 9200,
+            "scrapeTimeoutSeconds": 15,
+            "timeoutMarginSeconds": 0.25,
+            "connectTimeoutSeconds": 1.5,
+            "maxInflight": 4,
+            "maxConnections": 1000000,
+            "headerReadTimeoutSeconds": 3,
+            "idleTimeoutSeconds": 60,
+            "maxHeaderBytes": 32768,
+            "shutdownGraceSeconds": 25,
+            "readyMaxAgeSeconds": 45,
+            "logFormat": "json",
+            "rustLog": "windows_exporter_proxy=debug",
+        },
+        "terminationGracePeriodSeconds": 40,
+        "nodeSelector": {"kubernetes.io/os": "windows", "agentpool": "win22"},
+        "tolerations": [
+            {"key": "os", "operator": "Equal", "value": "windows", "effect": "NoSchedule"},
+            {"key": "sku", "operator": "Equal", "value": "Windows", "effect": "NoSchedule"},
+            {"key": "node.kubernetes.io/os", "operator": "Equal", "value": "windows", "effect": "NoSchedule"},
+            {"operator": "Exists", "effect": "NoExecute"},
+        ],
+        "priorityClassName": "system-node-critical",
+        "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+        "resources": {"requests": {"cpu": "20m", "memory": "48Mi"}, "limits": {"memory": "128Mi"}},
+        "probes": {"liveness": {"enabled": True, "periodSeconds": 20}, "readiness": {"enabled": True, "failureThreshold": 4}},
+        "commonLabels": {"team": "platform"},
+        "podLabels": ORIGINAL_LABELS,
+        "podAnnotations": {"example.com/scrape": "false"},
+        "serviceAccount": {"create": True, "name": "wep-sa", "annotations": {"example.com/owner": "platform"}},
+        "service": {"enabled": True, "port": 9101, "labels": {"extra": "yes"}},
+        "serviceMonitor": {"enabled": True},
+        "podMonitor": {"enabled": True},
+    },
+}
+
+
+def test_lint_strict_clean() -> None:
+    report = helm.lint(kh.CHART, strict=True)
+    assert report["total_charts_linted"] == 1
+    assert not report["errors"] and not report["messages"], report
+
+
+@pytest.mark.parametrize("name", VALUE_SETS)
+def test_lint_strict_clean_with_values(name: str) -> None:
+    report = helm.lint(kh.CHART, VALUE_SETS[name], strict=True)
+    assert not report["errors"] and not report["messages"], report
+
+
+@pytest.mark.parametrize("name", VALUE_SETS)
+def test_render_validates_strictly(name: str) -> None:
+    objects = kh.helm_render(VALUE_SETS[name])
+    assert objects
+    for obj in objects:
+        kh.validate(obj)
+    kinds = sorted(o["kind"] for o in objects)
+    expected = {"ServiceAccount", "Service", "DaemonSet"}
+    if VALUE_SETS[name].get("serviceMonitor", {}).get("enabled"):
+        expected.add("ServiceMonitor")
+    if VALUE_SETS[name].get("podMonitor", {}).get("enabled"):
+        expected.add("PodMonitor")
+    assert set(kinds) == expected and len(kinds) == len(expected), kinds
+
+
+@pytest.mark.parametrize("name", VALUE_SETS)
+def test_daemonset_contract(name: str) -> None:
+    daemonset = kh.one(kh.helm_render(VALUE_SETS[name]), "DaemonSet")
+    kh.check_daemonset_static(daemonset)
+    kh.check_pod_security_restricted(daemonset)
+    kh.check_daemonset_against_binary(daemonset)
+
+
+def test_daemonset_contract_with_dockerfile() -> None:
+    kh.check_daemonset_against_dockerfile(kh.one(kh.helm_render(), "DaemonSet"))
+
+
+def test_defaults_render_only_non_default_proxy_variables() -> None:
+    env = kh.manifest_env(kh.proxy_container(kh.one(kh.helm_render(), "DaemonSet")))
+    assert list(env) == ["PROXY_HOSTIP", "PROXY_PORT"], env
+    assert env["PROXY_PORT"] == "9182"
+
+
+def test_every_proxy_value_reaches_its_variable() -> None:
+    """Each key of the `proxy:` block ends up as the right variable with the exact value,
+    numbers printed as the binary parses them (no 1e+06)."""
+    container = kh.proxy_container(kh.one(kh.helm_render(VALUE_SETS["everything"]), "DaemonSet"))
+    env = kh.manifest_env(container)
+    assert env == {
+        "PROXY_HOSTIP": {"fieldRef": {"fieldPath": "status.hostIP"}},
+        "PROXY_PORT": "9200",
+        "PROXY_LISTEN": "[::]:9101",
+        "PROXY_SCRAPE_TIMEOUT_SECONDS": "15",
+        "PROXY_TIMEOUT_MARGIN_SECONDS": "0.25",
+        "PROXY_CONNECT_TIMEOUT_SECONDS": "1.5",
+        "PROXY_MAX_INFLIGHT": "4",
+        "PROXY_MAX_CONNECTIONS": "1000000",
+        "PROXY_HEADER_READ_TIMEOUT_SECONDS": "3",
+        "PROXY_IDLE_TIMEOUT_SECONDS": "60",
+        "PROXY_MAX_HEADER_BYTES": "32768",
+        "PROXY_SHUTDOWN_GRACE_SECONDS": "25",
+        "PROXY_READY_MAX_AGE_SECONDS": "45",
+        "PROXY_LOG_FORMAT": "json",
+        "RUST_LOG": "windows_exporter_proxy=debug",
+    }
+    assert container["ports"] == [{"name": "metrics", "containerPort": 9101, "protocol": "TCP"}]
+    assert container["image"] == "registry.example.com:5000/team/wep:0.1.0-ltsc2022@sha256:" + "ab" * 32
+
+
+def test_every_values_key_is_in_the_schema() -> None:
+    """values.yaml and values.schema.json describe the same keys (additionalProperties is false)."""
+    with helm.Chart.load(kh.CHART) as chart:
+        values, schema = chart.values, chart.schema
+
+    def walk(value: dict, node: dict, path: str) -> None:
+        props = node.get("properties", {})
+        for key, sub in value.items():
+            assert key in props or isinstance(node.get("additionalProperties"), dict), f"{path}{key} not in the schema"
+            if isinstance(sub, dict) and key in props and props[key].get("properties"):
+                walk(sub, props[key], f"{path}{key}.")
+
+    assert schema and schema.get("additionalProperties") is False
+    walk(values, schema, "")
+    chart_proxy_keys = set(schema["properties"]["proxy"]["properties"])
+    assert len(chart_proxy_keys) == 13, chart_proxy_keys
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"listenPort": 0}, "at '/listenPort': minimum: got 0, want 1"),
+        ({"listenPort": "9100"}, "at '/listenPort': got string, want integer"),
+        ({"proxy": {"port": 65536}}, "at '/proxy/port': maximum"),
+        ({"proxy": {"port": "abc"}}, "at '/proxy/port': got string, want integer"),
+        ({"proxy": {"maxInflight": 0}}, "at '/proxy/maxInflight': minimum"),
+        ({"proxy": {"maxHeaderBytes": 4096}}, "at '/proxy/maxHeaderBytes': minimum: got 4,096, want 8,192"),
+        ({"proxy": {"scrapeTimeoutSeconds": 0}}, "at '/proxy/scrapeTimeoutSeconds'"),
+        ({"proxy": {"logFormat": "xml"}}, "at '/proxy/logFormat'"),
+        ({"proxy": {"hostIP": "10.0.0.1"}}, "at '/proxy': additional properties 'hostIP' not allowed"),
+        ({"bogus": True}, "at '': additional properties 'bogus' not allowed"),
+        ({"nodeSelector": {"kubernetes.io/os": "linux"}}, "value must be 'windows'"),
+        ({"image": {"digest": "latest"}}, "at '/image/digest'"),
+        ({"podLabels": {"release": 1}}, "at '/podLabels/release': got number, want string"),
+        ({"serviceMonitor": {"interval": "30 seconds"}}, "at '/serviceMonitor/interval'"),
+        ({"updateStrategy": {"type": "Recreate"}}, "at '/updateStrategy/type'"),
+    ],
+)
+def test_schema_rejects_bad_values_with_a_clear_message(values: dict, message: str) -> None:
+    with helm.Chart.load(kh.CHART) as chart:
+        with pytest.raises(helm.HelmValuesError) as raised:
+            chart.render(values, name=kh.RELEASE, namespace="monitoring")
+    assert message in str(raised.value), str(raised.value)
+    report = helm.lint(kh.CHART, values, strict=True)
+    assert any(message in error for error in report["errors"]), report
+
+
+def test_grace_not_below_termination_grace_fails_render() -> None:
+    with helm.Chart.load(kh.CHART) as chart:
+        with pytest.raises(helm.HelmRenderError) as raised:
+            chart.render({"proxy": {"shutdownGraceSeconds": 30}}, name=kh.RELEASE)
+    assert "proxy.shutdownGraceSeconds (30) must be below terminationGracePeriodSeconds (30)" in str(raised.value)
+
+
+def test_service_monitor_needs_the_service() -> None:
+    with helm.Chart.load(kh.CHART) as chart:
+        with pytest.raises(helm.HelmRenderError, match="serviceMonitor.enabled needs service.enabled"):
+            chart.render({"serviceMonitor": {"enabled": True}, "service": {"enabled": False}}, name=kh.RELEASE)
+
+
+def test_monitors_relabel_to_node_name_and_set_job() -> None:
+    objects = kh.helm_render(VALUE_SETS["monitors"])
+    for kind in ("ServiceMonitor", "PodMonitor"):
+        monitor = kh.one(objects, kind)
+        kh.check_monitor_relabelling(monitor)
+        endpoints = monitor["spec"]["endpoints" if kind == "ServiceMonitor" else "podMetricsEndpoints"]
+        assert {"action": "replace", "targetLabel": "job", "replacement": "windows-nodes"} in endpoints[0]["relabelings"]
+    pod_monitor = kh.one(objects, "PodMonitor")
+    assert pod_monitor["spec"]["podMetricsEndpoints"][0]["relabelings"][-1]["targetLabel"] == "cluster"
+    service_monitor = kh.one(objects, "ServiceMonitor")
+    assert service_monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+
+
+def test_original_labels_are_one_value_away() -> None:
+    objects = kh.helm_render({"podLabels": ORIGINAL_LABELS})
+    daemonset, service = kh.one(objects, "DaemonSet"), kh.one(objects, "Service")
+    assert ORIGINAL_LABELS.items() <= daemonset["spec"]["template"]["metadata"]["labels"].items()
+    assert not set(ORIGINAL_LABELS) & set(service["metadata"]["labels"])
+
+
+def test_readiness_probe_can_be_disabled() -> None:
+    container = kh.proxy_container(kh.one(kh.helm_render({"probes": {"readiness": {"enabled": False}}}), "DaemonSet"))
+    assert "readinessProbe" not in container and container["livenessProbe"]["httpGet"]["path"] == "/health"
+
+
+@pytest.mark.parametrize("name", ["defaults", "monitors"])
+def test_notes_tell_how_to_check_metrics(name: str) -> None:
+    with helm.Chart.load(kh.CHART) as chart:
+        notes = chart.render(VALUE_SETS[name], name=kh.RELEASE, namespace="monitoring")[
+            f"{chart.name}/templates/NOTES.txt"
+        ]
+    assert "kubectl -n monitoring port-forward" in notes
+    assert "curl -s http://127.0.0.1:9100/metrics" in notes
+    assert "rollout status daemonset/windows-exporter-proxy" in notes
+    if name == "monitors":
+        assert 'up{job="windows-nodes"}' in notes
+    else:
+        assert "No ServiceMonitor or PodMonitor was created" in notes
+
+
+def test_package_and_render_the_archive(tmp_path: Path) -> None:
+    archive = Path(helm.package(kh.CHART, destination=tmp_path))
+    assert archive.name == "windows-exporter-proxy-0.1.0.tgz" and archive.exists()
+    with tarfile.open(archive) as tar:
+        names = set(tar.getnames())
+    for member in ("Chart.yaml", "values.yaml", "values.schema.json", "templates/daemonset.yaml", "templates/NOTES.txt"):
+        assert f"windows-exporter-proxy/{member}" in names, sorted(names)
+    assert helm.digest(archive).startswith("sha256:")
+    with helm.Chart.load(archive) as packaged:
+        assert packaged.version == "0.1.0" and packaged.metadata["appVersion"] == "0.1.0"
+        rendered = packaged.render({}, name=kh.RELEASE, namespace="monitoring")
+    from_dir = kh.render_base.render_chart({}, namespace="monitoring")
+    assert {k.split("/templates/")[1]: v for k, v in rendered.items()} == from_dir
