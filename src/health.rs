@@ -1,0 +1,136 @@
+//! `/health` and `/ready`: what the kubelet probes.
+//!
+//! `/health` (liveness) answers from the proxy alone and never touches the exporter: a node whose
+//! exporter is down must not get its proxy restarted in a loop.
+//!
+//! `/ready` (readiness) says whether the exporter answered recently: any scrape that got response
+//! headers counts, and so does a probe of the exporter's cheap `/health` endpoint (any HTTP
+//! answer proves it is serving; windows_exporter's `/health` runs no collector). Probes are
+//! single-flight and a failure is remembered for [`PROBE_RETRY_INTERVAL`], so however often
+//! `/ready` is asked, the exporter sees at most one probe at a time and a few per second.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode, header};
+use http_body_util::Empty;
+use tokio::sync::Mutex;
+
+use crate::response::{self, ResponseBody};
+use crate::upstream::Upstream;
+
+/// A failed readiness probe is not repeated for this long.
+pub const PROBE_RETRY_INTERVAL: Duration = Duration::from_secs(1);
+/// A readiness probe gives the exporter this long on top of the connect timeout.
+const PROBE_RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Liveness: the proxy is up and serving.
+pub fn health() -> http::Response<ResponseBody> {
+    response::text(StatusCode::OK, "ok")
+}
+
+/// Readiness state: when the exporter last answered, and the last probe failure.
+pub struct Readiness {
+    upstream: Upstream,
+    max_age: Duration,
+    probe_timeout: Duration,
+    epoch: Instant,
+    /// Milliseconds after `epoch` of the latest answer, plus one; 0 means never.
+    last_answer: AtomicU64,
+    /// Held while probing; remembers the last failure and when it happened.
+    probe: Mutex<Option<(Instant, String)>>,
+}
+
+impl Readiness {
+    /// Readiness for `upstream`: ready while it answered within `max_age`.
+    pub fn new(upstream: Upstream, max_age: Duration, connect_timeout: Duration) -> Readiness {
+        Readiness {
+            upstream,
+            max_age,
+            probe_timeout: connect_timeout + PROBE_RESPONSE_TIMEOUT,
+            epoch: Instant::now(),
+            last_answer: AtomicU64::new(0),
+            probe: Mutex::new(None),
+        }
+    }
+
+    /// Records that the exporter answered just now.
+    pub fn exporter_answered(&self) {
+        let millis = self.epoch.elapsed().as_millis() as u64 + 1;
+        self.last_answer.fetch_max(millis, Ordering::Relaxed);
+    }
+
+    /// How long ago the exporter last answered, if it ever did.
+    fn answer_age(&self) -> Option<Duration> {
+        match self.last_answer.load(Ordering::Relaxed) {
+            0 => None,
+            stamp => Some(self.epoch.elapsed().saturating_sub(Duration::from_millis(stamp - 1))),
+        }
+    }
+
+    fn fresh(&self) -> Option<Duration> {
+        self.answer_age().filter(|age| *age <= self.max_age)
+    }
+
+    /// Answers `/ready`.
+    pub async fn ready(&self) -> http::Response<ResponseBody> {
+        if let Some(age) = self.fresh() {
+            return self.ready_response(age);
+        }
+        let mut last_failure = self.probe.lock().await;
+        // Another request may have probed while this one waited for the lock.
+        if let Some(age) = self.fresh() {
+            return self.ready_response(age);
+        }
+        if let Some((at, reason)) = last_failure.as_ref() {
+            if at.elapsed() < PROBE_RETRY_INTERVAL {
+                return self.not_ready(reason);
+            }
+        }
+        match self.probe_exporter().await {
+            Ok(()) => {
+                *last_failure = None;
+                self.exporter_answered();
+                self.ready_response(Duration::ZERO)
+            }
+            Err(reason) => {
+                let response = self.not_ready(&reason);
+                *last_failure = Some((Instant::now(), reason));
+                response
+            }
+        }
+    }
+
+    async fn probe_exporter(&self) -> Result<(), String> {
+        let request = Request::builder()
+            .method(Method::GET)
+            .uri(self.upstream.uri(http::uri::PathAndQuery::from_static("/health")))
+            .header(header::HOST, self.upstream.authority().as_str())
+            .body(Empty::<Bytes>::new())
+            .expect("a fixed method, URI and header form a valid request");
+        match tokio::time::timeout(self.probe_timeout, self.upstream.send(request)).await {
+            Ok(Ok(_response)) => Ok(()),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(_) => Err(format!("no answer within {:?}", self.probe_timeout)),
+        }
+    }
+
+    fn ready_response(&self, age: Duration) -> http::Response<ResponseBody> {
+        response::text(
+            StatusCode::OK,
+            format!("ready: exporter {} answered {}s ago", self.upstream.label(), age.as_secs()),
+        )
+    }
+
+    fn not_ready(&self, reason: &str) -> http::Response<ResponseBody> {
+        let since = match self.answer_age() {
+            Some(age) => format!("last answer {}s ago", age.as_secs()),
+            None => "never answered".to_owned(),
+        };
+        response::text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: exporter {} {since}; probe of /health: {reason}", self.upstream.label()),
+        )
+    }
+}

@@ -1,0 +1,130 @@
+//! The `windows-exporter-proxy` binary: flags, configuration, logging, bind, serve, exit code.
+//! Everything else is in the library; see `lib.rs` for the map.
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use windows_exporter_proxy::cli::{self, Command};
+use windows_exporter_proxy::config::{self, Config, EXIT_USAGE};
+use windows_exporter_proxy::connection::Limits;
+use windows_exporter_proxy::health::Readiness;
+use windows_exporter_proxy::logging;
+use windows_exporter_proxy::proxy::Proxy;
+use windows_exporter_proxy::router::App;
+use windows_exporter_proxy::server::{self, Settings, Stopped};
+use windows_exporter_proxy::shutdown::StopSignals;
+use windows_exporter_proxy::telemetry::Telemetry;
+use windows_exporter_proxy::upstream::Upstream;
+
+fn main() -> ExitCode {
+    match cli::parse(std::env::args().skip(1)) {
+        Command::Run => {}
+        Command::Help => {
+            print!("{}", cli::help());
+            return ExitCode::SUCCESS;
+        }
+        Command::Version => {
+            println!("{}", cli::version());
+            return ExitCode::SUCCESS;
+        }
+        Command::Unknown(arg) => {
+            eprintln!("unknown argument {arg:?}: configuration comes from PROXY_* variables; see --help");
+            return exit(EXIT_USAGE);
+        }
+    }
+
+    let config = Config::from_env();
+    let filter = logging::filter(std::env::var("RUST_LOG").ok().as_deref());
+    let (config, filter) = match (config, filter) {
+        (Ok(config), Ok(filter)) => (config, filter),
+        (config, filter) => {
+            if let Err(errors) = config {
+                eprintln!("{errors}");
+            }
+            if let Err(error) = filter {
+                eprintln!("{error}");
+            }
+            return exit(EXIT_USAGE);
+        }
+    };
+    logging::init(config.log_format, filter);
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a single-threaded tokio runtime builds");
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> ExitCode {
+    let names: Vec<String> = std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()).collect();
+    for name in config::unknown_variables(names.iter().map(String::as_str)) {
+        tracing::warn!(variable = name, "ignoring unknown PROXY_ variable; see --help for the list");
+    }
+
+    let mut signals = match StopSignals::install() {
+        Ok(signals) => signals,
+        Err(error) => {
+            tracing::error!(%error, "cannot install stop signal handlers");
+            return exit(1);
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(%error, listen = %config.listen, "cannot listen on PROXY_LISTEN");
+            return exit(1);
+        }
+    };
+    let local = listener.local_addr().map_or_else(|_| config.listen.to_string(), |a| a.to_string());
+
+    let telemetry = Arc::new(Telemetry::new());
+    let upstream = Upstream::new(config.upstream.clone(), config.connect_timeout);
+    let readiness = Arc::new(Readiness::new(upstream.clone(), config.ready_max_age, config.connect_timeout));
+    let proxy = Proxy::new(&config, upstream.clone(), telemetry.clone(), readiness.clone());
+    let app = Arc::new(App { proxy, readiness, telemetry });
+    let settings = Settings {
+        limits: Limits {
+            header_read_timeout: config.header_read_timeout,
+            idle_timeout: config.idle_timeout,
+            max_header_bytes: config.max_header_bytes,
+        },
+        max_connections: config.max_connections,
+        shutdown_grace: config.shutdown_grace,
+    };
+
+    tracing::info!(
+        listen = %local,
+        upstream = %upstream.label(),
+        version = env!("CARGO_PKG_VERSION"),
+        scrape_timeout_s = config.scrape_timeout.as_secs_f64(),
+        timeout_margin_s = config.timeout_margin.as_secs_f64(),
+        connect_timeout_s = config.connect_timeout.as_secs_f64(),
+        max_inflight = config.max_inflight,
+        max_connections = config.max_connections,
+        header_read_timeout_s = config.header_read_timeout.as_secs_f64(),
+        idle_timeout_s = config.idle_timeout.as_secs_f64(),
+        max_header_bytes = config.max_header_bytes,
+        shutdown_grace_s = config.shutdown_grace.as_secs_f64(),
+        ready_max_age_s = config.ready_max_age.as_secs_f64(),
+        "listening"
+    );
+
+    let (stop_tx, stop_rx) = tokio::sync::mpsc::channel(2);
+    tokio::spawn(async move {
+        loop {
+            if stop_tx.send(signals.recv().await).await.is_err() {
+                break;
+            }
+        }
+    });
+    match server::run(listener, app, settings, stop_rx).await {
+        Stopped::Drained => ExitCode::SUCCESS,
+        Stopped::GraceExpired { .. } | Stopped::Interrupted { .. } => exit(1),
+    }
+}
+
+fn exit(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).expect("exit codes fit in a byte"))
+}

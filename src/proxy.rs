@@ -1,0 +1,163 @@
+//! The `/metrics` pass-through.
+//!
+//! One scrape: work out its deadline, wait (within it) for one of `PROXY_MAX_INFLIGHT` exporter
+//! slots, send the request with the scraper's end-to-end headers to the exporter, and stream the
+//! answer back with status, headers and body unchanged but for hop-by-hop headers. The proxy
+//! never decompresses, recompresses or parses the body.
+//!
+//! The slot guard protects the host: windows_exporter's WMI and PDH collectors are expensive, and
+//! since v0.31 it serialises collections anyway, so a burst of scrapes would only queue inside
+//! the exporter where nobody can see it. Here the queue is visible
+//! (`windows_exporter_proxy_waiting_scrapes`) and bounded by each scrape's own deadline; a scrape
+//! that gets no slot in time is answered 503 so the scraper records a clear failure.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::uri::PathAndQuery;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::Empty;
+use tokio::sync::Semaphore;
+use tokio::time::Instant as TokioInstant;
+
+use crate::config::Config;
+use crate::deadline::{SCRAPE_TIMEOUT_HEADER, ScrapeBudget};
+use crate::headers;
+use crate::health::Readiness;
+use crate::response::{self, ResponseBody};
+use crate::stream::{ScrapeRecord, ScrapeStream};
+use crate::telemetry::{GaugeGuard, Outcome, Telemetry};
+use crate::upstream::Upstream;
+
+/// The exporter path every scrape goes to.
+pub const METRICS_PATH: &str = "/metrics";
+
+/// The `/metrics` handler and what it shares between scrapes.
+pub struct Proxy {
+    upstream: Upstream,
+    slots: Arc<Semaphore>,
+    max_inflight: usize,
+    default_timeout: std::time::Duration,
+    margin: std::time::Duration,
+    telemetry: Arc<Telemetry>,
+    readiness: Arc<Readiness>,
+}
+
+impl Proxy {
+    /// A proxy to `upstream` with the limits in `config`.
+    pub fn new(config: &Config, upstream: Upstream, telemetry: Arc<Telemetry>, readiness: Arc<Readiness>) -> Proxy {
+        Proxy {
+            upstream,
+            slots: Arc::new(Semaphore::new(config.max_inflight)),
+            max_inflight: config.max_inflight,
+            default_timeout: config.scrape_timeout,
+            margin: config.timeout_margin,
+            telemetry,
+            readiness,
+        }
+    }
+
+    /// Serves one scrape. Every failure becomes a response here.
+    pub async fn scrape<B>(&self, request: Request<B>) -> Response<ResponseBody> {
+        let started = Instant::now();
+        let budget =
+            ScrapeBudget::from_header(request.headers().get(SCRAPE_TIMEOUT_HEADER), self.margin, self.default_timeout);
+        let deadline = TokioInstant::now() + budget.timeout;
+        let upstream = self.upstream.label();
+
+        let slot = {
+            let _waiting = GaugeGuard::new(self.telemetry.waiting());
+            match tokio::time::timeout_at(deadline, self.slots.clone().acquire_owned()).await {
+                Ok(permit) => permit.expect("the semaphore is never closed"),
+                Err(_) => {
+                    tracing::warn!(%upstream, max_inflight = self.max_inflight, timeout_ms = budget.timeout.as_millis() as u64, "scrape rejected: no exporter slot before the deadline");
+                    return self.failed(
+                        Outcome::rejected,
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!(
+                            "{upstream}: {} scrapes already in flight (PROXY_MAX_INFLIGHT) and none finished within {:?}",
+                            self.max_inflight, budget.timeout
+                        ),
+                    );
+                }
+            }
+        };
+        let inflight = GaugeGuard::new(self.telemetry.inflight());
+
+        let path = request
+            .uri()
+            .query()
+            .map_or(Ok(PathAndQuery::from_static(METRICS_PATH)), |q| format!("{METRICS_PATH}?{q}").parse())
+            .expect("a query that parsed in the request parses after the same path");
+        let (parts, _body) = request.into_parts();
+        let mut forwarded = headers::for_upstream_request(parts.headers);
+        forwarded.insert(
+            header::HOST,
+            HeaderValue::from_str(self.upstream.authority().as_str()).expect("an authority is a valid header value"),
+        );
+        forwarded.insert(SCRAPE_TIMEOUT_HEADER, budget.header_value());
+
+        let sent = Instant::now();
+        let mut attempt = 0;
+        let answer = loop {
+            attempt += 1;
+            let mut upstream_request = Request::new(Empty::<Bytes>::new());
+            *upstream_request.method_mut() = parts.method.clone();
+            *upstream_request.uri_mut() = self.upstream.uri(path.clone());
+            *upstream_request.headers_mut() = forwarded.clone();
+            match tokio::time::timeout_at(deadline, self.upstream.send(upstream_request)).await {
+                // A pooled connection the exporter closed just as the request went out: one
+                // fresh attempt is safe, scrapes are idempotent GETs.
+                Ok(Err(error)) if error.is_stale_connection() && attempt == 1 => {
+                    tracing::debug!(%upstream, %error, "retrying scrape on a fresh connection");
+                    continue;
+                }
+                other => break other,
+            }
+        };
+
+        match answer {
+            Err(_elapsed) => {
+                let source = if budget.from_scraper {
+                    "the scraper's timeout minus PROXY_TIMEOUT_MARGIN_SECONDS"
+                } else {
+                    "PROXY_SCRAPE_TIMEOUT_SECONDS"
+                };
+                tracing::warn!(%upstream, timeout_ms = budget.timeout.as_millis() as u64, "scrape failed: exporter sent no response headers before the deadline");
+                self.failed(
+                    Outcome::timeout,
+                    StatusCode::GATEWAY_TIMEOUT,
+                    format!("{upstream}: no response within {:?} ({source})", budget.timeout),
+                )
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(%upstream, %error, "scrape failed: exporter unreachable or reply invalid");
+                self.failed(Outcome::upstream_error, StatusCode::BAD_GATEWAY, format!("{upstream}: {error}"))
+            }
+            Ok(Ok(answer)) => {
+                self.telemetry.upstream_responded(sent.elapsed());
+                self.readiness.exporter_answered();
+                let (mut parts, body) = answer.into_parts();
+                headers::remove_hop_by_hop(&mut parts.headers);
+                if parts.status.is_server_error() {
+                    tracing::warn!(%upstream, status = parts.status.as_u16(), "exporter answered with a server error");
+                }
+                let record = ScrapeRecord {
+                    telemetry: self.telemetry.clone(),
+                    upstream: upstream.clone(),
+                    status: parts.status.as_u16(),
+                    started,
+                    slot,
+                    inflight,
+                };
+                Response::from_parts(parts, ResponseBody::Scrape(ScrapeStream::new(body, deadline, record)))
+            }
+        }
+    }
+
+    fn failed(&self, outcome: Outcome, status: StatusCode, line: String) -> Response<ResponseBody> {
+        self.telemetry.scrape_finished(outcome, status.as_u16());
+        response::text(status, line)
+    }
+}

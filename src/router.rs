@@ -1,0 +1,132 @@
+//! Routing: which endpoint a request is for, and the answers for requests that fit none.
+//!
+//! Paths match exactly, with no normalisation: `/metrics/`, `//metrics`, `/./metrics` and
+//! `/%6Detrics` are 404, so there is no second spelling of an endpoint to reason about. Only the
+//! path and query of a request target are ever used; an absolute-form target
+//! (`GET http://elsewhere/metrics`) is routed by its path and still goes to the configured
+//! exporter, and `CONNECT` is refused, so the proxy can never be steered to another host.
+
+use std::sync::Arc;
+
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+
+use crate::health::{self, Readiness};
+use crate::proxy::Proxy;
+use crate::response::{self, ResponseBody};
+use crate::telemetry::Telemetry;
+
+/// The endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `/health`: liveness.
+    Health,
+    /// `/ready`: readiness.
+    Ready,
+    /// `/metrics`: the exporter, streamed.
+    Metrics,
+    /// `/proxy/metrics`: the proxy's own metrics.
+    ProxyMetrics,
+}
+
+/// A request that fits no endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// No such path (404).
+    NotFound,
+    /// The path exists but not for this method (405); the value is the `Allow` header.
+    MethodNotAllowed(&'static str),
+}
+
+const GET_HEAD: &str = "GET, HEAD";
+const GET: &str = "GET";
+
+/// Routes a request by method and path alone.
+pub fn route(method: &Method, path: &str) -> Result<Route, Rejection> {
+    let (route, allow) = match path {
+        "/health" => (Route::Health, GET_HEAD),
+        "/ready" => (Route::Ready, GET_HEAD),
+        "/metrics" => (Route::Metrics, GET_HEAD),
+        "/proxy/metrics" => (Route::ProxyMetrics, GET),
+        _ if method == Method::CONNECT => return Err(Rejection::MethodNotAllowed(GET_HEAD)),
+        _ => return Err(Rejection::NotFound),
+    };
+    let allowed = *method == Method::GET || (*method == Method::HEAD && allow == GET_HEAD);
+    if allowed { Ok(route) } else { Err(Rejection::MethodNotAllowed(allow)) }
+}
+
+/// Everything a request may need; one per process, shared by every connection.
+pub struct App {
+    /// The `/metrics` pass-through.
+    pub proxy: Proxy,
+    /// `/ready` state.
+    pub readiness: Arc<Readiness>,
+    /// The proxy's own metrics.
+    pub telemetry: Arc<Telemetry>,
+}
+
+impl App {
+    /// Answers one request. Never fails: every error is a response.
+    pub async fn handle<B>(&self, request: Request<B>) -> Response<ResponseBody> {
+        let path = request.uri().path();
+        match route(request.method(), path) {
+            Ok(Route::Health) => health::health(),
+            Ok(Route::Ready) => self.readiness.ready().await,
+            Ok(Route::Metrics) => self.proxy.scrape(request).await,
+            Ok(Route::ProxyMetrics) => response::with_type(
+                StatusCode::OK,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                self.telemetry.encode(),
+            ),
+            Err(rejection) => rejected(rejection, path),
+        }
+    }
+}
+
+/// The response for a request that fits no endpoint.
+pub fn rejected(rejection: Rejection, path: &str) -> Response<ResponseBody> {
+    match rejection {
+        Rejection::NotFound => response::text(
+            StatusCode::NOT_FOUND,
+            format!("no endpoint at {path:?}; try /metrics, /health, /ready or /proxy/metrics"),
+        ),
+        Rejection::MethodNotAllowed(allow) => {
+            let mut response =
+                response::text(StatusCode::METHOD_NOT_ALLOWED, format!("method not allowed; use {allow}"));
+            response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+            response
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_route_for_get_and_head() {
+        for (path, expected) in [("/health", Route::Health), ("/ready", Route::Ready), ("/metrics", Route::Metrics)] {
+            assert_eq!(route(&Method::GET, path), Ok(expected));
+            assert_eq!(route(&Method::HEAD, path), Ok(expected));
+        }
+        assert_eq!(route(&Method::GET, "/proxy/metrics"), Ok(Route::ProxyMetrics));
+    }
+
+    #[test]
+    fn other_methods_get_405_with_allow() {
+        for method in [Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS, Method::PATCH, Method::TRACE] {
+            assert_eq!(route(&method, "/metrics"), Err(Rejection::MethodNotAllowed("GET, HEAD")));
+        }
+        assert_eq!(route(&Method::HEAD, "/proxy/metrics"), Err(Rejection::MethodNotAllowed("GET")));
+        assert_eq!(route(&Method::CONNECT, ""), Err(Rejection::MethodNotAllowed("GET, HEAD")));
+    }
+
+    #[test]
+    fn other_spellings_of_a_path_are_not_found() {
+        for path in
+            ["/", "/metrics/", "//metrics", "/./metrics", "/x/../metrics", "/%6Detrics", "/METRICS", "/metrics%2F", "*"]
+        {
+            assert_eq!(route(&Method::GET, path), Err(Rejection::NotFound), "{path}");
+        }
+    }
+}

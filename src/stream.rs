@@ -1,0 +1,136 @@
+//! The streamed scrape body: the exporter's response body passed frame by frame to the scraper.
+//!
+//! It never buffers more than the frame in hand, so memory does not grow with body size. It also
+//! enforces the rest of the scrape deadline on the body, counts the bytes, and, when the body
+//! cannot be completed (exporter reset, stall past the deadline), returns an error so hyper
+//! aborts the scraper's connection: the scraper then sees an incomplete response, never a
+//! truncated body that looks complete. When it ends, however it ends, it records the scrape's
+//! outcome exactly once and gives its exporter slot back.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Sleep;
+
+use crate::telemetry::{GaugeGuard, Outcome, Telemetry};
+
+/// Why a scrape body was cut off.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// The exporter's connection failed mid-body.
+    #[error("exporter connection failed mid-body")]
+    Upstream(#[source] hyper::Error),
+    /// The body did not finish before the scrape deadline.
+    #[error("scrape deadline passed mid-body")]
+    Deadline,
+}
+
+/// Everything recorded when a scrape ends.
+pub struct ScrapeRecord {
+    /// Shared metrics.
+    pub telemetry: Arc<Telemetry>,
+    /// The exporter, for log lines.
+    pub upstream: Arc<str>,
+    /// Status sent to the scraper.
+    pub status: u16,
+    /// When the scrape arrived.
+    pub started: Instant,
+    /// The exporter slot, held until the body ends.
+    pub slot: OwnedSemaphorePermit,
+    /// Keeps the in-flight gauge raised until the body ends.
+    pub inflight: GaugeGuard,
+}
+
+/// The exporter's body on its way to the scraper.
+pub struct ScrapeStream {
+    body: Incoming,
+    deadline: Pin<Box<Sleep>>,
+    bytes: u64,
+    record: Option<ScrapeRecord>,
+}
+
+impl ScrapeStream {
+    /// Streams `body`, cutting it off at `deadline`.
+    pub fn new(body: Incoming, deadline: tokio::time::Instant, record: ScrapeRecord) -> ScrapeStream {
+        ScrapeStream { body, deadline: Box::pin(tokio::time::sleep_until(deadline)), bytes: 0, record: Some(record) }
+    }
+
+    fn finish(&mut self, outcome: Outcome) {
+        let Some(record) = self.record.take() else { return };
+        record.telemetry.scrape_finished(outcome, record.status);
+        let elapsed_ms = record.started.elapsed().as_millis() as u64;
+        match outcome {
+            Outcome::ok => {
+                tracing::debug!(upstream = %record.upstream, status = record.status, bytes = self.bytes, elapsed_ms, "scrape done")
+            }
+            Outcome::client_gone => tracing::info!(
+                upstream = %record.upstream, bytes = self.bytes, elapsed_ms,
+                "scraper disconnected mid-body; exporter request dropped"
+            ),
+            _ => tracing::warn!(
+                upstream = %record.upstream, ?outcome, bytes = self.bytes, elapsed_ms,
+                "scrape failed mid-body; scraper connection aborted"
+            ),
+        }
+    }
+}
+
+impl Body for ScrapeStream {
+    type Data = Bytes;
+    type Error = StreamError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, StreamError>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.body).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let n = data.len() as u64;
+                    this.bytes += n;
+                    if let Some(record) = &this.record {
+                        record.telemetry.streamed(n);
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(error))) => {
+                tracing::warn!(%error, "exporter body failed");
+                this.finish(Outcome::aborted);
+                Poll::Ready(Some(Err(StreamError::Upstream(error))))
+            }
+            Poll::Ready(None) => {
+                this.finish(Outcome::ok);
+                Poll::Ready(None)
+            }
+            Poll::Pending => match this.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    this.finish(Outcome::timeout);
+                    Poll::Ready(Some(Err(StreamError::Deadline)))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for ScrapeStream {
+    fn drop(&mut self) {
+        // Dropped before its end: either nothing was left to send (HEAD, empty body) or the
+        // scraper went away, which also drops the exporter's connection.
+        let outcome = if self.body.is_end_stream() { Outcome::ok } else { Outcome::client_gone };
+        self.finish(outcome);
+    }
+}

@@ -1,0 +1,197 @@
+//! The proxy's own metrics, served on `GET /proxy/metrics`.
+//!
+//! Everything an operator needs to tell "the exporter is slow" from "the proxy is struggling":
+//! scrapes by outcome and status, time to the exporter's response headers, bytes streamed,
+//! scrapes in flight and waiting for a slot, open client connections, and build info. All names
+//! start with `windows_exporter_proxy_`.
+
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// How a scrape through the proxy ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[allow(non_camel_case_types)] // label values are written as Prometheus expects them
+pub enum Outcome {
+    /// The whole body reached the scraper.
+    ok,
+    /// The exporter refused, could not be reached or sent something that is not HTTP (502).
+    upstream_error,
+    /// No response headers before the deadline (504), or the body did not finish by it.
+    timeout,
+    /// The exporter reset or closed the connection mid-body; the scraper's connection was aborted.
+    aborted,
+    /// The scraper went away before the body was complete.
+    client_gone,
+    /// No exporter slot freed up within the deadline (503, `PROXY_MAX_INFLIGHT`).
+    rejected,
+}
+
+/// Labels of `windows_exporter_proxy_scrapes_total`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ScrapeLabels {
+    outcome: Outcome,
+    status: u16,
+}
+
+/// Labels of `windows_exporter_proxy_build_info`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+}
+
+/// The registry and handles to every metric. Shared by reference; all updates are atomic.
+pub struct Telemetry {
+    registry: Registry,
+    scrapes: Family<ScrapeLabels, Counter>,
+    upstream_seconds: Histogram,
+    streamed_bytes: Counter<u64, AtomicU64>,
+    inflight: Gauge,
+    waiting: Gauge,
+    connections: Gauge,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Telemetry::new()
+    }
+}
+
+impl Telemetry {
+    /// Registers every metric.
+    pub fn new() -> Telemetry {
+        let mut registry = Registry::with_prefix("windows_exporter_proxy");
+        let scrapes = Family::<ScrapeLabels, Counter>::default();
+        registry.register(
+            "scrapes",
+            "Scrapes of /metrics by outcome and the status sent to the scraper",
+            scrapes.clone(),
+        );
+        // windows_exporter takes from tens of milliseconds to tens of seconds on a busy node.
+        let upstream_seconds = Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]);
+        registry.register(
+            "upstream_response_seconds",
+            "Time from sending a scrape to the exporter to receiving its response headers",
+            upstream_seconds.clone(),
+        );
+        let streamed_bytes = Counter::<u64, AtomicU64>::default();
+        registry.register(
+            "streamed_bytes",
+            "Response body bytes streamed from the exporter to scrapers",
+            streamed_bytes.clone(),
+        );
+        let inflight = Gauge::default();
+        registry.register("inflight_scrapes", "Scrapes holding an exporter slot now", inflight.clone());
+        let waiting = Gauge::default();
+        registry.register(
+            "waiting_scrapes",
+            "Scrapes waiting for an exporter slot (PROXY_MAX_INFLIGHT)",
+            waiting.clone(),
+        );
+        let connections = Gauge::default();
+        registry.register("client_connections", "Open client connections", connections.clone());
+        let build = Family::<BuildLabels, Gauge>::default();
+        build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
+        registry.register("build_info", "Always 1; the version label says which build runs", build);
+        Telemetry { registry, scrapes, upstream_seconds, streamed_bytes, inflight, waiting, connections }
+    }
+
+    /// Counts one finished scrape.
+    pub fn scrape_finished(&self, outcome: Outcome, status: u16) {
+        self.scrapes.get_or_create(&ScrapeLabels { outcome, status }).inc();
+    }
+
+    /// Records the time to the exporter's response headers.
+    pub fn upstream_responded(&self, elapsed: Duration) {
+        self.upstream_seconds.observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts body bytes passed to a scraper.
+    pub fn streamed(&self, bytes: u64) {
+        self.streamed_bytes.inc_by(bytes);
+    }
+
+    /// The in-flight scrape gauge.
+    pub fn inflight(&self) -> &Gauge {
+        &self.inflight
+    }
+
+    /// The gauge of scrapes waiting for a slot.
+    pub fn waiting(&self) -> &Gauge {
+        &self.waiting
+    }
+
+    /// The open client connection gauge.
+    pub fn connections(&self) -> &Gauge {
+        &self.connections
+    }
+
+    /// The metrics in the OpenMetrics text format (also readable as Prometheus text 0.0.4).
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// Adds one to a gauge for as long as it lives.
+pub struct GaugeGuard(Gauge);
+
+impl GaugeGuard {
+    /// Increments `gauge` now and decrements it on drop.
+    pub fn new(gauge: &Gauge) -> GaugeGuard {
+        gauge.inc();
+        GaugeGuard(gauge.clone())
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_every_family_with_the_prefix() {
+        let t = Telemetry::new();
+        t.scrape_finished(Outcome::timeout, 504);
+        t.upstream_responded(Duration::from_millis(30));
+        t.streamed(1234);
+        let _g = GaugeGuard::new(t.inflight());
+        let text = t.encode();
+        for line in [
+            "windows_exporter_proxy_scrapes_total{outcome=\"timeout\",status=\"504\"} 1",
+            "windows_exporter_proxy_upstream_response_seconds_count 1",
+            "windows_exporter_proxy_streamed_bytes_total 1234",
+            "windows_exporter_proxy_inflight_scrapes 1",
+            "windows_exporter_proxy_waiting_scrapes 0",
+            "windows_exporter_proxy_client_connections 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        }
+        assert!(
+            text.contains(&format!("windows_exporter_proxy_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION")))
+        );
+    }
+
+    #[test]
+    fn gauge_guard_returns_the_gauge_to_its_baseline() {
+        let t = Telemetry::new();
+        {
+            let _a = GaugeGuard::new(t.waiting());
+            let _b = GaugeGuard::new(t.waiting());
+            assert_eq!(t.waiting().get(), 2);
+        }
+        assert_eq!(t.waiting().get(), 0);
+    }
+}
