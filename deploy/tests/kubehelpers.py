@@ -427,7 +427,8 @@ def check_daemonset_against_binary(daemonset: dict) -> None:
 
     # 2. With windows_exporter answering on PROXY_PORT: ready, and /metrics passes through.
     with FakeExporter() as exporter, run_proxy({**literal, **loopback, "PROXY_PORT": str(exporter.port)}) as proxy:
-        assert proxy.get(container["livenessProbe"]["httpGet"]["path"]) == (200, b"ok")
+        status, body = proxy.get(container["livenessProbe"]["httpGet"]["path"])
+        assert (status, body.strip()) == (200, b"ok"), (status, body)
         status, body = proxy.get(container["readinessProbe"]["httpGet"]["path"])
         assert status == 200, f"readiness with a healthy exporter: {status} {body!r}"
         status, body = proxy.get("/metrics")
