@@ -30,7 +30,13 @@ def rel(path: Path) -> str:
 
 def test_there_is_something_to_test() -> None:
     names = {rel(d) for d in BUILDS}
-    assert {"deploy/kubernetes/base", "deploy/kubernetes/overlays/original-labels"} <= names, names
+    assert {
+        "deploy/kubernetes/base",
+        "deploy/kubernetes/overlays/servicemonitor",
+        "deploy/kubernetes/overlays/podmonitor",
+        "deploy/kubernetes/overlays/original-labels",
+        "deploy/kubernetes/overlays/example",
+    } <= names, names
     assert {rel(d) for d in COMPONENTS} == {
         "deploy/kubernetes/components/servicemonitor",
         "deploy/kubernetes/components/podmonitor",
@@ -117,6 +123,14 @@ def test_monitors_select_the_pods_and_relabel_to_node_name(overlay: str) -> None
     selected = kh.one(objects, "Service" if kind == "ServiceMonitor" else "DaemonSet")
     labels = selected["metadata"]["labels"] if kind == "ServiceMonitor" else selected["spec"]["template"]["metadata"]["labels"]
     assert monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
+
+
+def test_example_overlay_adds_to_the_base() -> None:
+    objects = kh.kustomize(kh.KUBERNETES / "overlays" / "example")
+    assert {o["metadata"].get("namespace") for o in objects} == {"monitoring"}
+    tolerations = kh.one(objects, "DaemonSet")["spec"]["template"]["spec"]["tolerations"]
+    assert tolerations[-1]["key"] == "workload" and len(tolerations) == 4
+    assert kh.one(objects, "PodMonitor")["metadata"]["labels"]["release"] == "kube-prometheus-stack"
 
 
 def test_original_labels_overlay_labels_pods_only() -> None:
