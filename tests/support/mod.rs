@@ -1,0 +1,403 @@
+//! Test support: a fake exporter that runs inside the test, a handle that runs the real proxy
+//! binary, and a small HTTP client that shows what a scraper sees.
+//!
+//! Everything listens on 127.0.0.1:0. The proxy's bound address is read from its "listening"
+//! log line, and tests wait on log lines, channels and sockets, each with a timeout, never on
+//! bare sleeps.
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+/// Generous bound for anything a test waits on: the machines are shared and slow at times.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// Fails the test with `what` if `future` takes longer than [`WAIT`].
+pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
+    within_for(WAIT, what, future).await
+}
+
+/// Fails the test with `what` if `future` takes longer than `limit`.
+pub async fn within_for<T>(limit: Duration, what: &str, future: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(limit, future).await {
+        Ok(value) => value,
+        Err(_) => panic!("timed out after {limit:?} waiting for {what}"),
+    }
+}
+
+/// A real scrape captured from windows_exporter (see /work/shared/samples/SOURCES.md; copied
+/// into tests/fixtures with its attribution).
+pub fn windows_sample() -> Bytes {
+    fixture("windows_exporter-0.13-cs-service.prom")
+}
+
+/// A file from tests/fixtures.
+pub fn fixture(name: &str) -> Bytes {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    Bytes::from(std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display())))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The fake exporter
+
+/// The body type the fake exporter answers with.
+pub type ExporterBody = BoxBody<Bytes, std::io::Error>;
+type Handler =
+    Arc<dyn Fn(Request<Incoming>) -> Pin<Box<dyn Future<Output = Response<ExporterBody>> + Send>> + Send + Sync>;
+
+/// A request as the exporter saw it.
+#[derive(Debug, Clone)]
+pub struct SeenRequest {
+    pub method: Method,
+    pub uri: Uri,
+    pub headers: HeaderMap,
+    /// Which TCP connection it came on (counting from 1).
+    pub connection: usize,
+}
+
+/// An HTTP server on 127.0.0.1:0 playing the exporter, with a response the test chooses.
+pub struct FakeExporter {
+    pub addr: SocketAddr,
+    requests: mpsc::UnboundedReceiver<SeenRequest>,
+    connections: Arc<AtomicUsize>,
+    closed: mpsc::UnboundedReceiver<usize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FakeExporter {
+    /// Serves every request with `handler`.
+    pub async fn start<F, Fut>(handler: F) -> FakeExporter
+    where
+        F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<ExporterBody>> + Send + 'static,
+    {
+        let handler: Handler = Arc::new(move |request| Box::pin(handler(request)));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind fake exporter");
+        let addr = listener.local_addr().unwrap();
+        let (seen_tx, requests) = mpsc::unbounded_channel();
+        let (closed_tx, closed) = mpsc::unbounded_channel();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counter = connections.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let connection = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                let handler = handler.clone();
+                let seen_tx = seen_tx.clone();
+                let closed_tx = closed_tx.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |request: Request<Incoming>| {
+                        let _ = seen_tx.send(SeenRequest {
+                            method: request.method().clone(),
+                            uri: request.uri().clone(),
+                            headers: request.headers().clone(),
+                            connection,
+                        });
+                        let reply = handler(request);
+                        async move { Ok::<_, Infallible>(reply.await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                    let _ = closed_tx.send(connection);
+                });
+            }
+        });
+        FakeExporter { addr, requests, connections, closed, task }
+    }
+
+    /// Serves `body` with status 200 and `content_type` to every request.
+    pub async fn serving(body: Bytes, content_type: &'static str) -> FakeExporter {
+        FakeExporter::start(move |_| {
+            let body = body.clone();
+            async move { reply(StatusCode::OK, &[("content-type", content_type)], body) }
+        })
+        .await
+    }
+
+    /// The port, as a string for `PROXY_PORT`.
+    pub fn port(&self) -> String {
+        self.addr.port().to_string()
+    }
+
+    /// The next request the exporter received.
+    pub async fn next_request(&mut self) -> SeenRequest {
+        within("the exporter to receive a request", self.requests.recv()).await.expect("exporter stopped")
+    }
+
+    /// Requests received and not yet taken.
+    pub fn pending_requests(&mut self) -> Vec<SeenRequest> {
+        let mut all = Vec::new();
+        while let Ok(r) = self.requests.try_recv() {
+            all.push(r);
+        }
+        all
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// Waits until some connection to the exporter has closed and returns its number.
+    pub async fn connection_closed(&mut self) -> usize {
+        within("an exporter connection to close", self.closed.recv()).await.expect("exporter stopped")
+    }
+}
+
+impl Drop for FakeExporter {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A complete response.
+pub fn reply(status: StatusCode, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Response<ExporterBody> {
+    let mut response = Response::new(Full::new(body.into()).map_err(|never| match never {}).boxed());
+    *response.status_mut() = status;
+    for (name, value) in headers {
+        response.headers_mut().append(
+            http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            http::HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    response
+}
+
+/// A response whose body the test sends chunk by chunk through the returned sender (or
+/// aborts, which resets the exporter's connection mid-body).
+pub fn streaming_reply(
+    headers: &[(&str, &str)],
+) -> (http_body_util::channel::Sender<Bytes, std::io::Error>, Response<ExporterBody>) {
+    let (sender, body) = http_body_util::Channel::<Bytes, std::io::Error>::new(4);
+    let mut response = Response::new(body.boxed());
+    for (name, value) in headers {
+        response.headers_mut().append(
+            http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            http::HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    (sender, response)
+}
+
+/// gzip-compresses `data` as an exporter would.
+pub fn gzip(data: &[u8]) -> Bytes {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(data).unwrap();
+    Bytes::from(encoder.finish().unwrap())
+}
+
+/// A TCP port on 127.0.0.1 with nothing listening on it (bound, then released).
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The proxy under test
+
+/// The proxy binary cargo built for these tests.
+pub fn proxy_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_windows-exporter-proxy"))
+}
+
+/// A running proxy process. Killed on drop.
+pub struct ProxyProcess {
+    child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    lines: mpsc::UnboundedReceiver<String>,
+    /// Every log line read so far.
+    pub log: Vec<String>,
+}
+
+impl ProxyProcess {
+    /// Runs the real binary with only `vars` in its environment, plus
+    /// `PROXY_LISTEN=127.0.0.1:0` and `PROXY_LOG_FORMAT=json` unless `vars` sets them.
+    pub async fn start(vars: &[(&str, &str)]) -> ProxyProcess {
+        ProxyProcess::start_command(Command::new(proxy_binary()), vars).await
+    }
+
+    /// Like [`ProxyProcess::start`] with a prepared command, for running the binary another
+    /// way (under wine). The environment is cleared first; the command's own env is kept only
+    /// if it was set after `env_clear` by the caller through `vars`.
+    pub async fn start_command(mut command: Command, vars: &[(&str, &str)]) -> ProxyProcess {
+        let mut env: HashMap<&str, &str> =
+            HashMap::from([("PROXY_LISTEN", "127.0.0.1:0"), ("PROXY_LOG_FORMAT", "json"), ("RUST_LOG", "info")]);
+        env.extend(vars.iter().copied());
+        command
+            .env_clear()
+            .envs(env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command.spawn().expect("spawn the proxy");
+        let (tx, lines) = mpsc::unbounded_channel();
+        for reader in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut reader = BufReader::new(reader).lines();
+                while let Ok(Some(line)) = reader.next_line().await {
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        let mut proxy = ProxyProcess { child, addr: "0.0.0.0:0".parse().unwrap(), lines, log: Vec::new() };
+        let listening = proxy.wait_for_log("the proxy's listening line", |l| l["message"] == "listening").await;
+        proxy.addr = listening["listen"].as_str().expect("listen field").parse().expect("listen is a socket address");
+        proxy
+    }
+
+    /// `http://addr{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Waits for a JSON log line that `matches`, and returns it. Fails on exit or timeout.
+    pub async fn wait_for_log(
+        &mut self,
+        what: &str,
+        matches: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let found = within(what, async {
+            loop {
+                let Some(line) = self.lines.recv().await else {
+                    panic!("the proxy exited before logging {what}; log so far:\n{}", self.log.join("\n"))
+                };
+                self.log.push(line.clone());
+                if let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) {
+                    if matches(&value) {
+                        return value;
+                    }
+                }
+            }
+        })
+        .await;
+        found
+    }
+
+    /// Waits for a log line whose message is `message`.
+    pub async fn wait_for_message(&mut self, message: &str) -> serde_json::Value {
+        self.wait_for_log(message, |l| l["message"] == message).await
+    }
+
+    /// Sends a Unix signal.
+    #[cfg(unix)]
+    pub fn signal(&self, signal: i32) {
+        let pid = self.child.id().expect("the proxy is running") as i32;
+        // SAFETY: kill(2) with a live child's pid has no memory-safety preconditions.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill({pid}, {signal})");
+    }
+
+    /// Waits for the process to exit.
+    pub async fn exit_status(&mut self) -> ExitStatus {
+        within("the proxy to exit", self.child.wait()).await.expect("wait for the proxy")
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("the proxy is running")
+    }
+}
+
+/// Runs the binary to completion with only `vars` (and `args`) and returns its output.
+pub async fn run_to_exit(args: &[&str], vars: &[(&str, &str)]) -> std::process::Output {
+    let mut command = Command::new(proxy_binary());
+    command.args(args).env_clear().envs(vars.iter().copied()).stdin(Stdio::null()).kill_on_drop(true);
+    within("the proxy to exit", command.output()).await.expect("run the proxy")
+}
+
+// ---------------------------------------------------------------------------------------------
+// A scraper's view
+
+/// What a scraper received.
+#[derive(Debug)]
+pub struct Scraped {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Scraped {
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// An HTTP/1.1 connection to the proxy, as a scraper holds one.
+pub struct Client {
+    sender: hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+    addr: SocketAddr,
+}
+
+impl Client {
+    /// Opens one connection.
+    pub async fn connect(addr: SocketAddr) -> Client {
+        let stream = within("connect to the proxy", TcpStream::connect(addr)).await.expect("connect to the proxy");
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("HTTP handshake");
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Client { sender, addr }
+    }
+
+    /// Sends a request and returns the response with its body still streaming.
+    pub async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Response<Incoming>, hyper::Error> {
+        let mut request = Request::builder().method(method).uri(path).header("host", self.addr.to_string());
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        within("the connection to be ready", self.sender.ready()).await?;
+        within("response headers", self.sender.send_request(request.body(Empty::new()).unwrap())).await
+    }
+
+    /// Sends a request and reads the whole response.
+    pub async fn get(&mut self, path: &str, headers: &[(&str, &str)]) -> Scraped {
+        let response = self.send(Method::GET, path, headers).await.expect("response headers");
+        read_all(response).await.expect("a complete body")
+    }
+}
+
+/// Reads a response body to its end; an error means the body was cut off.
+pub async fn read_all(response: Response<Incoming>) -> Result<Scraped, hyper::Error> {
+    let (parts, body) = response.into_parts();
+    let body = within("the response body", body.collect()).await?.to_bytes();
+    Ok(Scraped { status: parts.status, headers: parts.headers, body })
+}
+
+/// One request on a fresh connection.
+pub async fn get(addr: SocketAddr, path: &str) -> Scraped {
+    Client::connect(addr).await.get(path, &[]).await
+}
