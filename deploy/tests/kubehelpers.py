@@ -8,6 +8,7 @@ through `kubectl kustomize`, and the contract checks start the real proxy binary
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import json
 import os
 import queue
@@ -399,7 +400,11 @@ def check_daemonset_against_binary(daemonset: dict) -> None:
 
     listen = env.get("PROXY_LISTEN", variables["PROXY_LISTEN"])
     assert isinstance(listen, str), f"PROXY_LISTEN must be a literal, got {listen}"
-    listen_port = int(listen.rpartition(":")[2])
+    listen_host, _, listen_port_text = listen.rpartition(":")
+    # The run below must replace the listen address with loopback, so check its host part here.
+    ipaddress.ip_address(listen_host.removeprefix("[").removesuffix("]"))
+    assert listen_host.startswith("[") == (":" in listen_host), f"PROXY_LISTEN={listen}: IPv6 needs brackets"
+    listen_port = int(listen_port_text)
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports["metrics"] == listen_port, (
         f"containerPort metrics={ports['metrics']} but the proxy listens on {listen} "

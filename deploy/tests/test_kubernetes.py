@@ -283,3 +283,44 @@ def test_relabelling_in_a_real_prometheus(tmp_path: Path) -> None:
         finally:
             prometheus.terminate()
             prometheus.wait(timeout=kh.WAIT_SECONDS)
+
+
+# ---------------------------------------------------------------------------------------------
+# The contract checks can fail: each broken DaemonSet below must be rejected.
+
+
+def _broken(mutate) -> dict:
+    daemonset = kh.one(kh.kustomize(kh.KUBERNETES / "base"), "DaemonSet")
+    mutate(daemonset["spec"]["template"]["spec"], kh.proxy_container(daemonset))
+    return daemonset
+
+
+BROKEN_FOR_BINARY = {
+    "unknown variable": lambda pod, c: c["env"].append({"name": "PROXY_PORTT", "value": "9182"}),
+    "port not the listen port": lambda pod, c: c["ports"][0].update(containerPort=8080),
+    "bad value": lambda pod, c: c["env"].append({"name": "PROXY_MAX_INFLIGHT", "value": "many"}),
+    "probe path not served": lambda pod, c: c["livenessProbe"]["httpGet"].update(path="/healthz"),
+    "readiness path not served": lambda pod, c: c["readinessProbe"]["httpGet"].update(path="/readyz"),
+    "grace too short": lambda pod, c: pod.update(terminationGracePeriodSeconds=20),
+}
+
+BROKEN_FOR_POD_SECURITY = {
+    "linux-only field": lambda pod, c: c["securityContext"].update(allowPrivilegeEscalation=False),
+    "seccomp on windows": lambda pod, c: pod["securityContext"].update(seccompProfile={"type": "RuntimeDefault"}),
+    "hostprocess": lambda pod, c: pod["securityContext"]["windowsOptions"].update(hostProcess=True),
+    "host network": lambda pod, c: pod.update(hostNetwork=True),
+    "root": lambda pod, c: (pod["securityContext"].pop("runAsNonRoot"), c["securityContext"].pop("runAsNonRoot")),
+    "hostpath": lambda pod, c: pod.update(volumes=[{"name": "h", "hostPath": {"path": "C:\\"}}]),
+}
+
+
+@pytest.mark.parametrize("case", BROKEN_FOR_BINARY)
+def test_binary_contract_rejects(case: str) -> None:
+    with pytest.raises(AssertionError):
+        kh.check_daemonset_against_binary(_broken(BROKEN_FOR_BINARY[case]))
+
+
+@pytest.mark.parametrize("case", BROKEN_FOR_POD_SECURITY)
+def test_pod_security_check_rejects(case: str) -> None:
+    with pytest.raises(AssertionError):
+        kh.check_pod_security_restricted(_broken(BROKEN_FOR_POD_SECURITY[case]))
