@@ -173,7 +173,7 @@ def test_promtool_check_config(tmp_path):
     Debian's prometheus package is built without Kubernetes service discovery
     (kubernetes_sd_configs is an unknown field there), so the one scrape job's SD block is
     swapped for static_configs; everything else is checked as written. The Kubernetes block is
-    checked structurally in test_scrape_job_selects_proxy_pods."""
+    checked by deploy/tests/test_kubernetes.py and test_scrape_job_is_the_kubernetes_areas_job."""
     config = yaml.safe_load(CONFIG.read_text())
     (job,) = config["scrape_configs"]
     job.pop("kubernetes_sd_configs")
@@ -185,18 +185,11 @@ def test_promtool_check_config(tmp_path):
     assert f"{len(RULES)} rule files found" in out.stdout + out.stderr
 
 
-def test_scrape_job_selects_proxy_pods():
-    (job,) = yaml.safe_load(CONFIG.read_text())["scrape_configs"]
-    assert job["kubernetes_sd_configs"] == [{"role": "pod"}]
-    keep = job["relabel_configs"][0]
-    assert keep["action"] == "keep"
-    assert keep["source_labels"] == [
-        "__meta_kubernetes_pod_label_app_kubernetes_io_name",
-        "__meta_kubernetes_pod_container_port_name",
-    ]
-    assert re.fullmatch(keep["regex"], "windows-exporter-proxy;metrics")
-    assert not re.fullmatch(keep["regex"], "windows-exporter-proxy;health")
-    assert not re.fullmatch(keep["regex"], "node-exporter;metrics")
+def test_scrape_job_is_the_kubernetes_areas_job():
+    """The scrape job is owned by deploy/kubernetes (matches the chart's ServiceMonitor); the
+    plain config carries an identical copy."""
+    theirs = yaml.safe_load((ROOT / "deploy" / "kubernetes" / "prometheus" / "scrape-config.yaml").read_text())
+    assert yaml.safe_load(CONFIG.read_text())["scrape_configs"] == theirs["scrape_configs"]
 
 
 @needs_promtool
@@ -431,7 +424,7 @@ def test_remote_write_end_to_end(tmp_path):
     config["global"] = {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"}
     config["rule_files"] = [str(p) for p in RULES]
     config["scrape_configs"] = [{
-        "job_name": "windows-exporter",
+        "job_name": "windows-exporter-proxy",
         "static_configs": [{"targets": [f"127.0.0.1:{exporter.server_address[1]}"],
                             "labels": {"node": "akswin000000"}}],
     }]
