@@ -82,6 +82,8 @@ pub struct FakeExporter {
     connections: Arc<AtomicUsize>,
     closed: mpsc::UnboundedReceiver<usize>,
     task: tokio::task::JoinHandle<()>,
+    /// Every connection's task, so dropping the exporter also drops its open connections.
+    connection_tasks: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
 }
 
 impl FakeExporter {
@@ -98,6 +100,8 @@ impl FakeExporter {
         let (closed_tx, closed) = mpsc::unbounded_channel();
         let connections = Arc::new(AtomicUsize::new(0));
         let counter = connections.clone();
+        let connection_tasks = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let tasks = connection_tasks.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { continue };
@@ -105,7 +109,7 @@ impl FakeExporter {
                 let handler = handler.clone();
                 let seen_tx = seen_tx.clone();
                 let closed_tx = closed_tx.clone();
-                tokio::spawn(async move {
+                let connection_task = tokio::spawn(async move {
                     let service = service_fn(move |request: Request<Incoming>| {
                         let _ = seen_tx.send(SeenRequest {
                             method: request.method().clone(),
@@ -121,9 +125,10 @@ impl FakeExporter {
                         .await;
                     let _ = closed_tx.send(connection);
                 });
+                tasks.lock().unwrap().push(connection_task.abort_handle());
             }
         });
-        FakeExporter { addr, requests, connections, closed, task }
+        FakeExporter { addr, requests, connections, closed, task, connection_tasks }
     }
 
     /// Serves `body` with status 200 and `content_type` to every request.
@@ -168,6 +173,9 @@ impl FakeExporter {
 impl Drop for FakeExporter {
     fn drop(&mut self) {
         self.task.abort();
+        for connection in self.connection_tasks.lock().unwrap().drain(..) {
+            connection.abort();
+        }
     }
 }
 
@@ -400,4 +408,167 @@ pub async fn read_all(response: Response<Incoming>) -> Result<Scraped, hyper::Er
 /// One request on a fresh connection.
 pub async fn get(addr: SocketAddr, path: &str) -> Scraped {
     Client::connect(addr).await.get(path, &[]).await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resource checks and raw sockets (fault and abuse suites)
+
+/// A `kB` field of `/proc/<pid>/status` (`VmHWM`, `VmRSS`), in bytes; or `Threads` as a count.
+#[cfg(target_os = "linux")]
+pub fn proc_status(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/<pid>/status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"));
+    let mut words = line.split_whitespace().skip(1);
+    let value: u64 = words.next().and_then(|v| v.parse().ok()).expect("a number");
+    if words.next() == Some("kB") { value * 1024 } else { value }
+}
+
+/// Open file descriptors of a process.
+#[cfg(target_os = "linux")]
+pub fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).expect("read /proc/<pid>/fd").count()
+}
+
+/// The proxy's own metrics as `name{labels}` -> value, read on `client`'s connection.
+pub async fn own_metrics(client: &mut Client) -> HashMap<String, f64> {
+    let scraped = client.get("/proxy/metrics", &[]).await;
+    assert_eq!(scraped.status, StatusCode::OK, "/proxy/metrics");
+    scraped
+        .text()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(k, v)| Some((k.to_string(), v.parse().ok()?))))
+        .collect()
+}
+
+/// A metric value, 0 when the series does not exist yet.
+pub fn metric(metrics: &HashMap<String, f64>, series: &str) -> f64 {
+    metrics.get(series).copied().unwrap_or(0.0)
+}
+
+impl ProxyProcess {
+    /// Polls `/proxy/metrics` on one connection until `done` holds for the metrics, failing
+    /// after [`WAIT`]. Returns the metrics that satisfied it.
+    pub async fn wait_for_metrics(
+        &self,
+        what: &str,
+        done: impl Fn(&HashMap<String, f64>) -> bool,
+    ) -> HashMap<String, f64> {
+        let mut client = Client::connect(self.addr).await;
+        within(what, async {
+            loop {
+                let metrics = own_metrics(&mut client).await;
+                if done(&metrics) {
+                    return metrics;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+    }
+
+    /// Waits until no scrape is in flight or waiting, the only client connection is the one
+    /// asking, and (on Linux) the process holds no more file descriptors than `fd_baseline`.
+    pub async fn wait_until_settled(&self, fd_baseline: usize) {
+        let pid = self.pid();
+        let mut client = Client::connect(self.addr).await;
+        let mut last = (HashMap::new(), 0);
+        let settled = tokio::time::timeout(WAIT, async {
+            loop {
+                let metrics = own_metrics(&mut client).await;
+                #[cfg(target_os = "linux")]
+                let fds = fd_count(pid);
+                #[cfg(not(target_os = "linux"))]
+                let fds = {
+                    let _ = pid;
+                    0
+                };
+                if metric(&metrics, "windows_exporter_proxy_inflight_scrapes") == 0.0
+                    && metric(&metrics, "windows_exporter_proxy_waiting_scrapes") == 0.0
+                    && metric(&metrics, "windows_exporter_proxy_client_connections") == 1.0
+                    && fds <= fd_baseline
+                {
+                    return;
+                }
+                last = (metrics, fds);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        if settled.is_err() {
+            let (metrics, fds) = last;
+            panic!(
+                "the proxy did not settle: fds {fds} (baseline {fd_baseline}), inflight {}, waiting {}, connections {}",
+                metric(&metrics, "windows_exporter_proxy_inflight_scrapes"),
+                metric(&metrics, "windows_exporter_proxy_waiting_scrapes"),
+                metric(&metrics, "windows_exporter_proxy_client_connections"),
+            );
+        }
+    }
+
+    /// Open file descriptors once the proxy has settled with exactly one client connection
+    /// open (the one asking, as in [`ProxyProcess::wait_until_settled`]): that call's baseline.
+    pub async fn fd_baseline(&self) -> usize {
+        let pid = self.pid();
+        let mut client = Client::connect(self.addr).await;
+        within("the proxy to settle for a baseline", async {
+            loop {
+                let metrics = own_metrics(&mut client).await;
+                if metric(&metrics, "windows_exporter_proxy_client_connections") == 1.0
+                    && metric(&metrics, "windows_exporter_proxy_inflight_scrapes") == 0.0
+                {
+                    #[cfg(target_os = "linux")]
+                    return fd_count(pid);
+                    #[cfg(not(target_os = "linux"))]
+                    return {
+                        let _ = pid;
+                        0
+                    };
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+    }
+}
+
+/// Writes `request` on a fresh connection and reads until the proxy closes it or `limit`
+/// passes (whichever is first). Returns what was read and whether the proxy closed.
+pub async fn raw_exchange(addr: SocketAddr, request: &[u8], limit: Duration) -> (String, bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = within("connect to the proxy", TcpStream::connect(addr)).await.expect("connect");
+    stream.write_all(request).await.expect("write the request");
+    let mut read = Vec::new();
+    let mut buf = [0u8; 16384];
+    let closed = tokio::time::timeout(limit, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => read.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .is_ok();
+    (String::from_utf8_lossy(&read).into_owned(), closed)
+}
+
+/// Asks `/health` on a new connection and requires `200 ok` within `limit`: the proxy's
+/// liveness must not depend on whatever else is going on.
+pub async fn health_within(addr: SocketAddr, limit: Duration) {
+    let scraped = within_for(limit, "/health on a new connection", async {
+        let stream = TcpStream::connect(addr).await.expect("connect for /health");
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("HTTP handshake");
+        tokio::spawn(connection);
+        let request = Request::get("/health").header("host", addr.to_string()).body(Empty::<Bytes>::new()).unwrap();
+        let response = sender.send_request(request).await.expect("/health response");
+        read_all(response).await.expect("/health body")
+    })
+    .await;
+    assert_eq!(scraped.status, StatusCode::OK);
+    assert_eq!(scraped.text().trim_end(), "ok");
 }

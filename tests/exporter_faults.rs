@@ -1,0 +1,451 @@
+//! Exporter faults: for each way windows_exporter can misbehave, what the scraper sees (status and
+//! a one-line body naming the exporter and the cause, or a visibly incomplete body), the warning
+//! the proxy logs, and that `/health` keeps answering promptly on another connection while the
+//! fault is in progress.
+
+mod support;
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use support::{
+    Client, ExporterBody, FakeExporter, ProxyProcess, WAIT, closed_port, health_within, read_all, reply,
+    streaming_reply, within,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+/// How fast `/health` must answer while a fault is in progress: a bound on a health check.
+const HEALTH: Duration = Duration::from_secs(1);
+const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// A scraper's timeout header for a 0.5 s proxy deadline (1 s minus the default 0.5 s margin).
+const ONE_SECOND: (&str, &str) = ("x-prometheus-scrape-timeout-seconds", "1");
+
+async fn proxy_on(port: u16) -> ProxyProcess {
+    ProxyProcess::start(&[("PROXY_HOSTIP", "127.0.0.1"), ("PROXY_PORT", &port.to_string())]).await
+}
+
+fn is_warning(line: &serde_json::Value, message: &str) -> bool {
+    line["level"] == "WARN" && line["message"] == message
+}
+
+/// A scrape's outcome counter, read from `/proxy/metrics`.
+async fn scrapes_total(proxy: &ProxyProcess, outcome: &str, status: u16) -> f64 {
+    let series = format!("windows_exporter_proxy_scrapes_total{{outcome=\"{outcome}\",status=\"{status}\"}}");
+    let mut client = Client::connect(proxy.addr).await;
+    support::metric(&support::own_metrics(&mut client).await, &series)
+}
+
+#[tokio::test]
+async fn refused_connection_is_502_naming_the_exporter() {
+    let port = closed_port();
+    let mut proxy = proxy_on(port).await;
+
+    let scraped = Client::connect(proxy.addr).await.get("/metrics", &[]).await;
+    health_within(proxy.addr, HEALTH).await;
+
+    assert_eq!(scraped.status, StatusCode::BAD_GATEWAY);
+    let body = scraped.text();
+    assert_eq!(body.trim_end().lines().count(), 1, "one line: {body:?}");
+    assert!(body.starts_with(&format!("http://127.0.0.1:{port}: connection refused")), "{body:?}");
+    let line = proxy
+        .wait_for_log("the refused warning", |l| is_warning(l, "scrape failed: exporter unreachable or reply invalid"))
+        .await;
+    assert_eq!(line["upstream"], format!("http://127.0.0.1:{port}"));
+    assert!(line["error"].as_str().unwrap().starts_with("connection refused"), "{line}");
+    assert_eq!(scrapes_total(&proxy, "upstream_error", 502).await, 1.0);
+}
+
+#[tokio::test]
+async fn exporter_that_never_answers_gets_504_before_the_scrapers_deadline() {
+    let mut exporter = FakeExporter::start(|_| std::future::pending::<http::Response<ExporterBody>>()).await;
+    let mut proxy = proxy_on(exporter.addr.port()).await;
+    let fd_baseline = proxy.fd_baseline().await;
+
+    let addr = proxy.addr;
+    let scrape = tokio::spawn(async move { Client::connect(addr).await.get("/metrics", &[ONE_SECOND]).await });
+    let seen = exporter.next_request().await;
+    health_within(proxy.addr, HEALTH).await;
+    // The scraper said 1 s; the scraper's own deadline bounds the wait (generously).
+    let scraped = support::within_for(Duration::from_secs(5), "the 504", scrape).await.unwrap();
+
+    assert_eq!(seen.headers["x-prometheus-scrape-timeout-seconds"], "0.500");
+    assert_eq!(scraped.status, StatusCode::GATEWAY_TIMEOUT);
+    let body = scraped.text();
+    assert_eq!(body.trim_end().lines().count(), 1, "{body:?}");
+    assert!(body.starts_with(&format!("http://{}: no response within 500ms", exporter.addr)), "{body:?}");
+    assert!(body.contains("the scraper's timeout minus PROXY_TIMEOUT_MARGIN_SECONDS"), "{body:?}");
+    let line = proxy
+        .wait_for_log("the timeout warning", |l| {
+            is_warning(l, "scrape failed: exporter sent no response headers before the deadline")
+        })
+        .await;
+    assert_eq!(line["timeout_ms"], 500);
+    // The proxy gave up on the exporter's connection too.
+    exporter.connection_closed().await;
+    assert_eq!(scrapes_total(&proxy, "timeout", 504).await, 1.0);
+    proxy.wait_until_settled(fd_baseline).await;
+}
+
+/// Reads a streamed response to its end or first error, returning the bytes read and the error.
+async fn read_until_error(response: http::Response<hyper::body::Incoming>) -> (Vec<u8>, Option<hyper::Error>) {
+    let mut body = response.into_body();
+    let mut read = Vec::new();
+    loop {
+        match within("the next body frame", body.frame()).await {
+            None => return (read, None),
+            Some(Err(error)) => return (read, Some(error)),
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    read.extend_from_slice(data);
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn exporter_stalling_mid_body_leaves_the_scraper_an_incomplete_body() {
+    for framing in [Framing::ContentLength, Framing::Chunked] {
+        let (senders_tx, mut senders) = mpsc::unbounded_channel();
+        let mut exporter = FakeExporter::start(move |_| {
+            let (mut sender, response) = streaming_reply(&framing.headers());
+            let senders_tx = senders_tx.clone();
+            async move {
+                sender.send_data(Bytes::from_static(b"# HELP partial\n")).await.unwrap();
+                // Kept alive and silent: the body stalls.
+                senders_tx.send(sender).unwrap();
+                response
+            }
+        })
+        .await;
+        let mut proxy = proxy_on(exporter.addr.port()).await;
+        let fd_baseline = proxy.fd_baseline().await;
+
+        let mut client = Client::connect(proxy.addr).await;
+        let response = client.send(Method::GET, "/metrics", &[ONE_SECOND]).await.expect("response headers");
+        assert_eq!(response.status(), StatusCode::OK, "{framing:?}");
+        let _stalled = within("the exporter's body sender", senders.recv()).await.unwrap();
+        let reading = tokio::spawn(read_until_error(response));
+        health_within(proxy.addr, HEALTH).await;
+        let (read, error) = within("the cut-off", reading).await.unwrap();
+
+        assert_eq!(read, b"# HELP partial\n", "{framing:?}");
+        assert!(error.is_some(), "{framing:?}: the stalled body ended cleanly; a scraper would store a partial scrape");
+        let line = proxy
+            .wait_for_log("the mid-body warning", |l| {
+                is_warning(l, "scrape failed mid-body; scraper connection aborted")
+            })
+            .await;
+        assert_eq!(line["outcome"], "timeout", "{framing:?}");
+        exporter.connection_closed().await;
+        assert_eq!(scrapes_total(&proxy, "timeout", 200).await, 1.0);
+        proxy.wait_until_settled(fd_baseline).await;
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Framing {
+    ContentLength,
+    Chunked,
+}
+
+impl Framing {
+    /// Response headers for a body promised to be 1,000 bytes (or of unknown length).
+    fn headers(self) -> Vec<(&'static str, &'static str)> {
+        match self {
+            Framing::ContentLength => vec![("content-type", TEXT), ("content-length", "1000")],
+            Framing::Chunked => vec![("content-type", TEXT)],
+        }
+    }
+}
+
+#[tokio::test]
+async fn slowly_dripped_body_that_finishes_in_time_succeeds() {
+    let lines: Vec<String> = (0..20).map(|i| format!("drip_metric{{n=\"{i}\"}} {i}\n")).collect();
+    let expected = lines.concat();
+    let exporter = FakeExporter::start(move |_| {
+        let (mut sender, response) = streaming_reply(&[("content-type", TEXT)]);
+        let lines = lines.clone();
+        tokio::spawn(async move {
+            for line in lines {
+                // The fault itself: the exporter takes its time over every line.
+                tokio::time::sleep(Duration::from_millis(25)).await;
+                sender.send_data(Bytes::from(line)).await.unwrap();
+            }
+        });
+        async move { response }
+    })
+    .await;
+    let proxy = proxy_on(exporter.addr.port()).await;
+
+    let scrape = tokio::spawn({
+        let addr = proxy.addr;
+        async move { Client::connect(addr).await.get("/metrics", &[("x-prometheus-scrape-timeout-seconds", "10")]).await }
+    });
+    health_within(proxy.addr, HEALTH).await;
+    let scraped = within("the dripped scrape", scrape).await.unwrap();
+
+    assert_eq!(scraped.status, StatusCode::OK);
+    assert_eq!(scraped.text(), expected);
+    assert_eq!(scrapes_total(&proxy, "ok", 200).await, 1.0);
+}
+
+#[tokio::test]
+async fn exporter_reset_mid_body_is_an_error_for_the_scraper() {
+    for framing in [Framing::ContentLength, Framing::Chunked] {
+        let (go_tx, go) = mpsc::unbounded_channel::<()>();
+        let go = std::sync::Arc::new(tokio::sync::Mutex::new(go));
+        let mut exporter = FakeExporter::start(move |_| {
+            let (mut sender, response) = streaming_reply(&framing.headers());
+            let go = go.clone();
+            tokio::spawn(async move {
+                sender.send_data(Bytes::from_static(b"# HELP partial\n")).await.unwrap();
+                // Reset once the test has seen the first bytes arrive and checked /health.
+                go.lock().await.recv().await;
+                sender.abort(std::io::Error::other("exporter reset"));
+            });
+            async move { response }
+        })
+        .await;
+        let mut proxy = proxy_on(exporter.addr.port()).await;
+        let fd_baseline = proxy.fd_baseline().await;
+
+        let mut client = Client::connect(proxy.addr).await;
+        let response = client.send(Method::GET, "/metrics", &[]).await.expect("response headers");
+        let mut body = response.into_body();
+        let first = within("the first bytes", body.frame()).await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(first, "# HELP partial\n", "{framing:?}");
+        health_within(proxy.addr, HEALTH).await;
+        go_tx.send(()).unwrap();
+        let rest = within("the rest of the body", body.collect()).await;
+
+        assert!(rest.is_err(), "{framing:?}: a reset exporter gave the scraper a body that ends cleanly");
+        proxy.wait_for_log("the body failure warning", |l| is_warning(l, "exporter body failed")).await;
+        let line = proxy
+            .wait_for_log("the mid-body warning", |l| {
+                is_warning(l, "scrape failed mid-body; scraper connection aborted")
+            })
+            .await;
+        assert_eq!(line["outcome"], "aborted", "{framing:?}");
+        exporter.connection_closed().await;
+        assert_eq!(scrapes_total(&proxy, "aborted", 200).await, 1.0);
+        proxy.wait_until_settled(fd_baseline).await;
+    }
+}
+
+/// A TCP server that reads a request and answers with `reply` (not HTTP), then closes.
+async fn raw_exporter(reply: &'static [u8]) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else { continue };
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf).await;
+                let _ = stream.write_all(reply).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn non_http_reply_is_502_not_valid_http() {
+    let (addr, _task) = raw_exporter(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n\r\n").await;
+    let mut proxy = proxy_on(addr.port()).await;
+
+    let scraped = Client::connect(proxy.addr).await.get("/metrics", &[]).await;
+    health_within(proxy.addr, HEALTH).await;
+
+    assert_eq!(scraped.status, StatusCode::BAD_GATEWAY);
+    let body = scraped.text();
+    assert_eq!(body.trim_end().lines().count(), 1, "{body:?}");
+    assert!(body.starts_with(&format!("http://{addr}: reply is not valid HTTP")), "{body:?}");
+    let line = proxy
+        .wait_for_log("the protocol warning", |l| is_warning(l, "scrape failed: exporter unreachable or reply invalid"))
+        .await;
+    assert!(line["error"].as_str().unwrap().starts_with("reply is not valid HTTP"), "{line}");
+    assert_eq!(scrapes_total(&proxy, "upstream_error", 502).await, 1.0);
+}
+
+#[tokio::test]
+async fn exporter_server_error_passes_through() {
+    let body = "collector wmi failed: timeout\n";
+    let exporter = FakeExporter::start(move |_| async move {
+        reply(StatusCode::INTERNAL_SERVER_ERROR, &[("content-type", "text/plain; charset=utf-8")], body)
+    })
+    .await;
+    let mut proxy = proxy_on(exporter.addr.port()).await;
+
+    let scraped = Client::connect(proxy.addr).await.get("/metrics", &[]).await;
+    health_within(proxy.addr, HEALTH).await;
+
+    assert_eq!(scraped.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(scraped.text(), body);
+    let line = proxy
+        .wait_for_log("the server error warning", |l| is_warning(l, "exporter answered with a server error"))
+        .await;
+    assert_eq!(line["status"], 500);
+    // The scrape itself went through: the outcome is ok, the status label tells the story.
+    assert_eq!(scrapes_total(&proxy, "ok", 500).await, 1.0);
+}
+
+#[tokio::test]
+async fn oversized_response_headers_are_502() {
+    // Past hyper's ~400 KB limit on a response head: the proxy must not buffer without bound.
+    let huge = "a".repeat(1024 * 1024);
+    let exporter = FakeExporter::start(move |_| {
+        let huge = huge.clone();
+        async move { reply(StatusCode::OK, &[("content-type", TEXT), ("x-huge", &huge)], "x 1\n") }
+    })
+    .await;
+    let mut proxy = proxy_on(exporter.addr.port()).await;
+
+    let scraped = Client::connect(proxy.addr).await.get("/metrics", &[]).await;
+    health_within(proxy.addr, HEALTH).await;
+
+    assert_eq!(scraped.status, StatusCode::BAD_GATEWAY);
+    let body = scraped.text();
+    assert!(body.starts_with(&format!("http://{}: reply is not valid HTTP", exporter.addr)), "{body:?}");
+    assert!(body.contains("too large"), "{body:?}");
+    proxy
+        .wait_for_log("the protocol warning", |l| is_warning(l, "scrape failed: exporter unreachable or reply invalid"))
+        .await;
+}
+
+/// A body of `len` bytes made on the fly from one repeated chunk, so the test holds 64 KiB, not
+/// the whole body.
+struct Generated {
+    remaining: u64,
+    chunk: Bytes,
+}
+
+impl Body for Generated {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        let this = self.get_mut();
+        if this.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        let n = this.remaining.min(this.chunk.len() as u64);
+        this.remaining -= n;
+        Poll::Ready(Some(Ok(Frame::data(this.chunk.slice(..n as usize)))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}
+
+#[tokio::test]
+async fn one_gib_body_streams_in_constant_memory() {
+    const SIZE: u64 = 1 << 30;
+    let line = Bytes::from("windows_cpu_time_total{core=\"0,0\",mode=\"idle\"} 123456.789\n".repeat(1200));
+    let chunk = line.slice(..64 * 1024);
+    let exporter = FakeExporter::start(move |_| {
+        let body = Generated { remaining: SIZE, chunk: chunk.clone() };
+        async move {
+            let mut response = http::Response::new(body.boxed());
+            response.headers_mut().insert("content-type", TEXT.parse().unwrap());
+            response
+        }
+    })
+    .await;
+    let proxy = proxy_on(exporter.addr.port()).await;
+    // One small scrape first so the baseline includes the client pool and buffers.
+    let warm_up = Client::connect(proxy.addr).await.send(Method::GET, "/health", &[]).await.unwrap();
+    read_all(warm_up).await.unwrap();
+    let before = support::proc_status(proxy.pid(), "VmHWM");
+
+    let response = Client::connect(proxy.addr).await.send(Method::GET, "/metrics", &[]).await.unwrap();
+    assert_eq!(response.headers()["content-length"], SIZE.to_string());
+    let mut body = response.into_body();
+    let mut total = 0u64;
+    let counted = tokio::time::timeout(WAIT * 4, async {
+        while let Some(frame) = body.frame().await {
+            total += frame.expect("an intact body").into_data().map_or(0, |d| d.len() as u64);
+        }
+    })
+    .await;
+    assert!(counted.is_ok(), "the 1 GiB body did not finish in {:?} ({total} bytes)", WAIT * 4);
+    let after = support::proc_status(proxy.pid(), "VmHWM");
+
+    assert_eq!(total, SIZE);
+    let growth = after.saturating_sub(before);
+    assert!(growth < 16 << 20, "peak RSS grew by {} KiB streaming 1 GiB ({before} -> {after} bytes)", growth >> 10);
+}
+
+/// A raw HTTP exporter whose every connection answers one request with keep-alive and then
+/// misbehaves as `stale` says.
+async fn one_answer_per_connection(
+    stale: Stale,
+) -> (std::net::SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = connections.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else { continue };
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                if !matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {
+                    return;
+                }
+                let body = "up 1\n";
+                let head = format!("HTTP/1.1 200 OK\r\ncontent-type: {TEXT}\r\ncontent-length: {}\r\n\r\n", body.len());
+                let _ = stream.write_all(format!("{head}{body}").as_bytes()).await;
+                match stale {
+                    // Closes as soon as the response is out: the pool sees the FIN while idle.
+                    Stale::ClosesAfterResponse => {}
+                    // Keeps the connection open, then hangs up on the next request unanswered:
+                    // the race where a request goes out on a connection the exporter is closing.
+                    Stale::HangsUpOnNextRequest => {
+                        let _ = stream.read(&mut buf).await;
+                    }
+                }
+                drop(stream);
+            });
+        }
+    });
+    (addr, connections)
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Stale {
+    ClosesAfterResponse,
+    HangsUpOnNextRequest,
+}
+
+#[tokio::test]
+async fn exporter_closing_pooled_connections_does_not_fail_the_next_scrape() {
+    for stale in [Stale::ClosesAfterResponse, Stale::HangsUpOnNextRequest] {
+        let (addr, connections) = one_answer_per_connection(stale).await;
+        let proxy = proxy_on(addr.port()).await;
+        let mut client = Client::connect(proxy.addr).await;
+
+        for scrape in 1..=5 {
+            let scraped = client.get("/metrics", &[]).await;
+            assert_eq!(scraped.status, StatusCode::OK, "{stale:?} scrape {scrape}: {}", scraped.text());
+            assert_eq!(scraped.text(), "up 1\n", "{stale:?} scrape {scrape}");
+        }
+        assert!(connections.load(std::sync::atomic::Ordering::SeqCst) >= 5, "{stale:?}");
+        assert_eq!(scrapes_total(&proxy, "ok", 200).await, 5.0, "{stale:?}");
+    }
+}
