@@ -292,7 +292,7 @@ impl ProxyProcess {
         what: &str,
         matches: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
-        let found = within(what, async {
+        within(what, async {
             loop {
                 let Some(line) = self.lines.recv().await else {
                     panic!("the proxy exited before logging {what}; log so far:\n{}", self.log.join("\n"))
@@ -305,8 +305,7 @@ impl ProxyProcess {
                 }
             }
         })
-        .await;
-        found
+        .await
     }
 
     /// Waits for a log line whose message is `message`.
