@@ -1,0 +1,348 @@
+//! Client abuse: idle connections by the thousand, slowloris, oversized and smuggling-shaped
+//! requests, requests naming other hosts, other spellings of paths, and scrapers that hang up
+//! mid-body. After each the proxy is back to its baseline: no scrape in flight or waiting, no
+//! extra client connection, no extra file descriptor. Nothing but well-formed `GET /metrics`
+//! ever reaches the exporter, and nothing at all reaches any other host.
+
+mod support;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use http_body_util::BodyExt;
+use support::{
+    Client, FakeExporter, ProxyProcess, SeenRequest, health_within, metric, raw_exchange, streaming_reply, within,
+    within_for,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+const HEALTH: Duration = Duration::from_secs(1);
+const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+async fn exporter() -> FakeExporter {
+    FakeExporter::serving(Bytes::from_static(b"x 1\n"), TEXT).await
+}
+
+/// The fd baseline after one scrape, so it counts the exporter connection the pool keeps.
+async fn warm_baseline(proxy: &ProxyProcess) -> usize {
+    let scraped = Client::connect(proxy.addr).await.get("/metrics", &[]).await;
+    assert_eq!(scraped.status, StatusCode::OK);
+    proxy.fd_baseline().await
+}
+
+async fn proxy_for(exporter: &FakeExporter, extra: &[(&str, &str)]) -> ProxyProcess {
+    let port = exporter.port();
+    let mut vars = vec![("PROXY_HOSTIP", "127.0.0.1"), ("PROXY_PORT", port.as_str())];
+    vars.extend_from_slice(extra);
+    ProxyProcess::start(&vars).await
+}
+
+/// The status line of the first response in `raw`, e.g. `HTTP/1.1 400 Bad Request`.
+fn first_status(raw: &str) -> &str {
+    raw.lines().next().unwrap_or("")
+}
+
+/// Raises this process's open-file soft limit to at least `want` (children inherit it).
+#[cfg(unix)]
+fn raise_nofile(want: u64) {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit write to / read from a valid rlimit struct we own.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }, 0);
+    if limit.rlim_cur >= want {
+        return;
+    }
+    assert!(limit.rlim_max >= want, "the hard open-file limit {} is below {want}", limit.rlim_max);
+    limit.rlim_cur = want;
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+}
+
+/// The proxy's own open-file soft limit.
+fn proxy_nofile(pid: u32) -> u64 {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+    line.split_whitespace().nth(3).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_thousand_idle_connections_leave_health_answering() {
+    raise_nofile(4096);
+    let exporter = exporter().await;
+    let proxy = proxy_for(&exporter, &[]).await;
+    assert!(proxy_nofile(proxy.pid()) >= 1100, "the proxy cannot hold 1,000 connections with this ulimit -n");
+    let fd_baseline = warm_baseline(&proxy).await;
+
+    let mut idle = Vec::new();
+    for _ in 0..1000 {
+        idle.push(within("connect an idle client", TcpStream::connect(proxy.addr)).await.unwrap());
+    }
+    // All 1,000 accepted and counted (plus the connection asking).
+    proxy
+        .wait_for_metrics("1,000 idle connections to be accepted", |m| {
+            metric(m, "windows_exporter_proxy_client_connections") >= 1001.0
+        })
+        .await;
+    health_within(proxy.addr, HEALTH).await;
+    let scraped = Client::connect(proxy.addr).await.get("/metrics", &[]).await;
+    assert_eq!(scraped.status, StatusCode::OK);
+
+    drop(idle);
+    proxy.wait_until_settled(fd_baseline).await;
+}
+
+#[tokio::test]
+async fn idle_connections_at_the_cap_are_cut_by_the_header_timeout_so_new_ones_get_served() {
+    let exporter = exporter().await;
+    let proxy =
+        proxy_for(&exporter, &[("PROXY_MAX_CONNECTIONS", "8"), ("PROXY_HEADER_READ_TIMEOUT_SECONDS", "1")]).await;
+    let fd_baseline = proxy.fd_baseline().await;
+
+    let mut idle = Vec::new();
+    for _ in 0..8 {
+        idle.push(TcpStream::connect(proxy.addr).await.unwrap());
+    }
+    // Every slot is taken by a client that says nothing; a new client waits in the backlog until
+    // the header-read timeout (1 s) frees slots. Generous bound: timeout plus 2 s.
+    health_within(proxy.addr, Duration::from_secs(3)).await;
+    for mut stream in idle {
+        let mut buf = [0u8; 256];
+        let read = within_for(Duration::from_secs(3), "an idle connection to be cut", stream.read(&mut buf)).await;
+        assert!(matches!(read, Ok(0) | Err(_)) || String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 408"));
+    }
+    proxy.wait_until_settled(fd_baseline).await;
+}
+
+#[tokio::test]
+async fn slowloris_is_cut_off_within_the_header_read_timeout() {
+    let mut exporter = exporter().await;
+    let proxy = proxy_for(&exporter, &[("PROXY_HEADER_READ_TIMEOUT_SECONDS", "1")]).await;
+    let fd_baseline = proxy.fd_baseline().await;
+
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let trickle = async {
+        // One header byte every 100 ms, forever: only the proxy can end this.
+        for byte in b"X-Slow: a".iter().cycle() {
+            if stream.write_all(&[*byte]).await.is_err() {
+                return;
+            }
+            let mut buf = [0u8; 256];
+            if let Ok(read) = tokio::time::timeout(Duration::from_millis(100), stream.read(&mut buf)).await {
+                assert!(!matches!(read, Ok(n) if n > 0 && !buf.starts_with(b"HTTP/1.1 408")), "unexpected answer");
+                return;
+            }
+        }
+    };
+    // Header-read timeout 1 s; a generous 3 s bound proves the cut-off.
+    within_for(Duration::from_secs(3), "the proxy to cut the slowloris client", trickle).await;
+    health_within(proxy.addr, HEALTH).await;
+
+    assert!(exporter.pending_requests().is_empty(), "a never-finished request reached the exporter");
+    proxy.wait_until_settled(fd_baseline).await;
+}
+
+#[tokio::test]
+async fn oversized_request_headers_get_431() {
+    let mut exporter = exporter().await;
+    let proxy = proxy_for(&exporter, &[]).await;
+    let fd_baseline = proxy.fd_baseline().await;
+
+    let huge = "a".repeat(20 * 1024);
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: x\r\nX-Huge: {huge}\r\n\r\n");
+    let (raw, _) = raw_exchange(proxy.addr, request.as_bytes(), Duration::from_secs(3)).await;
+
+    assert_eq!(first_status(&raw), "HTTP/1.1 431 Request Header Fields Too Large", "{raw:?}");
+    assert!(exporter.pending_requests().is_empty());
+    proxy.wait_until_settled(fd_baseline).await;
+}
+
+/// A request reached the exporter as the proxy should send it: `GET|HEAD /metrics`, no body
+/// framing, nothing from a request body.
+fn assert_clean(seen: &SeenRequest) {
+    assert!(seen.method == Method::GET || seen.method == Method::HEAD, "{seen:?}");
+    assert_eq!(seen.uri.path(), "/metrics", "{seen:?}");
+    assert!(!seen.uri.to_string().contains("smuggled"), "a smuggled request reached the exporter: {seen:?}");
+    for name in ["content-length", "transfer-encoding", "x-smuggled"] {
+        assert!(!seen.headers.contains_key(name), "{name} reached the exporter: {seen:?}");
+    }
+}
+
+#[tokio::test]
+async fn smuggling_shaped_requests_are_refused_or_handled_safely() {
+    let mut exporter = exporter().await;
+    let proxy = proxy_for(&exporter, &[("PROXY_HEADER_READ_TIMEOUT_SECONDS", "1")]).await;
+    let fd_baseline = warm_baseline(&proxy).await;
+    exporter.pending_requests();
+    let smuggled = "GET /metrics?smuggled=1 HTTP/1.1\r\nHost: x\r\nX-Smuggled: 1\r\n\r\n";
+
+    // Framing every HTTP/1.1 server must refuse (400), and one it can only find bad after the
+    // headers (an invalid chunk): that request is answered once, then the connection closes.
+    let cases = [
+        (
+            format!(
+                "GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello{smuggled}"
+            ),
+            400,
+        ),
+        (format!("GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 6\r\n\r\nhello{smuggled}"), 400),
+        (format!("GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n{smuggled}"), 400),
+        (format!("GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length : 5\r\n\r\nhello{smuggled}"), 400),
+        (format!("GET /metrics HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n\r\n{smuggled}"), 400),
+        (
+            format!(
+                "GET /metrics HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n{smuggled}"
+            ),
+            400,
+        ),
+        (format!("GET /metrics HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}"), 400),
+        (format!("GET /metrics HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{smuggled}"), 200),
+    ];
+    for (request, status) in &cases {
+        let (raw, closed) = raw_exchange(proxy.addr, request.as_bytes(), Duration::from_secs(3)).await;
+        assert!(first_status(&raw).starts_with(&format!("HTTP/1.1 {status} ")), "{request:?} -> {raw:?}");
+        assert_eq!(raw.matches("HTTP/1.1 ").count(), 1, "{request:?}: the smuggled request was answered: {raw:?}");
+        assert!(closed, "{request:?}: the connection stayed open after a framing error");
+    }
+
+    // Content-Length and Transfer-Encoding together: RFC 9112 6.1 says refuse, or let
+    // Transfer-Encoding win and close the connection after answering. Either way the smuggled
+    // request must not be answered.
+    let both = format!(
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}",
+        5 + smuggled.len()
+    );
+    let (raw, closed) = raw_exchange(proxy.addr, both.as_bytes(), Duration::from_secs(3)).await;
+    let status = first_status(&raw);
+    assert!(status.starts_with("HTTP/1.1 400") || status.starts_with("HTTP/1.1 200"), "{raw:?}");
+    assert!(raw.matches("HTTP/1.1 ").count() == 1, "CL+TE: the smuggled request was answered: {raw:?}");
+    assert!(closed, "CL+TE: the connection stayed open (RFC 9112 6.1 requires closing it)");
+
+    // A GET with a chunked body: the body is never forwarded, and the next pipelined request is
+    // answered as a request of its own (which is what it is), still without a body.
+    let chunked =
+        format!("GET /metrics HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
+    let (raw, _) = raw_exchange(proxy.addr, chunked.as_bytes(), Duration::from_secs(3)).await;
+    assert_eq!(first_status(&raw), "HTTP/1.1 200 OK", "{raw:?}");
+
+    for seen in exporter.pending_requests() {
+        assert_clean(&seen);
+    }
+    proxy.wait_until_settled(fd_baseline).await;
+}
+
+#[tokio::test]
+async fn requests_naming_other_hosts_never_leave_for_them() {
+    let mut exporter = exporter().await;
+    let elsewhere = FakeExporter::serving(Bytes::from_static(b"elsewhere 1\n"), TEXT).await;
+    let proxy = proxy_for(&exporter, &[("PROXY_HEADER_READ_TIMEOUT_SECONDS", "1")]).await;
+    let fd_baseline = warm_baseline(&proxy).await;
+    exporter.pending_requests();
+    let other = elsewhere.addr;
+
+    let cases = [
+        // Absolute form: routed by its path, to the configured exporter.
+        (format!("GET http://{other}/metrics HTTP/1.1\r\nHost: {other}\r\nConnection: close\r\n\r\n"), "200"),
+        (format!("GET http://{other}/other HTTP/1.1\r\nHost: {other}\r\nConnection: close\r\n\r\n"), "404"),
+        // A Host header naming another server changes nothing.
+        (format!("GET /metrics HTTP/1.1\r\nHost: {other}\r\nConnection: close\r\n\r\n"), "200"),
+        // CONNECT to another host: not a tunnel.
+        (format!("CONNECT {other} HTTP/1.1\r\nHost: {other}\r\n\r\n"), "405"),
+        (format!("CONNECT {ip}:443 HTTP/1.1\r\nHost: {ip}:443\r\n\r\n", ip = other.ip()), "405"),
+    ];
+    let mut forwarded = 0;
+    for (request, status) in &cases {
+        let (raw, _) = raw_exchange(proxy.addr, request.as_bytes(), Duration::from_secs(3)).await;
+        assert!(first_status(&raw).starts_with(&format!("HTTP/1.1 {status}")), "{request:?} -> {raw:?}");
+        assert!(!raw.contains("elsewhere 1"), "{request:?} fetched from the other server: {raw:?}");
+        if *status == "200" {
+            assert!(raw.ends_with("x 1\n"), "{raw:?}");
+            forwarded += 1;
+        }
+    }
+
+    assert_eq!(elsewhere.connections(), 0, "the other server was contacted");
+    let seen = exporter.pending_requests();
+    assert_eq!(seen.len(), forwarded);
+    for request in &seen {
+        assert_eq!(request.headers["host"], exporter.addr.to_string(), "{request:?}");
+        assert_clean(request);
+    }
+    proxy.wait_until_settled(fd_baseline).await;
+}
+
+#[tokio::test]
+async fn other_spellings_of_paths_are_404_and_reach_nothing() {
+    let mut exporter = exporter().await;
+    let proxy = proxy_for(&exporter, &[]).await;
+    let fd_baseline = proxy.fd_baseline().await;
+
+    for path in [
+        "/./metrics",
+        "/x/../metrics",
+        "/metrics/../metrics",
+        "/metrics/.",
+        "//metrics",
+        "/metrics//",
+        "/metrics/",
+        "/%2Fmetrics",
+        "/%2fmetrics",
+        "/metrics%2F",
+        "/%6Detrics",
+        "/metrics%00",
+        "/metrics;x=1",
+        "/proxy/../metrics",
+        "/health/../metrics",
+        "/METRICS",
+        "*",
+    ] {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let (raw, _) = raw_exchange(proxy.addr, request.as_bytes(), Duration::from_secs(3)).await;
+        let status = first_status(&raw);
+        assert!(status.starts_with("HTTP/1.1 404") || status.starts_with("HTTP/1.1 400"), "{path}: {raw:?}");
+    }
+
+    assert!(exporter.pending_requests().is_empty(), "another spelling of a path reached the exporter");
+    assert_eq!(exporter.connections(), 0);
+    proxy.wait_until_settled(fd_baseline).await;
+}
+
+#[tokio::test]
+async fn scraper_hanging_up_mid_body_drops_the_exporter_connection() {
+    let (senders_tx, mut senders) = mpsc::unbounded_channel();
+    let mut exporter = FakeExporter::start(move |_| {
+        let (mut sender, response) = streaming_reply(&[("content-type", TEXT)]);
+        let senders_tx = senders_tx.clone();
+        async move {
+            sender.send_data(Bytes::from_static(b"# first chunk\n")).await.unwrap();
+            senders_tx.send(sender).unwrap();
+            response
+        }
+    })
+    .await;
+    let mut proxy = proxy_for(&exporter, &[]).await;
+    let fd_baseline = proxy.fd_baseline().await;
+
+    let mut client = Client::connect(proxy.addr).await;
+    let response = client.send(Method::GET, "/metrics", &[]).await.unwrap();
+    let mut body = response.into_body();
+    let first = within("the first chunk", body.frame()).await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(first, "# first chunk\n");
+    let _sender = within("the exporter's sender", senders.recv()).await.unwrap();
+    drop(body);
+    drop(client);
+
+    // The proxy notices and drops its exporter connection rather than reading the rest.
+    exporter.connection_closed().await;
+    let line = proxy.wait_for_message("scraper disconnected mid-body; exporter request dropped").await;
+    assert_eq!(line["upstream"], format!("http://{}", exporter.addr));
+    let m = proxy
+        .wait_for_metrics("the client_gone outcome", |m| {
+            metric(m, "windows_exporter_proxy_scrapes_total{outcome=\"client_gone\",status=\"200\"}") == 1.0
+        })
+        .await;
+    assert_eq!(metric(&m, "windows_exporter_proxy_scrapes_total{outcome=\"ok\",status=\"200\"}"), 0.0);
+    proxy.wait_until_settled(fd_baseline).await;
+}
