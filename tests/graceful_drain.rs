@@ -1,0 +1,65 @@
+//! Stopping: SIGTERM lets an in-flight scrape finish, refuses new connections, and exits 0.
+
+#![cfg(unix)]
+
+mod support;
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use http_body_util::BodyExt;
+use support::{Client, FakeExporter, ProxyProcess, streaming_reply, within};
+use tokio::sync::{mpsc, oneshot};
+
+#[tokio::test]
+async fn sigterm_lets_an_in_flight_scrape_finish_then_exits_0() {
+    let (started_tx, mut started_rx) = mpsc::unbounded_channel::<()>();
+    let (finish_tx, finish_rx) = oneshot::channel::<()>();
+    let finish_rx = std::sync::Mutex::new(Some(finish_rx));
+    let exporter = FakeExporter::start(move |_| {
+        let finish = finish_rx.lock().unwrap().take().expect("one scrape");
+        let started_tx = started_tx.clone();
+        let (mut sender, response) = streaming_reply(&[("content-type", "text/plain")]);
+        tokio::spawn(async move {
+            sender.send_data(Bytes::from_static(b"slow_collector_started 1\n")).await.unwrap();
+            let _ = started_tx.send(());
+            finish.await.unwrap();
+            sender.send_data(Bytes::from_static(b"slow_collector_done 1\n")).await.unwrap();
+        });
+        async move { response }
+    })
+    .await;
+    let mut proxy = ProxyProcess::start(&[("PROXY_HOSTIP", "127.0.0.1"), ("PROXY_PORT", &exporter.port())]).await;
+
+    let response = Client::connect(proxy.addr).await.send(Method::GET, "/metrics", &[]).await.unwrap();
+    within("the slow scrape to start", started_rx.recv()).await;
+
+    proxy.signal(libc::SIGTERM);
+    proxy.wait_for_message("stop requested; draining").await;
+    // Stopped accepting: a new scraper is refused rather than left hanging.
+    assert!(
+        tokio::net::TcpStream::connect(proxy.addr).await.is_err(),
+        "the proxy still accepts connections while draining"
+    );
+
+    finish_tx.send(()).unwrap();
+    let body = within("the drained scrape", response.into_body().collect()).await.expect("complete body").to_bytes();
+    assert_eq!(&body[..], b"slow_collector_started 1\nslow_collector_done 1\n");
+
+    proxy.wait_for_message("drained; exiting").await;
+    let status = proxy.exit_status().await;
+    assert_eq!(status.code(), Some(0), "exit status {status:?}");
+}
+
+#[tokio::test]
+async fn sigint_with_nothing_in_flight_exits_0_at_once() {
+    let exporter = FakeExporter::serving(Bytes::from_static(b"x 1\n"), "text/plain").await;
+    let mut proxy = ProxyProcess::start(&[("PROXY_HOSTIP", "127.0.0.1"), ("PROXY_PORT", &exporter.port())]).await;
+    // An idle kept-alive connection must not hold the drain up.
+    let mut client = Client::connect(proxy.addr).await;
+    assert_eq!(client.get("/metrics", &[]).await.status, StatusCode::OK);
+
+    proxy.signal(libc::SIGINT);
+
+    let status = proxy.exit_status().await;
+    assert_eq!(status.code(), Some(0), "exit status {status:?}");
+}

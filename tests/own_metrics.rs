@@ -1,0 +1,50 @@
+//! `/proxy/metrics` tells an operator what the proxy did: scrapes by outcome and status, time
+//! to the exporter's headers, bytes streamed, in-flight scrapes and build info.
+
+mod support;
+
+use http::StatusCode;
+use support::{FakeExporter, ProxyProcess, closed_port};
+
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test]
+async fn successful_scrapes_are_counted_with_bytes_and_latency() {
+    let body = support::windows_sample();
+    let exporter = FakeExporter::serving(body.clone(), "text/plain").await;
+    let proxy = ProxyProcess::start(&[("PROXY_HOSTIP", "127.0.0.1"), ("PROXY_PORT", &exporter.port())]).await;
+
+    for _ in 0..3 {
+        assert_eq!(support::get(proxy.addr, "/metrics").await.status, StatusCode::OK);
+    }
+    let own = support::get(proxy.addr, "/proxy/metrics").await;
+
+    assert_eq!(own.status, StatusCode::OK);
+    assert!(own.headers["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
+    let text = own.text();
+    assert_eq!(sample(&text, r#"windows_exporter_proxy_scrapes_total{outcome="ok",status="200"}"#), Some(3.0));
+    assert_eq!(sample(&text, "windows_exporter_proxy_streamed_bytes_total"), Some(3.0 * body.len() as f64));
+    assert_eq!(sample(&text, "windows_exporter_proxy_upstream_response_seconds_count"), Some(3.0));
+    assert_eq!(sample(&text, "windows_exporter_proxy_inflight_scrapes"), Some(0.0));
+    assert_eq!(sample(&text, "windows_exporter_proxy_waiting_scrapes"), Some(0.0));
+    assert_eq!(sample(&text, "windows_exporter_proxy_client_connections"), Some(1.0));
+    let build = format!(r#"windows_exporter_proxy_build_info{{version="{}"}}"#, env!("CARGO_PKG_VERSION"));
+    assert_eq!(sample(&text, &build), Some(1.0));
+}
+
+#[tokio::test]
+async fn failed_scrapes_are_counted_by_outcome() {
+    let port = closed_port().to_string();
+    let proxy = ProxyProcess::start(&[("PROXY_HOSTIP", "127.0.0.1"), ("PROXY_PORT", &port)]).await;
+
+    assert_eq!(support::get(proxy.addr, "/metrics").await.status, StatusCode::BAD_GATEWAY);
+    let text = support::get(proxy.addr, "/proxy/metrics").await.text();
+
+    assert_eq!(
+        sample(&text, r#"windows_exporter_proxy_scrapes_total{outcome="upstream_error",status="502"}"#),
+        Some(1.0)
+    );
+    assert_eq!(sample(&text, r#"windows_exporter_proxy_scrapes_total{outcome="ok",status="200"}"#), None);
+}

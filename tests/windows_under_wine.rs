@@ -1,0 +1,261 @@
+//! The Windows build, run for real: the cross-compiled `.exe` under wine, on loopback, against
+//! the same in-process fake exporter as the Linux suites. What a scraper sees must not depend on
+//! which OS the proxy was built for: `/health`, byte-identical `/metrics` (plain and gzip), 502
+//! when the exporter's port is closed, exit 64 naming the variable on bad configuration, and a
+//! graceful drain on a console stop event.
+//!
+//! Ignored by default (they need wine and the Windows build); `scripts/test-windows` builds the
+//! `.exe`, puts the test-only `bcryptprimitives.dll` shim beside it (see `windows/wine-shim/`),
+//! boots a wine prefix once, and runs them with `--ignored`. Inputs, all required:
+//! `WINDOWS_EXPORTER_PROXY_EXE` (the `.exe`), `WINEPREFIX`; optional `WINE` (default `wine`).
+
+#![cfg(unix)]
+
+mod support;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use http_body_util::BodyExt;
+use support::{Client, FakeExporter, ProxyProcess, closed_port, gzip, reply, streaming_reply, windows_sample, within};
+use tokio::process::Command;
+use tokio::sync::{mpsc, oneshot};
+
+const TEXT_0_0_4: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// A required input from the environment; a missing one fails the test, never skips it.
+fn required(name: &str) -> OsString {
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| panic!("{name} is not set: run scripts/test-windows, which sets it"))
+}
+
+/// `wine <exe>`, with the few variables wine itself needs. `ProxyProcess::start_command`
+/// clears the environment, so they are passed as explicit variables; wine hands the Unix
+/// environment to the Windows process, which is how the `PROXY_*` variables reach it.
+struct Wine {
+    program: OsString,
+    exe: PathBuf,
+    vars: Vec<(String, String)>,
+}
+
+impl Wine {
+    fn from_env() -> Wine {
+        let exe = PathBuf::from(required("WINDOWS_EXPORTER_PROXY_EXE"));
+        assert!(exe.is_file(), "WINDOWS_EXPORTER_PROXY_EXE={} is not a file", exe.display());
+        let prefix = required("WINEPREFIX").into_string().expect("WINEPREFIX is UTF-8");
+        let mut vars = vec![("WINEPREFIX".to_owned(), prefix), ("WINEDEBUG".to_owned(), "-all".to_owned())];
+        for name in ["HOME", "PATH"] {
+            let value = required(name).into_string().unwrap_or_else(|_| panic!("{name} is UTF-8"));
+            vars.push((name.to_owned(), value));
+        }
+        Wine { program: std::env::var_os("WINE").unwrap_or_else(|| "wine".into()), exe, vars }
+    }
+
+    fn command(&self) -> Command {
+        let mut command = Command::new(&self.program);
+        command.arg(&self.exe);
+        command
+    }
+
+    /// wine's own variables followed by the test's.
+    fn with<'a>(&'a self, vars: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).chain(vars.iter().copied()).collect()
+    }
+
+    /// Starts the proxy under wine and waits for its "listening" line (which names the port
+    /// Windows gave it for `127.0.0.1:0`).
+    async fn start(&self, vars: &[(&str, &str)]) -> ProxyProcess {
+        ProxyProcess::start_command(self.command(), &self.with(vars)).await
+    }
+
+    /// Runs the proxy under wine to its exit, with only wine's variables, `args` and `vars`.
+    ///
+    /// Output goes to files, not pipes, and is read after the process exits: when a wine
+    /// process is the first of a wineserver session, wine's helper processes (services.exe,
+    /// explorer.exe, ...) inherit its standard handles and outlive it, so waiting for a pipe's
+    /// end (what `Command::output` does) can wait for them instead of for the proxy.
+    async fn run_to_exit(&self, args: &[&str], vars: &[(&str, &str)]) -> std::process::Output {
+        let dir = std::env::temp_dir();
+        let tag = format!("wine-test-{}-{}", std::process::id(), NEXT_RUN.fetch_add(1, Ordering::Relaxed));
+        let (out_path, err_path) = (dir.join(format!("{tag}.stdout")), dir.join(format!("{tag}.stderr")));
+        let mut command = self.command();
+        command
+            .args(args)
+            .env_clear()
+            .envs(self.with(vars))
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out_path).expect("create stdout file"))
+            .stderr(std::fs::File::create(&err_path).expect("create stderr file"))
+            .kill_on_drop(true);
+        let mut child = command.spawn().expect("run wine");
+        let status = within("the proxy under wine to exit", child.wait()).await.expect("wait for wine");
+        let read = |path: &PathBuf| {
+            let bytes = std::fs::read(path).expect("read captured output");
+            let _ = std::fs::remove_file(path);
+            bytes
+        };
+        std::process::Output { status, stdout: read(&out_path), stderr: read(&err_path) }
+    }
+}
+
+/// Numbers `run_to_exit`'s output files, which tests running in parallel must not share.
+static NEXT_RUN: AtomicUsize = AtomicUsize::new(0);
+
+async fn proxy_for(wine: &Wine, exporter_port: &str) -> ProxyProcess {
+    wine.start(&[("PROXY_HOSTIP", "127.0.0.1"), ("PROXY_PORT", exporter_port)]).await
+}
+
+#[tokio::test]
+#[ignore = "needs wine and the Windows build; scripts/test-windows runs it"]
+async fn health_answers_ok() {
+    let wine = Wine::from_env();
+    // The exporter's port is closed: /health must not depend on it.
+    let proxy = proxy_for(&wine, &closed_port().to_string()).await;
+
+    let scraped = support::get(proxy.addr, "/health").await;
+
+    assert_eq!(scraped.status, StatusCode::OK);
+    assert_eq!(scraped.text().trim_end(), "ok");
+}
+
+#[tokio::test]
+#[ignore = "needs wine and the Windows build; scripts/test-windows runs it"]
+async fn metrics_body_is_byte_identical() {
+    let wine = Wine::from_env();
+    let sample = windows_sample();
+    let exporter = FakeExporter::serving(sample.clone(), TEXT_0_0_4).await;
+    let proxy = proxy_for(&wine, &exporter.port()).await;
+
+    let scraped = support::get(proxy.addr, "/metrics").await;
+
+    assert_eq!(scraped.status, StatusCode::OK);
+    assert_eq!(scraped.headers["content-type"], TEXT_0_0_4);
+    assert_eq!(scraped.body.len(), sample.len());
+    assert!(scraped.body == sample, "body differs from the exporter's");
+}
+
+#[tokio::test]
+#[ignore = "needs wine and the Windows build; scripts/test-windows runs it"]
+async fn gzip_metrics_pass_through_compressed_and_unchanged() {
+    let wine = Wine::from_env();
+    let compressed = gzip(&windows_sample());
+    let body = compressed.clone();
+    // gzip only when asked for, as windows_exporter does.
+    let mut exporter = FakeExporter::start(move |request| {
+        let asked = request.headers().get("accept-encoding").is_some_and(|v| v.as_bytes() == b"gzip");
+        let body = body.clone();
+        async move {
+            if asked {
+                reply(StatusCode::OK, &[("content-type", TEXT_0_0_4), ("content-encoding", "gzip")], body)
+            } else {
+                reply(StatusCode::NOT_ACCEPTABLE, &[], "this test only serves gzip\n")
+            }
+        }
+    })
+    .await;
+    let proxy = proxy_for(&wine, &exporter.port()).await;
+
+    let scraped = Client::connect(proxy.addr).await.get("/metrics", &[("accept-encoding", "gzip")]).await;
+
+    assert_eq!(exporter.next_request().await.headers["accept-encoding"], "gzip");
+    assert_eq!(scraped.status, StatusCode::OK);
+    assert_eq!(scraped.headers["content-encoding"], "gzip");
+    assert!(scraped.body == compressed, "gzip body was altered");
+}
+
+#[tokio::test]
+#[ignore = "needs wine and the Windows build; scripts/test-windows runs it"]
+async fn closed_exporter_port_gives_502_with_a_reason() {
+    let wine = Wine::from_env();
+    let proxy = proxy_for(&wine, &closed_port().to_string()).await;
+
+    let scraped = support::get(proxy.addr, "/metrics").await;
+
+    assert_eq!(scraped.status, StatusCode::BAD_GATEWAY);
+    assert!(!scraped.text().trim().is_empty(), "a 502 must say what to check");
+}
+
+#[tokio::test]
+#[ignore = "needs wine and the Windows build; scripts/test-windows runs it"]
+async fn missing_hostip_exits_64_and_names_the_variable() {
+    let wine = Wine::from_env();
+
+    let output = wine.run_to_exit(&[], &[("PROXY_LISTEN", "127.0.0.1:0")]).await;
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(64), "exit status {:?}; stderr: {stderr}", output.status);
+    assert!(stderr.contains("PROXY_HOSTIP"), "stderr does not name PROXY_HOSTIP: {stderr}");
+    assert!(output.stdout.is_empty(), "nothing is logged before the config is valid");
+}
+
+#[tokio::test]
+#[ignore = "needs wine and the Windows build; scripts/test-windows runs it"]
+async fn bad_port_exits_64_naming_variable_and_value() {
+    let wine = Wine::from_env();
+
+    let output = wine.run_to_exit(&[], &[("PROXY_HOSTIP", "127.0.0.1"), ("PROXY_PORT", "abc")]).await;
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(64), "exit status {:?}; stderr: {stderr}", output.status);
+    assert!(stderr.contains(r#"PROXY_PORT="abc" is not valid"#), "{stderr}");
+}
+
+/// wine turns SIGINT into CTRL_C_EVENT for the console process, so this drives the
+/// `cfg(windows)` half of `src/shutdown.rs` (tokio's console ctrl handler), not the Unix one.
+/// CTRL_SHUTDOWN_EVENT, which a stopping container sends, goes through the same tokio handler
+/// machinery but cannot be raised under wine.
+#[tokio::test]
+#[ignore = "needs wine and the Windows build; scripts/test-windows runs it"]
+async fn ctrl_c_lets_an_in_flight_scrape_finish_then_exits_0() {
+    let wine = Wine::from_env();
+    let (started_tx, mut started_rx) = mpsc::unbounded_channel::<()>();
+    let (finish_tx, finish_rx) = oneshot::channel::<()>();
+    let finish_rx = std::sync::Mutex::new(Some(finish_rx));
+    let exporter = FakeExporter::start(move |_| {
+        let finish = finish_rx.lock().unwrap().take().expect("one scrape");
+        let started_tx = started_tx.clone();
+        let (mut sender, response) = streaming_reply(&[("content-type", TEXT_0_0_4)]);
+        tokio::spawn(async move {
+            sender.send_data(Bytes::from_static(b"slow_collector_started 1\n")).await.unwrap();
+            let _ = started_tx.send(());
+            finish.await.unwrap();
+            sender.send_data(Bytes::from_static(b"slow_collector_done 1\n")).await.unwrap();
+        });
+        async move { response }
+    })
+    .await;
+    let mut proxy = proxy_for(&wine, &exporter.port()).await;
+
+    let response = Client::connect(proxy.addr).await.send(Method::GET, "/metrics", &[]).await.unwrap();
+    within("the slow scrape to start", started_rx.recv()).await;
+
+    proxy.signal(libc::SIGINT);
+    let stop = proxy.wait_for_message("stop requested; draining").await;
+    assert_eq!(stop["signal"], "CTRL_C", "the Windows console handler must have seen it: {stop}");
+
+    finish_tx.send(()).unwrap();
+    let body = within("the drained scrape", response.into_body().collect()).await.expect("complete body").to_bytes();
+    assert_eq!(&body[..], b"slow_collector_started 1\nslow_collector_done 1\n");
+
+    proxy.wait_for_message("drained; exiting").await;
+    let status = proxy.exit_status().await;
+    assert_eq!(status.code(), Some(0), "exit status {status:?}");
+}
+
+#[tokio::test]
+#[ignore = "needs wine and the Windows build; scripts/test-windows runs it"]
+async fn version_flag_prints_the_crate_version() {
+    let wine = Wine::from_env();
+    let output = wine.run_to_exit(&["--version"], &[]).await;
+
+    assert!(output.status.success(), "{:?}", output.status);
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim_end(),
+        format!("windows-exporter-proxy {}", env!("CARGO_PKG_VERSION"))
+    );
+}
