@@ -1,0 +1,138 @@
+//! The concurrency guard: at most `PROXY_MAX_INFLIGHT` scrapes reach the exporter at once. A
+//! scrape past the limit waits for a slot within its own deadline, then gets 503 naming the
+//! setting; the gauges show who holds a slot and who waits.
+
+mod support;
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use http::StatusCode;
+use support::{Client, FakeExporter, ProxyProcess, Scraped, metric, reply, within};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+const INFLIGHT: &str = "windows_exporter_proxy_inflight_scrapes";
+const WAITING: &str = "windows_exporter_proxy_waiting_scrapes";
+
+/// An exporter that holds every request until the test releases it through the sender it hands
+/// over on `held`.
+async fn holding_exporter() -> (FakeExporter, mpsc::UnboundedReceiver<oneshot::Sender<()>>) {
+    let (held_tx, held) = mpsc::unbounded_channel();
+    let exporter = FakeExporter::start(move |_| {
+        let (release, released) = oneshot::channel::<()>();
+        held_tx.send(release).unwrap();
+        async move {
+            let _ = released.await;
+            reply(StatusCode::OK, &[("content-type", TEXT)], Bytes::from_static(b"up 1\n"))
+        }
+    })
+    .await;
+    (exporter, held)
+}
+
+async fn proxy_for(exporter: &FakeExporter) -> ProxyProcess {
+    ProxyProcess::start(&[("PROXY_HOSTIP", "127.0.0.1"), ("PROXY_PORT", &exporter.port()), ("PROXY_MAX_INFLIGHT", "2")])
+        .await
+}
+
+fn scrape(proxy: &ProxyProcess, timeout: Option<&'static str>) -> JoinHandle<Scraped> {
+    let addr = proxy.addr;
+    tokio::spawn(async move {
+        let headers: Vec<(&str, &str)> =
+            timeout.map(|t| ("x-prometheus-scrape-timeout-seconds", t)).into_iter().collect();
+        Client::connect(addr).await.get("/metrics", &headers).await
+    })
+}
+
+fn gauges(m: &HashMap<String, f64>) -> (f64, f64) {
+    (metric(m, INFLIGHT), metric(m, WAITING))
+}
+
+#[tokio::test]
+async fn third_scrape_waits_for_a_slot_and_proceeds_when_one_frees() {
+    let (mut exporter, mut held) = holding_exporter().await;
+    let proxy = proxy_for(&exporter).await;
+
+    let first = scrape(&proxy, None);
+    let second = scrape(&proxy, None);
+    let release_a = within("the first held request", held.recv()).await.unwrap();
+    let release_b = within("the second held request", held.recv()).await.unwrap();
+    let third = scrape(&proxy, None);
+    // The third is queued in the proxy, not at the exporter.
+    proxy.wait_for_metrics("two in flight and one waiting", |m| gauges(m) == (2.0, 1.0)).await;
+    assert_eq!(exporter.pending_requests().len(), 2, "the exporter saw more than PROXY_MAX_INFLIGHT scrapes");
+    assert!(held.try_recv().is_err(), "a third request reached the exporter");
+
+    release_a.send(()).unwrap();
+    let release_c = within("the third request to reach the exporter", held.recv()).await.unwrap();
+    proxy.wait_for_metrics("two in flight, none waiting", |m| gauges(m) == (2.0, 0.0)).await;
+    assert_eq!(exporter.pending_requests().len(), 1);
+
+    release_b.send(()).unwrap();
+    release_c.send(()).unwrap();
+    for task in [first, second, third] {
+        let scraped = within("a scrape", task).await.unwrap();
+        assert_eq!(scraped.status, StatusCode::OK);
+        assert_eq!(scraped.text(), "up 1\n");
+    }
+    let m = proxy.wait_for_metrics("all slots free", |m| gauges(m) == (0.0, 0.0)).await;
+    assert_eq!(metric(&m, "windows_exporter_proxy_scrapes_total{outcome=\"ok\",status=\"200\"}"), 3.0);
+}
+
+#[tokio::test]
+async fn scrape_with_no_slot_before_its_deadline_gets_503_naming_the_setting() {
+    let (exporter, mut held) = holding_exporter().await;
+    let mut proxy = proxy_for(&exporter).await;
+
+    let first = scrape(&proxy, None);
+    let second = scrape(&proxy, None);
+    let release_a = within("the first held request", held.recv()).await.unwrap();
+    let release_b = within("the second held request", held.recv()).await.unwrap();
+    // 1 s scraper timeout: 0.5 s proxy deadline, spent waiting for a slot.
+    let third = within("the rejected scrape", scrape(&proxy, Some("1"))).await.unwrap();
+
+    assert_eq!(third.status, StatusCode::SERVICE_UNAVAILABLE);
+    let body = third.text();
+    assert_eq!(body.trim_end().lines().count(), 1, "{body:?}");
+    assert!(body.starts_with(&format!("http://{}: 2 scrapes already in flight (PROXY_MAX_INFLIGHT)", exporter.addr)));
+    let line = proxy.wait_for_message("scrape rejected: no exporter slot before the deadline").await;
+    assert_eq!(line["level"], "WARN");
+    assert_eq!(line["max_inflight"], 2);
+    assert!(held.try_recv().is_err(), "the rejected scrape reached the exporter");
+    let m = proxy.wait_for_metrics("two in flight, none waiting", |m| gauges(m) == (2.0, 0.0)).await;
+    assert_eq!(metric(&m, "windows_exporter_proxy_scrapes_total{outcome=\"rejected\",status=\"503\"}"), 1.0);
+
+    release_a.send(()).unwrap();
+    release_b.send(()).unwrap();
+    for task in [first, second] {
+        assert_eq!(within("a held scrape", task).await.unwrap().status, StatusCode::OK);
+    }
+    proxy.wait_for_metrics("all slots free", |m| gauges(m) == (0.0, 0.0)).await;
+}
+
+#[tokio::test]
+async fn scraper_giving_up_while_waiting_leaves_the_queue() {
+    let (exporter, mut held) = holding_exporter().await;
+    let proxy = proxy_for(&exporter).await;
+
+    let first = scrape(&proxy, None);
+    let second = scrape(&proxy, None);
+    let release_a = within("the first held request", held.recv()).await.unwrap();
+    let release_b = within("the second held request", held.recv()).await.unwrap();
+    let impatient = scrape(&proxy, None);
+    proxy.wait_for_metrics("one waiting", |m| gauges(m) == (2.0, 1.0)).await;
+    impatient.abort();
+    // The scraper's connection closes; its place in the queue must go with it.
+    proxy.wait_for_metrics("nobody waiting", |m| gauges(m) == (2.0, 0.0)).await;
+
+    release_a.send(()).unwrap();
+    release_b.send(()).unwrap();
+    for task in [first, second] {
+        assert_eq!(within("a held scrape", task).await.unwrap().status, StatusCode::OK);
+    }
+    let m = proxy.wait_for_metrics("all slots free", |m| gauges(m) == (0.0, 0.0)).await;
+    assert!(held.try_recv().is_err(), "the abandoned scrape reached the exporter");
+    assert_eq!(metric(&m, "windows_exporter_proxy_scrapes_total{outcome=\"ok\",status=\"200\"}"), 2.0);
+}
