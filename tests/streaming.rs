@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::{Method, StatusCode};
 use http_body_util::BodyExt;
 use support::{Client, FakeExporter, ProxyProcess, streaming_reply, within};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 #[tokio::test]
 async fn first_chunk_reaches_the_scraper_before_the_exporter_sends_the_rest() {
@@ -53,7 +53,7 @@ async fn a_512_mib_body_streams_through_in_a_few_mib() {
     const CHUNK: usize = 64 * 1024;
     const TOTAL: usize = 512 * 1024 * 1024;
     let chunk = Bytes::from(vec![b'#'; CHUNK]);
-    let (sent_tx, mut sent_rx) = mpsc::unbounded_channel::<()>();
+    let (sent_tx, mut sent_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let exporter = FakeExporter::start(move |_| {
         let chunk = chunk.clone();
         let sent_tx = sent_tx.clone();
