@@ -449,3 +449,39 @@ async fn exporter_closing_pooled_connections_does_not_fail_the_next_scrape() {
         assert_eq!(scrapes_total(&proxy, "ok", 200).await, 5.0, "{stale:?}");
     }
 }
+
+#[tokio::test]
+async fn connect_timeout_is_502_naming_the_firewall() {
+    // A listener that never accepts, with its backlog full: the kernel drops further SYNs, so
+    // the proxy's connect hangs as it would behind a firewall that drops packets.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        match tokio::time::timeout(Duration::from_millis(200), socket.connect(addr)).await {
+            Ok(Ok(stream)) => fillers.push(stream),
+            _ => break,
+        }
+    }
+    let mut proxy = ProxyProcess::start(&[
+        ("PROXY_HOSTIP", "127.0.0.1"),
+        ("PROXY_PORT", &addr.port().to_string()),
+        ("PROXY_CONNECT_TIMEOUT_SECONDS", "0.5"),
+    ])
+    .await;
+
+    let scraped = Client::connect(proxy.addr).await.get("/metrics", &[]).await;
+    health_within(proxy.addr, HEALTH).await;
+
+    assert_eq!(scraped.status, StatusCode::BAD_GATEWAY);
+    let body = scraped.text();
+    assert!(body.starts_with(&format!("http://{addr}: connect timed out after 500ms")), "{body:?}");
+    assert!(body.contains("firewall"), "{body:?}");
+    proxy
+        .wait_for_log("the connect warning", |l| is_warning(l, "scrape failed: exporter unreachable or reply invalid"))
+        .await;
+    drop(listener);
+}
