@@ -9,8 +9,18 @@ use windows_exporter_proxy::headers::{for_upstream_request, remove_hop_by_hop};
 const FIXED: [&str; 6] = ["connection", "te", "trailer", "transfer-encoding", "upgrade", "keep-alive"];
 /// Names worth hitting often: the hop-by-hop set and some end-to-end ones.
 const NAMES: [&str; 12] = [
-    "connection", "te", "trailer", "transfer-encoding", "upgrade", "keep-alive", "proxy-authorization",
-    "content-length", "host", "expect", "accept", "x-custom",
+    "connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "keep-alive",
+    "proxy-authorization",
+    "content-length",
+    "host",
+    "expect",
+    "accept",
+    "x-custom",
 ];
 
 fuzz_target!(|pairs: Vec<(u8, Vec<u8>, Vec<u8>)>| {
