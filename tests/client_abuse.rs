@@ -4,6 +4,10 @@
 //! extra client connection, no extra file descriptor. Nothing but well-formed `GET /metrics`
 //! ever reaches the exporter, and nothing at all reaches any other host.
 
+// They raise RLIMIT_NOFILE and read /proc/<pid>: Linux only. The Windows build is exercised
+// by windows_under_wine.rs.
+#![cfg(target_os = "linux")]
+
 mod support;
 
 use std::time::Duration;

@@ -5,17 +5,13 @@
 
 mod support;
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
-use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use support::{
-    Client, ExporterBody, FakeExporter, ProxyProcess, WAIT, closed_port, health_within, read_all, reply,
-    streaming_reply, within,
+    Client, ExporterBody, FakeExporter, ProxyProcess, closed_port, health_within, reply, streaming_reply, within,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -322,72 +318,83 @@ async fn oversized_response_headers_are_502() {
         .await;
 }
 
-/// A body of `len` bytes made on the fly from one repeated chunk, so the test holds 64 KiB, not
-/// the whole body.
-struct Generated {
-    remaining: u64,
-    chunk: Bytes,
-}
+/// Reads peak RSS from /proc: Linux only.
+#[cfg(target_os = "linux")]
+mod constant_memory {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
 
-impl Body for Generated {
-    type Data = Bytes;
-    type Error = std::io::Error;
+    use http_body::{Body, Frame, SizeHint};
 
-    fn poll_frame(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
-        let this = self.get_mut();
-        if this.remaining == 0 {
-            return Poll::Ready(None);
-        }
-        let n = this.remaining.min(this.chunk.len() as u64);
-        this.remaining -= n;
-        Poll::Ready(Some(Ok(Frame::data(this.chunk.slice(..n as usize)))))
+    use super::*;
+
+    /// A body of `len` bytes made on the fly from one repeated chunk, so the test holds 64 KiB, not
+    /// the whole body.
+    struct Generated {
+        remaining: u64,
+        chunk: Bytes,
     }
 
-    fn is_end_stream(&self) -> bool {
-        self.remaining == 0
+    impl Body for Generated {
+        type Data = Bytes;
+        type Error = std::io::Error;
+
+        fn poll_frame(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+            let this = self.get_mut();
+            if this.remaining == 0 {
+                return Poll::Ready(None);
+            }
+            let n = this.remaining.min(this.chunk.len() as u64);
+            this.remaining -= n;
+            Poll::Ready(Some(Ok(Frame::data(this.chunk.slice(..n as usize)))))
+        }
+
+        fn is_end_stream(&self) -> bool {
+            self.remaining == 0
+        }
+
+        fn size_hint(&self) -> SizeHint {
+            SizeHint::with_exact(self.remaining)
+        }
     }
 
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.remaining)
+    #[tokio::test]
+    async fn one_gib_body_streams_in_constant_memory() {
+        const SIZE: u64 = 1 << 30;
+        let line = Bytes::from("windows_cpu_time_total{core=\"0,0\",mode=\"idle\"} 123456.789\n".repeat(1200));
+        let chunk = line.slice(..64 * 1024);
+        let exporter = FakeExporter::start(move |_| {
+            let body = Generated { remaining: SIZE, chunk: chunk.clone() };
+            async move {
+                let mut response = http::Response::new(body.boxed());
+                response.headers_mut().insert("content-type", TEXT.parse().unwrap());
+                response
+            }
+        })
+        .await;
+        let proxy = proxy_on(exporter.addr.port()).await;
+        // One small scrape first so the baseline includes the client pool and buffers.
+        let warm_up = Client::connect(proxy.addr).await.send(Method::GET, "/health", &[]).await.unwrap();
+        support::read_all(warm_up).await.unwrap();
+        let before = support::proc_status(proxy.pid(), "VmHWM");
+
+        let response = Client::connect(proxy.addr).await.send(Method::GET, "/metrics", &[]).await.unwrap();
+        assert_eq!(response.headers()["content-length"], SIZE.to_string());
+        let mut body = response.into_body();
+        let mut total = 0u64;
+        let counted = tokio::time::timeout(support::WAIT * 4, async {
+            while let Some(frame) = body.frame().await {
+                total += frame.expect("an intact body").into_data().map_or(0, |d| d.len() as u64);
+            }
+        })
+        .await;
+        assert!(counted.is_ok(), "the 1 GiB body did not finish in {:?} ({total} bytes)", support::WAIT * 4);
+        let after = support::proc_status(proxy.pid(), "VmHWM");
+
+        assert_eq!(total, SIZE);
+        let growth = after.saturating_sub(before);
+        assert!(growth < 16 << 20, "peak RSS grew by {} KiB streaming 1 GiB ({before} -> {after} bytes)", growth >> 10);
     }
-}
-
-#[tokio::test]
-async fn one_gib_body_streams_in_constant_memory() {
-    const SIZE: u64 = 1 << 30;
-    let line = Bytes::from("windows_cpu_time_total{core=\"0,0\",mode=\"idle\"} 123456.789\n".repeat(1200));
-    let chunk = line.slice(..64 * 1024);
-    let exporter = FakeExporter::start(move |_| {
-        let body = Generated { remaining: SIZE, chunk: chunk.clone() };
-        async move {
-            let mut response = http::Response::new(body.boxed());
-            response.headers_mut().insert("content-type", TEXT.parse().unwrap());
-            response
-        }
-    })
-    .await;
-    let proxy = proxy_on(exporter.addr.port()).await;
-    // One small scrape first so the baseline includes the client pool and buffers.
-    let warm_up = Client::connect(proxy.addr).await.send(Method::GET, "/health", &[]).await.unwrap();
-    read_all(warm_up).await.unwrap();
-    let before = support::proc_status(proxy.pid(), "VmHWM");
-
-    let response = Client::connect(proxy.addr).await.send(Method::GET, "/metrics", &[]).await.unwrap();
-    assert_eq!(response.headers()["content-length"], SIZE.to_string());
-    let mut body = response.into_body();
-    let mut total = 0u64;
-    let counted = tokio::time::timeout(WAIT * 4, async {
-        while let Some(frame) = body.frame().await {
-            total += frame.expect("an intact body").into_data().map_or(0, |d| d.len() as u64);
-        }
-    })
-    .await;
-    assert!(counted.is_ok(), "the 1 GiB body did not finish in {:?} ({total} bytes)", WAIT * 4);
-    let after = support::proc_status(proxy.pid(), "VmHWM");
-
-    assert_eq!(total, SIZE);
-    let growth = after.saturating_sub(before);
-    assert!(growth < 16 << 20, "peak RSS grew by {} KiB streaming 1 GiB ({before} -> {after} bytes)", growth >> 10);
 }
 
 /// A raw HTTP exporter whose every connection answers one request with keep-alive and then
