@@ -1,33 +1,46 @@
 //! One client connection: HTTP/1.1 with the server-side limits, the idle timeout, and the part
 //! it plays in a graceful drain.
 //!
-//! hyper enforces the header-read timeout (a client must finish its request headers in time,
-//! which cuts off slowloris-style trickling) and the header size limit (431). It has no idle
-//! timeout for kept-alive connections waiting for their next request, so [`ActivityIo`] records
-//! the last read or write and the connection is closed gracefully once it has been quiet for the
-//! idle timeout. On drain, idle connections close at once and busy ones after their response.
+//! Two clocks guard a connection, both kept here rather than in hyper:
+//! - **Header read**: from the moment a connection opens, or the first byte of a later request
+//!   arrives, the client has `PROXY_HEADER_READ_TIMEOUT_SECONDS` to finish the request head; a
+//!   client that trickles headers (slowloris) or connects and says nothing is cut off. hyper's
+//!   own header-read timeout cannot be used for this: it also runs while a kept-alive connection
+//!   waits for its next request, so it would close every idle connection after a few seconds.
+//! - **Idle**: a connection that has moved no bytes for `PROXY_IDLE_TIMEOUT_SECONDS` is closed
+//!   gracefully (a response still streaming finishes first).
+//!
+//! The header size limit (431) is hyper's. On drain, idle connections close at once and busy ones
+//! after their response.
 
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
+use crate::response::ResponseBody;
 use crate::router::App;
+use crate::stream::StreamError;
+
+/// How often a connection that is closing behind a streaming response re-checks its clocks.
+const OVERDUE_RECHECK: Duration = Duration::from_secs(1);
 
 /// Server-side limits for every connection.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Time to receive a request's headers.
+    /// Time to receive a request's headers, from the connection's start or the request's first byte.
     pub header_read_timeout: Duration,
     /// Quiet time after which a kept-alive connection is closed.
     pub idle_timeout: Duration,
@@ -35,33 +48,39 @@ pub struct Limits {
     pub max_header_bytes: usize,
 }
 
-/// Serves `stream` until the client closes it, it idles out, or a drain finishes it.
+/// Serves `stream` until the client closes it, a timeout ends it, or a drain finishes it.
 pub async fn serve(stream: TcpStream, app: Arc<App>, limits: Limits, mut drain: watch::Receiver<bool>) {
-    let epoch = Instant::now();
-    let activity = Arc::new(AtomicU64::new(0));
-    let io = TokioIo::new(ActivityIo { inner: stream, epoch, last: activity.clone() });
+    let clock = Arc::new(Clock::new());
+    let io = TokioIo::new(ActivityIo { inner: stream, clock: clock.clone() });
+    let service_clock = clock.clone();
     let service = service_fn(move |request| {
+        service_clock.head_received();
+        let guard = InFlight::new(service_clock.clone());
         let app = app.clone();
-        async move { Ok::<_, std::convert::Infallible>(app.handle(request).await) }
+        async move {
+            let response = app.handle(request).await;
+            Ok::<_, std::convert::Infallible>(response.map(|body| CountedBody { body, _in_flight: guard }))
+        }
     });
     let connection = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+        .header_read_timeout(None)
         .max_buf_size(limits.max_header_bytes)
         .keep_alive(true)
         .serve_connection(io, service);
     tokio::pin!(connection);
 
-    let quiet_since =
-        |now: Instant| now.saturating_duration_since(epoch + Duration::from_millis(activity.load(Ordering::Relaxed)));
-    let mut idle_check = Box::pin(tokio::time::sleep(limits.idle_timeout));
     let mut closing = false;
     loop {
+        let (mut deadline, watching) = clock.next_deadline(&limits);
+        if closing && watching == Watching::Head && clock.head_overdue(Instant::now(), limits.header_read_timeout) {
+            // Already asked to close behind a streaming response: look again later, do not spin.
+            deadline = Instant::now() + OVERDUE_RECHECK;
+        }
         tokio::select! {
             result = connection.as_mut() => {
                 if let Err(error) = result {
-                    // Client-side trouble (reset, timeout, malformed request): hyper already
-                    // answered what it could; nothing here affects other connections.
+                    // Client-side trouble (reset, malformed request): hyper already answered what
+                    // it could; nothing here affects other connections.
                     tracing::debug!(%error, "connection ended with an error");
                 }
                 return;
@@ -70,32 +89,164 @@ pub async fn serve(stream: TcpStream, app: Arc<App>, limits: Limits, mut drain: 
                 closing = true;
                 connection.as_mut().graceful_shutdown();
             }
-            _ = idle_check.as_mut(), if !closing => {
-                let quiet = quiet_since(Instant::now());
-                if quiet >= limits.idle_timeout {
-                    tracing::debug!(idle_ms = quiet.as_millis() as u64, "closing idle connection");
-                    closing = true;
-                    // Closes now if idle; a response still streaming finishes first.
-                    connection.as_mut().graceful_shutdown();
-                } else {
-                    idle_check.as_mut().reset(Instant::now() + (limits.idle_timeout - quiet));
+            // A request started arriving: its header deadline may be sooner than the idle one.
+            _ = clock.head_started.notified() => {}
+            _ = tokio::time::sleep_until(deadline), if !(closing && watching == Watching::Idle) => {
+                let now = Instant::now();
+                match watching {
+                    Watching::Head if clock.head_overdue(now, limits.header_read_timeout) => {
+                        if clock.in_flight() == 0 {
+                            tracing::debug!(timeout_ms = limits.header_read_timeout.as_millis() as u64, "closing connection: request headers not received in time");
+                            return;
+                        }
+                        // A pipelined request trickles in behind a response still streaming:
+                        // let that response finish, then close.
+                        closing = true;
+                        connection.as_mut().graceful_shutdown();
+                    }
+                    Watching::Idle if clock.quiet_for(now) >= limits.idle_timeout => {
+                        tracing::debug!(idle_ms = clock.quiet_for(now).as_millis() as u64, "closing idle connection");
+                        closing = true;
+                        connection.as_mut().graceful_shutdown();
+                    }
+                    _ => {}
                 }
             }
         }
     }
 }
 
-/// A stream that remembers when it last moved bytes, in milliseconds after `epoch`.
-struct ActivityIo {
-    inner: TcpStream,
-    epoch: Instant,
-    last: Arc<AtomicU64>,
+/// Which deadline the connection loop is waiting for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Watching {
+    /// A request head has started (or the connection is new) and must be complete in time.
+    Head,
+    /// Nothing is arriving; the connection may idle until the idle timeout.
+    Idle,
 }
 
-impl ActivityIo {
-    fn touch(&self) {
-        self.last.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+/// When a connection last moved bytes, and whether a request head is on its way.
+struct Clock {
+    epoch: Instant,
+    /// Milliseconds after `epoch` of the last read or write.
+    last_activity: AtomicU64,
+    /// Milliseconds after `epoch`, plus one, when the pending request head began; 0 when none.
+    head_since: AtomicU64,
+    /// Signalled when a request head begins.
+    head_started: Notify,
+    /// Requests whose response has not finished.
+    in_flight: AtomicUsize,
+}
+
+impl Clock {
+    /// A new connection: its first request head is due from now.
+    fn new() -> Clock {
+        Clock {
+            epoch: Instant::now(),
+            last_activity: AtomicU64::new(0),
+            head_since: AtomicU64::new(1),
+            head_started: Notify::new(),
+            in_flight: AtomicUsize::new(0),
+        }
     }
+
+    fn millis(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn at(&self, millis: u64) -> Instant {
+        self.epoch + Duration::from_millis(millis)
+    }
+
+    /// Bytes arrived: the start of a request head, unless one is already pending.
+    fn bytes_read(&self) {
+        let now = self.millis();
+        self.last_activity.store(now, Ordering::Relaxed);
+        if self.head_since.compare_exchange(0, now + 1, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+            self.head_started.notify_one();
+        }
+    }
+
+    fn bytes_written(&self) {
+        self.last_activity.store(self.millis(), Ordering::Relaxed);
+    }
+
+    /// hyper parsed a complete request head.
+    fn head_received(&self) {
+        self.head_since.store(0, Ordering::Relaxed);
+    }
+
+    fn head_overdue(&self, now: Instant, timeout: Duration) -> bool {
+        match self.head_since.load(Ordering::Relaxed) {
+            0 => false,
+            since => now >= self.at(since - 1) + timeout,
+        }
+    }
+
+    fn quiet_for(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.at(self.last_activity.load(Ordering::Relaxed)))
+    }
+
+    fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// The next moment the connection loop must look at the clocks, and why.
+    fn next_deadline(&self, limits: &Limits) -> (Instant, Watching) {
+        let idle = self.at(self.last_activity.load(Ordering::Relaxed)) + limits.idle_timeout;
+        match self.head_since.load(Ordering::Relaxed) {
+            0 => (idle, Watching::Idle),
+            since => {
+                let head = self.at(since - 1) + limits.header_read_timeout;
+                if head <= idle { (head, Watching::Head) } else { (idle, Watching::Idle) }
+            }
+        }
+    }
+}
+
+/// Counts a request as in flight until its response body is finished or dropped.
+struct InFlight(Arc<Clock>);
+
+impl InFlight {
+    fn new(clock: Arc<Clock>) -> InFlight {
+        clock.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(clock)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A response body that keeps its request counted as in flight while it lives.
+struct CountedBody {
+    body: ResponseBody,
+    _in_flight: InFlight,
+}
+
+impl Body for CountedBody {
+    type Data = Bytes;
+    type Error = StreamError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, StreamError>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// The client socket, reporting reads and writes to the connection's [`Clock`].
+struct ActivityIo {
+    inner: TcpStream,
+    clock: Arc<Clock>,
 }
 
 impl AsyncRead for ActivityIo {
@@ -104,7 +255,7 @@ impl AsyncRead for ActivityIo {
         let before = buf.filled().len();
         let result = Pin::new(&mut this.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
-            this.touch();
+            this.clock.bytes_read();
         }
         result
     }
@@ -115,7 +266,7 @@ impl AsyncWrite for ActivityIo {
         let this = self.get_mut();
         let result = Pin::new(&mut this.inner).poll_write(cx, buf);
         if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            this.touch();
+            this.clock.bytes_written();
         }
         result
     }
@@ -128,7 +279,7 @@ impl AsyncWrite for ActivityIo {
         let this = self.get_mut();
         let result = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
         if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            this.touch();
+            this.clock.bytes_written();
         }
         result
     }
@@ -143,5 +294,51 @@ impl AsyncWrite for ActivityIo {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits {
+        header_read_timeout: Duration::from_secs(5),
+        idle_timeout: Duration::from_secs(75),
+        max_header_bytes: 8192,
+    };
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_connection_owes_its_first_head_within_the_header_timeout() {
+        let clock = Clock::new();
+        let (deadline, watching) = clock.next_deadline(&LIMITS);
+        assert_eq!(watching, Watching::Head);
+        assert_eq!(deadline, clock.epoch + LIMITS.header_read_timeout);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn between_requests_only_the_idle_timeout_runs() {
+        let clock = Clock::new();
+        clock.bytes_read();
+        clock.head_received();
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert!(!clock.head_overdue(Instant::now(), LIMITS.header_read_timeout));
+        let (deadline, watching) = clock.next_deadline(&LIMITS);
+        assert_eq!(watching, Watching::Idle);
+        assert_eq!(deadline, clock.epoch + LIMITS.idle_timeout);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_byte_of_a_later_request_starts_its_header_clock() {
+        let clock = Clock::new();
+        clock.head_received();
+        tokio::time::advance(Duration::from_secs(30)).await;
+        clock.bytes_read();
+        let started = Instant::now();
+        tokio::time::advance(Duration::from_secs(1)).await;
+        clock.bytes_read(); // more bytes of the same head do not restart the clock
+        let (deadline, watching) = clock.next_deadline(&LIMITS);
+        assert_eq!(watching, Watching::Head);
+        assert_eq!(deadline, started + LIMITS.header_read_timeout);
+        assert!(clock.head_overdue(started + LIMITS.header_read_timeout, LIMITS.header_read_timeout));
     }
 }
