@@ -70,7 +70,7 @@ pub const VARIABLES: &[Variable] = &[
     Variable {
         name: "PROXY_HEADER_READ_TIMEOUT_SECONDS",
         default: Some("5"),
-        help: "a client must send its request headers within this",
+        help: "a client must finish its request headers this long after connecting or after its first byte",
     },
     Variable {
         name: "PROXY_IDLE_TIMEOUT_SECONDS",
