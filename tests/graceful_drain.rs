@@ -7,31 +7,15 @@ mod support;
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use http_body_util::BodyExt;
-use support::{Client, FakeExporter, ProxyProcess, streaming_reply, within};
-use tokio::sync::{mpsc, oneshot};
+use support::{Client, FakeExporter, HeldScrape, ProxyProcess, within};
 
 #[tokio::test]
 async fn sigterm_lets_an_in_flight_scrape_finish_then_exits_0() {
-    let (started_tx, mut started_rx) = mpsc::unbounded_channel::<()>();
-    let (finish_tx, finish_rx) = oneshot::channel::<()>();
-    let finish_rx = std::sync::Mutex::new(Some(finish_rx));
-    let exporter = FakeExporter::start(move |_| {
-        let finish = finish_rx.lock().unwrap().take().expect("one scrape");
-        let started_tx = started_tx.clone();
-        let (mut sender, response) = streaming_reply(&[("content-type", "text/plain")]);
-        tokio::spawn(async move {
-            sender.send_data(Bytes::from_static(b"slow_collector_started 1\n")).await.unwrap();
-            let _ = started_tx.send(());
-            finish.await.unwrap();
-            sender.send_data(Bytes::from_static(b"slow_collector_done 1\n")).await.unwrap();
-        });
-        async move { response }
-    })
-    .await;
-    let mut proxy = ProxyProcess::start(&[("PROXY_HOSTIP", "127.0.0.1"), ("PROXY_PORT", &exporter.port())]).await;
+    let mut held = HeldScrape::start().await;
+    let mut proxy = ProxyProcess::start(&[("PROXY_HOSTIP", "127.0.0.1"), ("PROXY_PORT", &held.exporter.port())]).await;
 
     let response = Client::connect(proxy.addr).await.send(Method::GET, "/metrics", &[]).await.unwrap();
-    within("the slow scrape to start", started_rx.recv()).await;
+    held.started().await;
 
     proxy.signal(libc::SIGTERM);
     proxy.wait_for_message("stop requested; draining").await;
@@ -41,9 +25,9 @@ async fn sigterm_lets_an_in_flight_scrape_finish_then_exits_0() {
         "the proxy still accepts connections while draining"
     );
 
-    finish_tx.send(()).unwrap();
+    held.release();
     let body = within("the drained scrape", response.into_body().collect()).await.expect("complete body").to_bytes();
-    assert_eq!(&body[..], b"slow_collector_started 1\nslow_collector_done 1\n");
+    assert_eq!(&body[..], HeldScrape::full_body());
 
     proxy.wait_for_message("drained; exiting").await;
     let status = proxy.exit_status().await;

@@ -7,36 +7,23 @@ mod support;
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use http_body_util::BodyExt;
-use support::{Client, FakeExporter, ProxyProcess, streaming_reply, within};
-use tokio::sync::oneshot;
+use support::{Client, FakeExporter, HeldScrape, ProxyProcess, streaming_reply, within};
 
 #[tokio::test]
 async fn first_chunk_reaches_the_scraper_before_the_exporter_sends_the_rest() {
-    let (release_tx, release_rx) = oneshot::channel::<()>();
-    let release_rx = std::sync::Mutex::new(Some(release_rx));
-    let exporter = FakeExporter::start(move |_| {
-        let release = release_rx.lock().unwrap().take().expect("one scrape");
-        let (mut sender, response) = streaming_reply(&[("content-type", "text/plain; version=0.0.4")]);
-        tokio::spawn(async move {
-            sender.send_data(Bytes::from_static(b"# first chunk\nfirst 1\n")).await.unwrap();
-            // The rest only exists once the scraper has shown it received the first chunk.
-            release.await.unwrap();
-            sender.send_data(Bytes::from_static(b"second 2\n")).await.unwrap();
-        });
-        async move { response }
-    })
-    .await;
-    let proxy = ProxyProcess::start(&[("PROXY_HOSTIP", "127.0.0.1"), ("PROXY_PORT", &exporter.port())]).await;
+    let mut held = HeldScrape::start().await;
+    let proxy = ProxyProcess::start(&[("PROXY_HOSTIP", "127.0.0.1"), ("PROXY_PORT", &held.exporter.port())]).await;
 
     let response = Client::connect(proxy.addr).await.send(Method::GET, "/metrics", &[]).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let mut body = response.into_body();
+    // The exporter holds the rest back until released, so a buffering proxy would never get here.
     let first = within("the first chunk", body.frame()).await.unwrap().unwrap().into_data().unwrap();
-    assert_eq!(&first[..], b"# first chunk\nfirst 1\n");
+    assert_eq!(&first[..], HeldScrape::FIRST);
 
-    release_tx.send(()).unwrap();
+    held.release();
     let rest = within("the rest of the body", body.collect()).await.unwrap().to_bytes();
-    assert_eq!(&rest[..], b"second 2\n");
+    assert_eq!(&rest[..], HeldScrape::REST);
 }
 
 /// Peak resident memory of a process, from /proc (Linux).

@@ -18,12 +18,10 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use bytes::Bytes;
 use http::{Method, StatusCode};
 use http_body_util::BodyExt;
-use support::{Client, FakeExporter, ProxyProcess, closed_port, gzip, reply, streaming_reply, windows_sample, within};
+use support::{Client, FakeExporter, HeldScrape, ProxyProcess, closed_port, gzip, reply, windows_sample, within};
 use tokio::process::Command;
-use tokio::sync::{mpsc, oneshot};
 
 const TEXT_0_0_4: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -213,34 +211,19 @@ async fn bad_port_exits_64_naming_variable_and_value() {
 #[ignore = "needs wine and the Windows build; scripts/test-windows runs it"]
 async fn ctrl_c_lets_an_in_flight_scrape_finish_then_exits_0() {
     let wine = Wine::from_env();
-    let (started_tx, mut started_rx) = mpsc::unbounded_channel::<()>();
-    let (finish_tx, finish_rx) = oneshot::channel::<()>();
-    let finish_rx = std::sync::Mutex::new(Some(finish_rx));
-    let exporter = FakeExporter::start(move |_| {
-        let finish = finish_rx.lock().unwrap().take().expect("one scrape");
-        let started_tx = started_tx.clone();
-        let (mut sender, response) = streaming_reply(&[("content-type", TEXT_0_0_4)]);
-        tokio::spawn(async move {
-            sender.send_data(Bytes::from_static(b"slow_collector_started 1\n")).await.unwrap();
-            let _ = started_tx.send(());
-            finish.await.unwrap();
-            sender.send_data(Bytes::from_static(b"slow_collector_done 1\n")).await.unwrap();
-        });
-        async move { response }
-    })
-    .await;
-    let mut proxy = proxy_for(&wine, &exporter.port()).await;
+    let mut held = HeldScrape::start().await;
+    let mut proxy = proxy_for(&wine, &held.exporter.port()).await;
 
     let response = Client::connect(proxy.addr).await.send(Method::GET, "/metrics", &[]).await.unwrap();
-    within("the slow scrape to start", started_rx.recv()).await;
+    held.started().await;
 
     proxy.signal(libc::SIGINT);
     let stop = proxy.wait_for_message("stop requested; draining").await;
     assert_eq!(stop["signal"], "CTRL_C", "the Windows console handler must have seen it: {stop}");
 
-    finish_tx.send(()).unwrap();
+    held.release();
     let body = within("the drained scrape", response.into_body().collect()).await.expect("complete body").to_bytes();
-    assert_eq!(&body[..], b"slow_collector_started 1\nslow_collector_done 1\n");
+    assert_eq!(&body[..], HeldScrape::full_body());
 
     proxy.wait_for_message("drained; exiting").await;
     let status = proxy.exit_status().await;

@@ -571,3 +571,58 @@ pub async fn health_within(addr: SocketAddr, limit: Duration) {
     assert_eq!(scraped.status, StatusCode::OK);
     assert_eq!(scraped.text().trim_end(), "ok");
 }
+
+// ---------------------------------------------------------------------------------------------
+// A scrape held open
+
+/// An exporter whose one scrape sends [`HeldScrape::FIRST`] at once and the rest only when the
+/// test calls [`HeldScrape::release`]: for what must happen while a scrape is in flight
+/// (streaming without buffering, draining on stop).
+pub struct HeldScrape {
+    pub exporter: FakeExporter,
+    started: mpsc::UnboundedReceiver<()>,
+    release: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl HeldScrape {
+    /// The first line, sent as soon as the scrape arrives.
+    pub const FIRST: &'static [u8] = b"slow_collector_started 1\n";
+    /// The rest, sent on release.
+    pub const REST: &'static [u8] = b"slow_collector_done 1\n";
+
+    /// Starts the exporter.
+    pub async fn start() -> HeldScrape {
+        let (started_tx, started) = mpsc::unbounded_channel::<()>();
+        let (release, release_rx) = tokio::sync::oneshot::channel::<()>();
+        let release_rx = std::sync::Mutex::new(Some(release_rx));
+        let exporter = FakeExporter::start(move |_| {
+            let release_rx = release_rx.lock().unwrap().take().expect("a HeldScrape serves one scrape");
+            let started_tx = started_tx.clone();
+            let (mut sender, response) = streaming_reply(&[("content-type", "text/plain; version=0.0.4")]);
+            tokio::spawn(async move {
+                sender.send_data(Bytes::from_static(HeldScrape::FIRST)).await.unwrap();
+                let _ = started_tx.send(());
+                release_rx.await.unwrap();
+                sender.send_data(Bytes::from_static(HeldScrape::REST)).await.unwrap();
+            });
+            async move { response }
+        })
+        .await;
+        HeldScrape { exporter, started, release: Some(release) }
+    }
+
+    /// Waits until the exporter has sent the first line.
+    pub async fn started(&mut self) {
+        within("the held scrape to start", self.started.recv()).await.expect("the exporter is running");
+    }
+
+    /// Lets the exporter send the rest.
+    pub fn release(&mut self) {
+        self.release.take().expect("released once").send(()).unwrap();
+    }
+
+    /// The whole body the scraper must end up with.
+    pub fn full_body() -> Vec<u8> {
+        [HeldScrape::FIRST, HeldScrape::REST].concat()
+    }
+}
