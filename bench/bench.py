@@ -613,8 +613,10 @@ def chart(results: dict, path: Path) -> bool:
         ax.grid(axis="y", alpha=0.3)
 
     bars(axes[0][0], "ratio", "throughput / direct (higher is better)")
-    bars(axes[0][1], "added_p50_us", "added p50 latency, us (lower is better)")
-    bars(axes[0][2], "added_p99_us", "added p99 latency, us (lower is better)")
+    bars(axes[0][1], "added_p50_us", "added p50 latency, us, log scale (lower is better)")
+    bars(axes[0][2], "added_p99_us", "added p99 latency, us, log scale (lower is better)")
+    for ax in (axes[0][1], axes[0][2]):
+        ax.set_yscale("symlog", linthresh=100)
     bars(axes[1][0], "cpu_s_per_1000", "CPU s per 1,000 scrapes (lower is better)")
     bars(axes[1][1], "peak_rss_kib", "peak RSS under load, MiB (lower is better)", scale=1 / 1024)
     ax = axes[1][2]
@@ -629,11 +631,12 @@ def chart(results: dict, path: Path) -> bool:
     ax.set_xticklabels(groups, fontsize=8)
     ax.set_title("memory, MiB (lower is better)", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
-    axes[0][0].legend(fontsize=8)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=9)
     m = results["machine"]
     fig.suptitle(f"windows-exporter-proxy vs HAProxy vs nginx (original config) - {m['cpu']}, {m['cores']} cores, "
                  f"median of {results['rounds']} rounds", fontsize=11)  # fmt: skip
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return True
@@ -717,6 +720,7 @@ def main() -> int:
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)  # also when started in the background with INT ignored
     tmp = Path(tempfile.mkdtemp(prefix="wep-bench-"))
     os.chmod(tmp, 0o755)
     results: dict = {
