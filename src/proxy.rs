@@ -16,9 +16,10 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::uri::PathAndQuery;
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use http_body_util::Empty;
-use tokio::sync::Semaphore;
+use hyper::body::Incoming;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant as TokioInstant;
 
 use crate::config::Config;
@@ -28,7 +29,7 @@ use crate::health::Readiness;
 use crate::response::{self, ResponseBody};
 use crate::stream::{ScrapeRecord, ScrapeStream};
 use crate::telemetry::{GaugeGuard, Outcome, Telemetry};
-use crate::upstream::Upstream;
+use crate::upstream::{Upstream, UpstreamError};
 
 /// The exporter path every scrape goes to.
 pub const METRICS_PATH: &str = "/metrics";
@@ -64,74 +65,20 @@ impl Proxy {
         let budget =
             ScrapeBudget::from_header(request.headers().get(SCRAPE_TIMEOUT_HEADER), self.margin, self.default_timeout);
         let deadline = TokioInstant::now() + budget.timeout;
-        let upstream = self.upstream.label();
 
-        let slot = {
-            let _waiting = GaugeGuard::new(self.telemetry.waiting());
-            match tokio::time::timeout_at(deadline, self.slots.clone().acquire_owned()).await {
-                Ok(permit) => permit.expect("the semaphore is never closed"),
-                Err(_) => {
-                    tracing::warn!(%upstream, max_inflight = self.max_inflight, timeout_ms = budget.timeout.as_millis() as u64, "scrape rejected: no exporter slot before the deadline");
-                    return self.failed(
-                        Outcome::rejected,
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        format!(
-                            "{upstream}: {} scrapes already in flight (PROXY_MAX_INFLIGHT) and none finished within {:?}",
-                            self.max_inflight, budget.timeout
-                        ),
-                    );
-                }
-            }
+        let slot = match self.wait_for_slot(deadline, &budget).await {
+            Ok(slot) => slot,
+            Err(rejected) => return rejected,
         };
         let inflight = GaugeGuard::new(self.telemetry.inflight());
-
-        let path = request
-            .uri()
-            .query()
-            .map_or(Ok(PathAndQuery::from_static(METRICS_PATH)), |q| format!("{METRICS_PATH}?{q}").parse())
-            .expect("a query that parsed in the request parses after the same path");
         let (parts, _body) = request.into_parts();
-        let mut forwarded = headers::for_upstream_request(parts.headers);
-        forwarded.insert(
-            header::HOST,
-            HeaderValue::from_str(self.upstream.authority().as_str()).expect("an authority is a valid header value"),
-        );
-        forwarded.insert(SCRAPE_TIMEOUT_HEADER, budget.header_value());
+        let outgoing = self.outgoing(parts, &budget);
 
         let sent = Instant::now();
-        let mut attempt = 0;
-        let answer = loop {
-            attempt += 1;
-            let mut upstream_request = Request::new(Empty::<Bytes>::new());
-            *upstream_request.method_mut() = parts.method.clone();
-            *upstream_request.uri_mut() = self.upstream.uri(path.clone());
-            *upstream_request.headers_mut() = forwarded.clone();
-            match tokio::time::timeout_at(deadline, self.upstream.send(upstream_request)).await {
-                // A pooled connection the exporter closed just as the request went out: one
-                // fresh attempt is safe, scrapes are idempotent GETs.
-                Ok(Err(error)) if error.is_stale_connection() && attempt == 1 => {
-                    tracing::debug!(%upstream, %error, "retrying scrape on a fresh connection");
-                    continue;
-                }
-                other => break other,
-            }
-        };
-
-        match answer {
-            Err(_elapsed) => {
-                let source = if budget.from_scraper {
-                    "the scraper's timeout minus PROXY_TIMEOUT_MARGIN_SECONDS"
-                } else {
-                    "PROXY_SCRAPE_TIMEOUT_SECONDS"
-                };
-                tracing::warn!(%upstream, timeout_ms = budget.timeout.as_millis() as u64, "scrape failed: exporter sent no response headers before the deadline");
-                self.failed(
-                    Outcome::timeout,
-                    StatusCode::GATEWAY_TIMEOUT,
-                    format!("{upstream}: no response within {:?} ({source})", budget.timeout),
-                )
-            }
+        match tokio::time::timeout_at(deadline, self.send(&outgoing)).await {
+            Err(_elapsed) => self.no_answer_in_time(&budget),
             Ok(Err(error)) => {
+                let upstream = self.upstream.label();
                 tracing::warn!(%upstream, %error, "scrape failed: exporter unreachable or reply invalid");
                 self.failed(Outcome::upstream_error, StatusCode::BAD_GATEWAY, format!("{upstream}: {error}"))
             }
@@ -141,11 +88,12 @@ impl Proxy {
                 let (mut parts, body) = answer.into_parts();
                 headers::remove_hop_by_hop(&mut parts.headers);
                 if parts.status.is_server_error() {
+                    let upstream = self.upstream.label();
                     tracing::warn!(%upstream, status = parts.status.as_u16(), "exporter answered with a server error");
                 }
                 let record = ScrapeRecord {
                     telemetry: self.telemetry.clone(),
-                    upstream: upstream.clone(),
+                    upstream: self.upstream.label().clone(),
                     status: parts.status.as_u16(),
                     started,
                     slot,
@@ -156,8 +104,95 @@ impl Proxy {
         }
     }
 
+    /// Waits, within the deadline, for an exporter slot; past it, the 503 answer.
+    async fn wait_for_slot(
+        &self,
+        deadline: TokioInstant,
+        budget: &ScrapeBudget,
+    ) -> Result<OwnedSemaphorePermit, Response<ResponseBody>> {
+        let _waiting = GaugeGuard::new(self.telemetry.waiting());
+        match tokio::time::timeout_at(deadline, self.slots.clone().acquire_owned()).await {
+            Ok(permit) => Ok(permit.expect("the semaphore is never closed")),
+            Err(_) => {
+                let upstream = self.upstream.label();
+                tracing::warn!(%upstream, max_inflight = self.max_inflight, timeout_ms = budget.timeout.as_millis() as u64, "scrape rejected: no exporter slot before the deadline");
+                Err(self.failed(
+                    Outcome::rejected,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "{upstream}: {} scrapes already in flight (PROXY_MAX_INFLIGHT) and none finished within {:?}",
+                        self.max_inflight, budget.timeout
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// What goes to the exporter: the scraper's method and query on the exporter's `/metrics`,
+    /// its end-to-end headers, `Host` set to the exporter, and the proxy's own budget as the
+    /// scrape timeout.
+    fn outgoing(&self, scraper: http::request::Parts, budget: &ScrapeBudget) -> Outgoing {
+        let path = scraper
+            .uri
+            .query()
+            .map_or(Ok(PathAndQuery::from_static(METRICS_PATH)), |q| format!("{METRICS_PATH}?{q}").parse())
+            .expect("a query that parsed in the request parses after the same path");
+        let mut headers = headers::for_upstream_request(scraper.headers);
+        headers.insert(
+            header::HOST,
+            HeaderValue::from_str(self.upstream.authority().as_str()).expect("an authority is a valid header value"),
+        );
+        headers.insert(SCRAPE_TIMEOUT_HEADER, budget.header_value());
+        Outgoing { method: scraper.method, uri: self.upstream.uri(path), headers }
+    }
+
+    /// Sends the scrape; a pooled connection that the exporter closed just as the request went
+    /// out gets one fresh attempt (scrapes are idempotent GETs).
+    async fn send(&self, outgoing: &Outgoing) -> Result<Response<Incoming>, UpstreamError> {
+        match self.upstream.send(outgoing.request()).await {
+            Err(error) if error.is_stale_connection() => {
+                tracing::debug!(upstream = %self.upstream.label(), %error, "retrying scrape on a fresh connection");
+                self.upstream.send(outgoing.request()).await
+            }
+            other => other,
+        }
+    }
+
+    /// The 504 answer.
+    fn no_answer_in_time(&self, budget: &ScrapeBudget) -> Response<ResponseBody> {
+        let upstream = self.upstream.label();
+        let source = if budget.from_scraper {
+            "the scraper's timeout minus PROXY_TIMEOUT_MARGIN_SECONDS"
+        } else {
+            "PROXY_SCRAPE_TIMEOUT_SECONDS"
+        };
+        tracing::warn!(%upstream, timeout_ms = budget.timeout.as_millis() as u64, "scrape failed: exporter sent no response headers before the deadline");
+        self.failed(
+            Outcome::timeout,
+            StatusCode::GATEWAY_TIMEOUT,
+            format!("{upstream}: no response within {:?} ({source})", budget.timeout),
+        )
+    }
+
     fn failed(&self, outcome: Outcome, status: StatusCode, line: String) -> Response<ResponseBody> {
         self.telemetry.scrape_finished(outcome, status.as_u16());
         response::text(status, line)
+    }
+}
+
+/// The exporter request for one scrape, kept so a retry can send it again.
+struct Outgoing {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+}
+
+impl Outgoing {
+    fn request(&self) -> Request<Empty<Bytes>> {
+        let mut request = Request::new(Empty::new());
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = self.uri.clone();
+        *request.headers_mut() = self.headers.clone();
+        request
     }
 }
