@@ -17,10 +17,13 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use http::{Method, StatusCode};
 use http_body_util::BodyExt;
-use support::{Client, FakeExporter, HeldScrape, ProxyProcess, closed_port, gzip, reply, windows_sample, within};
+use support::{
+    Client, FakeExporter, HeldScrape, ProxyProcess, closed_port, gzip, reply, windows_sample, within, within_for,
+};
 use tokio::process::Command;
 
 const TEXT_0_0_4: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -68,7 +71,7 @@ impl Wine {
     /// Starts the proxy under wine and waits for its "listening" line (which names the port
     /// Windows gave it for `127.0.0.1:0`).
     async fn start(&self, vars: &[(&str, &str)]) -> ProxyProcess {
-        ProxyProcess::start_command(self.command(), &self.with(vars)).await
+        ProxyProcess::start_command_within(WINE_STARTUP, self.command(), &self.with(vars)).await
     }
 
     /// Runs the proxy under wine to its exit, with only wine's variables, `args` and `vars`.
@@ -91,7 +94,8 @@ impl Wine {
             .stderr(std::fs::File::create(&err_path).expect("create stderr file"))
             .kill_on_drop(true);
         let mut child = command.spawn().expect("run wine");
-        let status = within("the proxy under wine to exit", child.wait()).await.expect("wait for wine");
+        let status =
+            within_for(WINE_STARTUP, "the proxy under wine to exit", child.wait()).await.expect("wait for wine");
         let read = |path: &PathBuf| {
             let bytes = std::fs::read(path).expect("read captured output");
             let _ = std::fs::remove_file(path);
@@ -100,6 +104,10 @@ impl Wine {
         std::process::Output { status, stdout: read(&out_path), stderr: read(&err_path) }
     }
 }
+
+/// How long the proxy under wine may take to log "listening": a wine process start costs seconds
+/// on a busy 2-core machine (seen taking over 30 s once in CI with several tests starting at once).
+const WINE_STARTUP: Duration = Duration::from_secs(120);
 
 /// Numbers `run_to_exit`'s output files, which tests running in parallel must not share.
 static NEXT_RUN: AtomicUsize = AtomicUsize::new(0);

@@ -250,7 +250,13 @@ impl ProxyProcess {
     /// Like [`ProxyProcess::start`] with a prepared command, for running the binary another
     /// way (under wine). The environment is cleared first; the command's own env is kept only
     /// if it was set after `env_clear` by the caller through `vars`.
-    pub async fn start_command(mut command: Command, vars: &[(&str, &str)]) -> ProxyProcess {
+    pub async fn start_command(command: Command, vars: &[(&str, &str)]) -> ProxyProcess {
+        ProxyProcess::start_command_within(WAIT, command, vars).await
+    }
+
+    /// Like [`ProxyProcess::start_command`], allowing `startup` for the listening line (wine's
+    /// first start on a busy machine can take longer than a native process).
+    pub async fn start_command_within(startup: Duration, mut command: Command, vars: &[(&str, &str)]) -> ProxyProcess {
         let mut env: HashMap<&str, &str> =
             HashMap::from([("PROXY_LISTEN", "127.0.0.1:0"), ("PROXY_LOG_FORMAT", "json"), ("RUST_LOG", "info")]);
         env.extend(vars.iter().copied());
@@ -276,7 +282,8 @@ impl ProxyProcess {
             });
         }
         let mut proxy = ProxyProcess { child, addr: "0.0.0.0:0".parse().unwrap(), lines, log: Vec::new() };
-        let listening = proxy.wait_for_log("the proxy's listening line", |l| l["message"] == "listening").await;
+        let listening =
+            proxy.wait_for_log_within(startup, "the proxy's listening line", |l| l["message"] == "listening").await;
         proxy.addr = listening["listen"].as_str().expect("listen field").parse().expect("listen is a socket address");
         proxy
     }
@@ -292,7 +299,17 @@ impl ProxyProcess {
         what: &str,
         matches: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
-        within(what, async {
+        self.wait_for_log_within(WAIT, what, matches).await
+    }
+
+    /// Like [`ProxyProcess::wait_for_log`] with its own time limit. A failure shows the log so far.
+    pub async fn wait_for_log_within(
+        &mut self,
+        limit: Duration,
+        what: &str,
+        matches: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let found = tokio::time::timeout(limit, async {
             loop {
                 let Some(line) = self.lines.recv().await else {
                     panic!("the proxy exited before logging {what}; log so far:\n{}", self.log.join("\n"))
@@ -305,7 +322,10 @@ impl ProxyProcess {
                 }
             }
         })
-        .await
+        .await;
+        found.unwrap_or_else(|_| {
+            panic!("timed out after {limit:?} waiting for {what}; log so far:\n{}", self.log.join("\n"))
+        })
     }
 
     /// Waits for a log line whose message is `message`.
