@@ -22,8 +22,10 @@ use crate::upstream::Upstream;
 
 /// A failed readiness probe is not repeated for this long.
 pub const PROBE_RETRY_INTERVAL: Duration = Duration::from_secs(1);
-/// A readiness probe gives the exporter this long on top of the connect timeout.
-const PROBE_RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// A readiness probe of the exporter gives up after this long in all (connect included), so
+/// `/ready` answers 503 with a reason inside the kubelet's probe timeout (3 s in our manifests)
+/// instead of the kubelet timing out with none.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Liveness: the proxy is up and serving.
 pub fn health() -> http::Response<ResponseBody> {
@@ -34,7 +36,6 @@ pub fn health() -> http::Response<ResponseBody> {
 pub struct Readiness {
     upstream: Upstream,
     max_age: Duration,
-    probe_timeout: Duration,
     epoch: Instant,
     /// Milliseconds after `epoch` of the latest answer, plus one; 0 means never.
     last_answer: AtomicU64,
@@ -44,15 +45,8 @@ pub struct Readiness {
 
 impl Readiness {
     /// Readiness for `upstream`: ready while it answered within `max_age`.
-    pub fn new(upstream: Upstream, max_age: Duration, connect_timeout: Duration) -> Readiness {
-        Readiness {
-            upstream,
-            max_age,
-            probe_timeout: connect_timeout + PROBE_RESPONSE_TIMEOUT,
-            epoch: Instant::now(),
-            last_answer: AtomicU64::new(0),
-            probe: Mutex::new(None),
-        }
+    pub fn new(upstream: Upstream, max_age: Duration) -> Readiness {
+        Readiness { upstream, max_age, epoch: Instant::now(), last_answer: AtomicU64::new(0), probe: Mutex::new(None) }
     }
 
     /// Records that the exporter answered just now.
@@ -109,10 +103,10 @@ impl Readiness {
             .header(header::HOST, self.upstream.authority().as_str())
             .body(Empty::<Bytes>::new())
             .expect("a fixed method, URI and header form a valid request");
-        match tokio::time::timeout(self.probe_timeout, self.upstream.send(request)).await {
+        match tokio::time::timeout(PROBE_TIMEOUT, self.upstream.send(request)).await {
             Ok(Ok(_response)) => Ok(()),
             Ok(Err(error)) => Err(error.to_string()),
-            Err(_) => Err(format!("no answer within {:?}", self.probe_timeout)),
+            Err(_) => Err(format!("no answer within {:?}", PROBE_TIMEOUT)),
         }
     }
 

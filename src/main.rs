@@ -81,7 +81,7 @@ async fn serve(config: Config) -> ExitCode {
 
     let telemetry = Arc::new(Telemetry::new());
     let upstream = Upstream::new(config.upstream.clone(), config.connect_timeout);
-    let readiness = Arc::new(Readiness::new(upstream.clone(), config.ready_max_age, config.connect_timeout));
+    let readiness = Arc::new(Readiness::new(upstream.clone(), config.ready_max_age));
     let proxy = Proxy::new(&config, upstream.clone(), telemetry.clone(), readiness.clone());
     let app = Arc::new(App { proxy, readiness, telemetry });
     let settings = Settings {

@@ -99,3 +99,16 @@ async fn futures_join_all<F: std::future::Future<Output = support::Scraped> + Se
     }
     out
 }
+
+#[tokio::test]
+async fn ready_gives_a_reason_before_the_kubelet_gives_up_on_a_hung_exporter() {
+    // Accepts the probe and never answers.
+    let exporter = FakeExporter::start(|_| std::future::pending()).await;
+    let proxy = ProxyProcess::start(&[("PROXY_HOSTIP", "127.0.0.1"), ("PROXY_PORT", &exporter.port())]).await;
+
+    // The kubelet's probe timeout in our manifests is 3 s: the answer must come inside it.
+    let ready = within_for(Duration::from_secs(3), "/ready", support::get(proxy.addr, "/ready")).await;
+
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(ready.text().contains("probe of /health: no answer within 2s"), "{}", ready.text());
+}
