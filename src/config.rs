@@ -33,7 +33,8 @@ pub struct Variable {
     pub help: &'static str,
 }
 
-/// Every variable, in the order `--help` shows them. The defaults here are the only copy.
+/// Every variable, in the order `--help` shows them. The defaults here are the only copy: an
+/// unset variable takes its default string and goes through the same parser as a set one.
 pub const VARIABLES: &[Variable] = &[
     Variable {
         name: "PROXY_HOSTIP",
@@ -94,19 +95,6 @@ pub const VARIABLES: &[Variable] = &[
     },
     Variable { name: "PROXY_LOG_FORMAT", default: Some("text"), help: "log format on stdout: text or json" },
 ];
-
-const DEFAULT_PORT: u16 = 9182;
-const DEFAULT_LISTEN: &str = "0.0.0.0:9100";
-const DEFAULT_SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
-const DEFAULT_TIMEOUT_MARGIN: Duration = Duration::from_millis(500);
-const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-const DEFAULT_MAX_INFLIGHT: usize = 2;
-const DEFAULT_MAX_CONNECTIONS: usize = 1024;
-const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
-const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
-const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
-const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
-const DEFAULT_READY_MAX_AGE: Duration = Duration::from_secs(30);
 
 /// hyper's smallest read buffer; a smaller header limit cannot be enforced.
 const MIN_HEADER_BYTES: usize = 8192;
@@ -263,89 +251,23 @@ impl Config {
             .expect("every field is an optional string, so deserialising cannot fail");
 
         let mut errors = Vec::new();
+        let mut check = Check { errors: &mut errors };
 
-        let host = keep(&mut errors, parse_host(raw.hostip.as_deref()));
-        let port = keep(&mut errors, parse_port("PROXY_PORT", raw.port.as_deref()));
-        let listen = keep(&mut errors, parse_listen(raw.listen.as_deref()));
-        let scrape_timeout = keep(
-            &mut errors,
-            parse_seconds(
-                "PROXY_SCRAPE_TIMEOUT_SECONDS",
-                raw.scrape_timeout_seconds.as_deref(),
-                DEFAULT_SCRAPE_TIMEOUT,
-                Positive,
-            ),
-        );
-        let timeout_margin = keep(
-            &mut errors,
-            parse_seconds(
-                "PROXY_TIMEOUT_MARGIN_SECONDS",
-                raw.timeout_margin_seconds.as_deref(),
-                DEFAULT_TIMEOUT_MARGIN,
-                ZeroAllowed,
-            ),
-        );
-        let connect_timeout = keep(
-            &mut errors,
-            parse_seconds(
-                "PROXY_CONNECT_TIMEOUT_SECONDS",
-                raw.connect_timeout_seconds.as_deref(),
-                DEFAULT_CONNECT_TIMEOUT,
-                Positive,
-            ),
-        );
-        let max_inflight =
-            keep(&mut errors, parse_count("PROXY_MAX_INFLIGHT", raw.max_inflight.as_deref(), DEFAULT_MAX_INFLIGHT, 1));
-        let max_connections = keep(
-            &mut errors,
-            parse_count("PROXY_MAX_CONNECTIONS", raw.max_connections.as_deref(), DEFAULT_MAX_CONNECTIONS, 1),
-        );
-        let header_read_timeout = keep(
-            &mut errors,
-            parse_seconds(
-                "PROXY_HEADER_READ_TIMEOUT_SECONDS",
-                raw.header_read_timeout_seconds.as_deref(),
-                DEFAULT_HEADER_READ_TIMEOUT,
-                Positive,
-            ),
-        );
-        let idle_timeout = keep(
-            &mut errors,
-            parse_seconds(
-                "PROXY_IDLE_TIMEOUT_SECONDS",
-                raw.idle_timeout_seconds.as_deref(),
-                DEFAULT_IDLE_TIMEOUT,
-                Positive,
-            ),
-        );
-        let max_header_bytes = keep(
-            &mut errors,
-            parse_count(
-                "PROXY_MAX_HEADER_BYTES",
-                raw.max_header_bytes.as_deref(),
-                DEFAULT_MAX_HEADER_BYTES,
-                MIN_HEADER_BYTES,
-            ),
-        );
-        let shutdown_grace = keep(
-            &mut errors,
-            parse_seconds(
-                "PROXY_SHUTDOWN_GRACE_SECONDS",
-                raw.shutdown_grace_seconds.as_deref(),
-                DEFAULT_SHUTDOWN_GRACE,
-                ZeroAllowed,
-            ),
-        );
-        let ready_max_age = keep(
-            &mut errors,
-            parse_seconds(
-                "PROXY_READY_MAX_AGE_SECONDS",
-                raw.ready_max_age_seconds.as_deref(),
-                DEFAULT_READY_MAX_AGE,
-                Positive,
-            ),
-        );
-        let log_format = keep(&mut errors, parse_log_format(raw.log_format.as_deref()));
+        let host = check.keep(parse_host(raw.hostip.as_deref()));
+        let port = check.keep(parse_port("PROXY_PORT", or_default("PROXY_PORT", raw.port.as_deref())));
+        let listen = check.keep(parse_listen(or_default("PROXY_LISTEN", raw.listen.as_deref())));
+        let scrape_timeout = check.seconds("PROXY_SCRAPE_TIMEOUT_SECONDS", raw.scrape_timeout_seconds, Positive);
+        let timeout_margin = check.seconds("PROXY_TIMEOUT_MARGIN_SECONDS", raw.timeout_margin_seconds, ZeroAllowed);
+        let connect_timeout = check.seconds("PROXY_CONNECT_TIMEOUT_SECONDS", raw.connect_timeout_seconds, Positive);
+        let max_inflight = check.count("PROXY_MAX_INFLIGHT", raw.max_inflight, 1);
+        let max_connections = check.count("PROXY_MAX_CONNECTIONS", raw.max_connections, 1);
+        let header_read_timeout =
+            check.seconds("PROXY_HEADER_READ_TIMEOUT_SECONDS", raw.header_read_timeout_seconds, Positive);
+        let idle_timeout = check.seconds("PROXY_IDLE_TIMEOUT_SECONDS", raw.idle_timeout_seconds, Positive);
+        let max_header_bytes = check.count("PROXY_MAX_HEADER_BYTES", raw.max_header_bytes, MIN_HEADER_BYTES);
+        let shutdown_grace = check.seconds("PROXY_SHUTDOWN_GRACE_SECONDS", raw.shutdown_grace_seconds, ZeroAllowed);
+        let ready_max_age = check.seconds("PROXY_READY_MAX_AGE_SECONDS", raw.ready_max_age_seconds, Positive);
+        let log_format = check.keep(parse_log_format(or_default("PROXY_LOG_FORMAT", raw.log_format.as_deref())));
 
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
@@ -354,7 +276,7 @@ impl Config {
             unreachable!("a missing value was recorded as an error above")
         };
         let upstream = upstream_authority(&host, port).map_err(|error| ConfigErrors(vec![error]))?;
-        // Every `check` returned Some when `errors` is empty.
+        // Every check returned Some when `errors` is empty.
         let missing = "recorded as an error when absent";
         Ok(Config {
             upstream,
@@ -379,9 +301,35 @@ pub fn unknown_variables<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<&'
     names.into_iter().filter(|name| name.starts_with(PREFIX) && !is_known(name)).collect()
 }
 
-/// The value, or `None` with the error recorded.
-fn keep<T>(errors: &mut Vec<ConfigError>, result: Result<T, ConfigError>) -> Option<T> {
-    result.map_err(|error| errors.push(error)).ok()
+/// Runs the parsers, recording every error instead of stopping at the first.
+struct Check<'a> {
+    errors: &'a mut Vec<ConfigError>,
+}
+
+impl Check<'_> {
+    /// The value, or `None` with the error recorded.
+    fn keep<T>(&mut self, result: Result<T, ConfigError>) -> Option<T> {
+        result.map_err(|error| self.errors.push(error)).ok()
+    }
+
+    fn seconds(&mut self, name: &str, raw: Option<String>, lower: Lower) -> Option<Duration> {
+        self.keep(parse_seconds(name, or_default(name, raw.as_deref()), lower))
+    }
+
+    fn count(&mut self, name: &str, raw: Option<String>, min: usize) -> Option<usize> {
+        self.keep(parse_count(name, or_default(name, raw.as_deref()), min))
+    }
+}
+
+/// The value as set, or the variable's documented default when unset or empty.
+fn or_default<'a>(name: &str, value: Option<&'a str>) -> &'a str {
+    non_empty(value).unwrap_or_else(|| {
+        VARIABLES
+            .iter()
+            .find(|v| v.name == name)
+            .and_then(|v| v.default)
+            .unwrap_or_else(|| panic!("{name} is in VARIABLES with a default"))
+    })
 }
 
 fn is_known(name: &str) -> bool {
@@ -444,10 +392,7 @@ fn is_dns_name(name: &str) -> bool {
         })
 }
 
-fn parse_port(name: &str, value: Option<&str>) -> Result<u16, ConfigError> {
-    let Some(value) = non_empty(value) else {
-        return Ok(DEFAULT_PORT);
-    };
+fn parse_port(name: &str, value: &str) -> Result<u16, ConfigError> {
     match value.trim().parse::<u32>() {
         Ok(0) => Err(invalid(name, value, "port 0 cannot be dialled; use 1-65535")),
         Ok(port) => u16::try_from(port).map_err(|_| invalid(name, value, "out of range; use 1-65535")),
@@ -455,8 +400,7 @@ fn parse_port(name: &str, value: Option<&str>) -> Result<u16, ConfigError> {
     }
 }
 
-fn parse_listen(value: Option<&str>) -> Result<SocketAddr, ConfigError> {
-    let value = non_empty(value).unwrap_or(DEFAULT_LISTEN);
+fn parse_listen(value: &str) -> Result<SocketAddr, ConfigError> {
     value.trim().parse::<SocketAddr>().map_err(|_| {
         invalid("PROXY_LISTEN", value, "not a socket address; write IP:PORT such as 0.0.0.0:9100 or [::]:9100")
     })
@@ -470,10 +414,7 @@ enum Lower {
 }
 use Lower::{Positive, ZeroAllowed};
 
-fn parse_seconds(name: &str, value: Option<&str>, default: Duration, lower: Lower) -> Result<Duration, ConfigError> {
-    let Some(value) = non_empty(value) else {
-        return Ok(default);
-    };
+fn parse_seconds(name: &str, value: &str, lower: Lower) -> Result<Duration, ConfigError> {
     let seconds: f64 =
         value.trim().parse().map_err(|_| invalid(name, value, "not a number of seconds such as 10 or 0.5"))?;
     if !seconds.is_finite() || seconds < 0.0 {
@@ -488,10 +429,7 @@ fn parse_seconds(name: &str, value: Option<&str>, default: Duration, lower: Lowe
     Ok(Duration::from_secs_f64(seconds))
 }
 
-fn parse_count(name: &str, value: Option<&str>, default: usize, min: usize) -> Result<usize, ConfigError> {
-    let Some(value) = non_empty(value) else {
-        return Ok(default);
-    };
+fn parse_count(name: &str, value: &str, min: usize) -> Result<usize, ConfigError> {
     let count: usize = value.trim().parse().map_err(|_| invalid(name, value, "not a whole number"))?;
     if count < min {
         return Err(invalid(name, value, format!("must be at least {min}")));
@@ -502,11 +440,11 @@ fn parse_count(name: &str, value: Option<&str>, default: usize, min: usize) -> R
     Ok(count)
 }
 
-fn parse_log_format(value: Option<&str>) -> Result<LogFormat, ConfigError> {
-    match non_empty(value).map(|v| v.trim().to_ascii_lowercase()).as_deref() {
-        None | Some("text") => Ok(LogFormat::Text),
-        Some("json") => Ok(LogFormat::Json),
-        Some(_) => Err(invalid("PROXY_LOG_FORMAT", value.unwrap_or_default(), "use text or json")),
+fn parse_log_format(value: &str) -> Result<LogFormat, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err(invalid("PROXY_LOG_FORMAT", value, "use text or json")),
     }
 }
 
@@ -540,7 +478,7 @@ mod tests {
     }
 
     #[test]
-    fn help_table_defaults_match_the_constants() {
+    fn help_table_defaults_are_what_the_config_uses() {
         let defaults: Vec<(&str, &str)> = VARIABLES.iter().filter_map(|v| Some((v.name, v.default?))).collect();
         let c = config(&[("PROXY_HOSTIP", "h")]).unwrap();
         let expected = [
