@@ -12,9 +12,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::{Method, Request, StatusCode, header};
-use http_body_util::Empty;
+use http::uri::PathAndQuery;
+use http::{HeaderMap, Method, StatusCode};
 use tokio::sync::Mutex;
 
 use crate::response::{self, ResponseBody};
@@ -97,12 +96,7 @@ impl Readiness {
     }
 
     async fn probe_exporter(&self) -> Result<(), String> {
-        let request = Request::builder()
-            .method(Method::GET)
-            .uri(self.upstream.uri(http::uri::PathAndQuery::from_static("/health")))
-            .header(header::HOST, self.upstream.authority().as_str())
-            .body(Empty::<Bytes>::new())
-            .expect("a fixed method, URI and header form a valid request");
+        let request = self.upstream.request(Method::GET, PathAndQuery::from_static("/health"), HeaderMap::new());
         match tokio::time::timeout(PROBE_TIMEOUT, self.upstream.send(request)).await {
             Ok(Ok(_response)) => Ok(()),
             Ok(Err(error)) => Err(error.to_string()),

@@ -14,10 +14,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
 use http::uri::PathAndQuery;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, header};
-use http_body_util::Empty;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant as TokioInstant;
@@ -138,21 +136,19 @@ impl Proxy {
             .map_or(Ok(PathAndQuery::from_static(METRICS_PATH)), |q| format!("{METRICS_PATH}?{q}").parse())
             .expect("a query that parsed in the request parses after the same path");
         let mut headers = headers::for_upstream_request(scraper.headers);
-        headers.insert(
-            header::HOST,
-            HeaderValue::from_str(self.upstream.authority().as_str()).expect("an authority is a valid header value"),
-        );
         headers.insert(SCRAPE_TIMEOUT_HEADER, budget.header_value());
-        Outgoing { method: scraper.method, uri: self.upstream.uri(path), headers }
+        Outgoing { method: scraper.method, path, headers }
     }
 
     /// Sends the scrape; a pooled connection that the exporter closed just as the request went
     /// out gets one fresh attempt (scrapes are idempotent GETs).
     async fn send(&self, outgoing: &Outgoing) -> Result<Response<Incoming>, UpstreamError> {
-        match self.upstream.send(outgoing.request()).await {
+        let request =
+            || self.upstream.request(outgoing.method.clone(), outgoing.path.clone(), outgoing.headers.clone());
+        match self.upstream.send(request()).await {
             Err(error) if error.is_stale_connection() => {
                 tracing::debug!(upstream = %self.upstream.label(), %error, "retrying scrape on a fresh connection");
-                self.upstream.send(outgoing.request()).await
+                self.upstream.send(request()).await
             }
             other => other,
         }
@@ -183,16 +179,6 @@ impl Proxy {
 /// The exporter request for one scrape, kept so a retry can send it again.
 struct Outgoing {
     method: Method,
-    uri: Uri,
+    path: PathAndQuery,
     headers: HeaderMap,
-}
-
-impl Outgoing {
-    fn request(&self) -> Request<Empty<Bytes>> {
-        let mut request = Request::new(Empty::new());
-        *request.method_mut() = self.method.clone();
-        *request.uri_mut() = self.uri.clone();
-        *request.headers_mut() = self.headers.clone();
-        request
-    }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{Request, Response, Uri};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, header};
 use http_body_util::Empty;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
@@ -89,20 +89,30 @@ impl Upstream {
         &self.label
     }
 
-    /// The `Host` header value for requests to the exporter.
-    pub fn authority(&self) -> &Authority {
-        &self.authority
-    }
-
-    /// The exporter URI for a path and query taken from a scraper's request. Only the path and
-    /// query are used: a scraper can never choose another host.
-    pub fn uri(&self, path_and_query: PathAndQuery) -> Uri {
-        Uri::builder()
+    /// A bodiless request to the exporter for `path_and_query` (taken from a scraper's request
+    /// or fixed): the URI and `Host` always name the exporter, so a scraper can never choose
+    /// another host.
+    pub fn request(
+        &self,
+        method: Method,
+        path_and_query: PathAndQuery,
+        mut headers: HeaderMap,
+    ) -> Request<Empty<Bytes>> {
+        let uri = Uri::builder()
             .scheme(Scheme::HTTP)
             .authority(self.authority.clone())
             .path_and_query(path_and_query)
             .build()
-            .expect("scheme, checked authority and parsed path form a valid URI")
+            .expect("scheme, checked authority and parsed path form a valid URI");
+        headers.insert(
+            header::HOST,
+            HeaderValue::from_str(self.authority.as_str()).expect("an authority is a valid header value"),
+        );
+        let mut request = Request::new(Empty::new());
+        *request.method_mut() = method;
+        *request.uri_mut() = uri;
+        *request.headers_mut() = headers;
+        request
     }
 
     /// Sends one request and waits for the response headers.
@@ -149,16 +159,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn uri_keeps_path_and_query_and_pins_the_host() {
+    fn request_keeps_path_and_query_and_pins_the_host() {
         let upstream = Upstream::new("10.0.0.4:9182".parse().unwrap(), Duration::from_secs(1));
-        let uri = upstream.uri("/metrics?collect[]=cpu&collect[]=os".parse().unwrap());
-        assert_eq!(uri.to_string(), "http://10.0.0.4:9182/metrics?collect[]=cpu&collect[]=os");
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_static("elsewhere:80"));
+        let request = upstream.request(Method::GET, "/metrics?collect[]=cpu&collect[]=os".parse().unwrap(), headers);
+        assert_eq!(request.uri().to_string(), "http://10.0.0.4:9182/metrics?collect[]=cpu&collect[]=os");
+        assert_eq!(request.headers()[header::HOST], "10.0.0.4:9182");
         assert_eq!(upstream.label().as_ref(), "http://10.0.0.4:9182");
     }
 
     #[test]
     fn ipv6_upstream_is_bracketed() {
         let upstream = Upstream::new("[fd00::4]:9182".parse().unwrap(), Duration::from_secs(1));
-        assert_eq!(upstream.uri("/metrics".parse().unwrap()).to_string(), "http://[fd00::4]:9182/metrics");
+        let request = upstream.request(Method::HEAD, "/metrics".parse().unwrap(), HeaderMap::new());
+        assert_eq!(request.uri().to_string(), "http://[fd00::4]:9182/metrics");
+        assert_eq!(request.headers()[header::HOST], "[fd00::4]:9182");
     }
 }
