@@ -20,10 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use http::{Method, StatusCode};
-use http_body_util::BodyExt;
-use support::{
-    Client, FakeExporter, HeldScrape, ProxyProcess, closed_port, gzip, reply, windows_sample, within, within_for,
-};
+use support::{Client, FakeExporter, HeldScrape, ProxyProcess, closed_port, gzip, reply, windows_sample, within_for};
 use tokio::process::Command;
 
 const TEXT_0_0_4: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -229,13 +226,8 @@ async fn ctrl_c_lets_an_in_flight_scrape_finish_then_exits_0() {
     let stop = proxy.wait_for_message("stop requested; draining").await;
     assert_eq!(stop["signal"], "CTRL_C", "the Windows console handler must have seen it: {stop}");
 
-    held.release();
-    let body = within("the drained scrape", response.into_body().collect()).await.expect("complete body").to_bytes();
-    assert_eq!(&body[..], HeldScrape::full_body());
-
-    proxy.wait_for_message("drained; exiting").await;
-    let status = proxy.exit_status().await;
-    assert_eq!(status.code(), Some(0), "exit status {status:?}");
+    held.release_and_expect_complete(response).await;
+    proxy.expect_clean_drain().await;
 }
 
 #[tokio::test]

@@ -341,6 +341,13 @@ impl ProxyProcess {
         assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill({pid}, {signal})");
     }
 
+    /// After a stop request: waits for the drain to finish and checks that the exit code is 0.
+    pub async fn expect_clean_drain(&mut self) {
+        self.wait_for_message("drained; exiting").await;
+        let status = self.exit_status().await;
+        assert_eq!(status.code(), Some(0), "exit status {status:?}");
+    }
+
     /// Waits for the process to exit.
     pub async fn exit_status(&mut self) -> ExitStatus {
         within("the proxy to exit", self.child.wait()).await.expect("wait for the proxy")
@@ -644,5 +651,15 @@ impl HeldScrape {
     /// The whole body the scraper must end up with.
     pub fn full_body() -> Vec<u8> {
         [HeldScrape::FIRST, HeldScrape::REST].concat()
+    }
+
+    /// Releases the rest and checks that the scraper's `response` ends complete.
+    pub async fn release_and_expect_complete(&mut self, response: Response<Incoming>) {
+        self.release();
+        let body = within("the held scrape to finish", response.into_body().collect())
+            .await
+            .expect("a complete body")
+            .to_bytes();
+        assert_eq!(&body[..], HeldScrape::full_body());
     }
 }
