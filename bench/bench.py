@@ -69,8 +69,10 @@ class Procs:
         out = open(log, "ab") if log else subprocess.DEVNULL
         full_env = dict(os.environ)
         full_env.update(env or {})
+        # From "/": the servers run as nobody, who may not be allowed into the checkout
+        # (HAProxy refuses to start when it cannot return to its start-up directory).
         p = subprocess.Popen(
-            demote() + argv, env=full_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            demote() + argv, env=full_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd="/"
         )
         self.started.append(p)
         return p
@@ -373,6 +375,19 @@ def start_targets(
         time.sleep(0.2)  # workers forked
         targets["nginx"] = Target("nginx", f"http://127.0.0.1:{port}", p, pids_of(p.pid))
     return targets
+
+
+def copy_binaries(tmp: Path, proxies: dict[str, tuple[Path, dict]]) -> dict[str, tuple[Path, dict]]:
+    """Each proxy build, copied into the run's directory: as nobody, the checkout's target/ may
+    be out of reach (a clone in a root-only directory)."""
+    bin_dir = tmp / "bin"
+    bin_dir.mkdir()
+    copies: dict[Path, Path] = {}
+    for binary, _ in proxies.values():
+        if binary not in copies:
+            copies[binary] = bin_dir / f"{len(copies)}-{binary.name}"
+            shutil.copy2(binary, copies[binary])
+    return {name: (copies[binary], env) for name, (binary, env) in proxies.items()}
 
 
 def chown_for_servers(tmp: Path) -> None:
@@ -736,6 +751,7 @@ def main() -> int:
     try:
         payloads = build_payloads(tmp, args.smoke)
         results["payloads"] = {k: {"bytes": v["bytes"]} for k, v in payloads.items()}
+        proxies = copy_binaries(tmp, proxies)
         chown_for_servers(tmp)
         ports, up_pids = start_upstream(procs, tmp, payloads)
         load_payloads = args.payloads.split(",") if args.payloads else [p for p in ("scrape", "large") if p in payloads]
