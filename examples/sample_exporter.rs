@@ -19,6 +19,7 @@ use hyper_util::rt::TokioIo;
 const SAMPLE: &[u8] = include_bytes!("../tests/fixtures/windows_exporter-0.13-cs-service.prom");
 
 #[tokio::main(flavor = "current_thread")]
+#[allow(clippy::disallowed_methods)] // the example exporter's own setting, not the proxy's
 async fn main() -> std::io::Result<()> {
     let listen: SocketAddr = std::env::var("SAMPLE_EXPORTER_LISTEN")
         .unwrap_or_else(|_| "127.0.0.1:9182".to_owned())

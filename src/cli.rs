@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::config::VARIABLES;
+use crate::config::variables::WhenUnset;
 
 /// What the command line asked for.
 #[derive(Debug, PartialEq, Eq)]
@@ -46,14 +47,12 @@ pub fn help() -> String {
     );
     let width = VARIABLES.iter().map(|v| v.name.len()).max().unwrap_or(0);
     for variable in VARIABLES {
-        let default = variable.default.map_or("required".to_owned(), |d| format!("default {d}"));
+        let default = match variable.default {
+            WhenUnset::Value(value) => format!("default {value}"),
+            WhenUnset::Required | WhenUnset::Unset => variable.default_text().to_owned(),
+        };
         writeln!(out, "  {:width$}  {} ({default})", variable.name, variable.help).expect("writing to a String");
     }
-    let _ = writeln!(
-        out,
-        "  {:width$}  log level or targets, e.g. debug or windows_exporter_proxy=debug (default info)",
-        "RUST_LOG"
-    );
     out.push_str("\nEndpoints: GET|HEAD /health, /ready, /metrics[?query]; GET /proxy/metrics.\n");
     out.push_str("Exit codes: 0 after a clean stop, 1 when the drain was cut short or serving failed, 64 for bad configuration.\n");
     out
@@ -77,8 +76,9 @@ mod tests {
         for variable in VARIABLES {
             let line = help.lines().find(|l| l.trim_start().starts_with(variable.name)).expect(variable.name);
             match variable.default {
-                Some(default) => assert!(line.ends_with(&format!("(default {default})")), "{line}"),
-                None => assert!(line.ends_with("(required)"), "{line}"),
+                WhenUnset::Value(default) => assert!(line.ends_with(&format!("(default {default})")), "{line}"),
+                WhenUnset::Required => assert!(line.ends_with("(required)"), "{line}"),
+                WhenUnset::Unset => assert!(line.ends_with("(unset)"), "{line}"),
             }
         }
     }

@@ -11,12 +11,13 @@
 //!   gracefully (a response still streaming finishes first).
 //!
 //! The header size limit (431) is hyper's. On drain, idle connections close at once and busy ones
-//! after their response.
+//! after their response. Every close the proxy asks for is counted by reason
+//! (`windows_exporter_proxy_connections_closed_total{reason}`).
 
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -32,7 +33,9 @@ use tokio::time::Instant;
 
 use crate::response::ResponseBody;
 use crate::router::App;
-use crate::stream::StreamError;
+use crate::scrape::ScrapeError;
+use crate::telemetry::CloseReason;
+use crate::timestamp::Timestamp;
 
 /// How often a connection that is closing behind a streaming response re-checks its clocks.
 const OVERDUE_RECHECK: Duration = Duration::from_secs(1);
@@ -50,6 +53,7 @@ pub struct Limits {
 
 /// Serves `stream` until the client closes it, a timeout ends it, or a drain finishes it.
 pub async fn serve(stream: TcpStream, app: Arc<App>, limits: Limits, mut drain: watch::Receiver<bool>) {
+    let telemetry = app.telemetry.clone();
     let clock = Arc::new(Clock::new());
     let io = TokioIo::new(ActivityIo { inner: stream, clock: clock.clone() });
     let service_clock = clock.clone();
@@ -70,6 +74,8 @@ pub async fn serve(stream: TcpStream, app: Arc<App>, limits: Limits, mut drain: 
     tokio::pin!(connection);
 
     let mut closing = false;
+    // Why the proxy asked the connection to close, counted when it has.
+    let mut closed_by = None;
     loop {
         let (mut deadline, watching) = clock.next_deadline(&limits);
         if closing && watching == Watching::Head && clock.head_overdue(Instant::now(), limits.header_read_timeout) {
@@ -78,6 +84,9 @@ pub async fn serve(stream: TcpStream, app: Arc<App>, limits: Limits, mut drain: 
         }
         tokio::select! {
             result = connection.as_mut() => {
+                if let Some(reason) = closed_by {
+                    telemetry.connection_closed(reason);
+                }
                 if let Err(error) = result {
                     // Client-side trouble (reset, malformed request): hyper already answered what
                     // it could; nothing here affects other connections.
@@ -87,6 +96,7 @@ pub async fn serve(stream: TcpStream, app: Arc<App>, limits: Limits, mut drain: 
             }
             _ = drain.changed(), if !closing => {
                 closing = true;
+                closed_by = Some(CloseReason::drain);
                 connection.as_mut().graceful_shutdown();
             }
             // A request started arriving: its header deadline may be sooner than the idle one.
@@ -97,16 +107,19 @@ pub async fn serve(stream: TcpStream, app: Arc<App>, limits: Limits, mut drain: 
                     Watching::Head if clock.head_overdue(now, limits.header_read_timeout) => {
                         if clock.in_flight() == 0 {
                             tracing::debug!(timeout_ms = limits.header_read_timeout.as_millis() as u64, "closing connection: request headers not received in time");
+                            telemetry.connection_closed(CloseReason::header_timeout);
                             return;
                         }
                         // A pipelined request trickles in behind a response still streaming:
                         // let that response finish, then close.
                         closing = true;
+                        closed_by = Some(CloseReason::header_timeout);
                         connection.as_mut().graceful_shutdown();
                     }
                     Watching::Idle if clock.quiet_for(now) >= limits.idle_timeout => {
                         tracing::debug!(idle_ms = clock.quiet_for(now).as_millis() as u64, "closing idle connection");
                         closing = true;
+                        closed_by = Some(CloseReason::idle);
                         connection.as_mut().graceful_shutdown();
                     }
                     _ => {}
@@ -127,11 +140,10 @@ enum Watching {
 
 /// When a connection last moved bytes, and whether a request head is on its way.
 struct Clock {
-    epoch: Instant,
-    /// Milliseconds after `epoch` of the last read or write.
-    last_activity: AtomicU64,
-    /// Milliseconds after `epoch`, plus one, when the pending request head began; 0 when none.
-    head_since: AtomicU64,
+    /// The last read or write.
+    last_activity: Timestamp,
+    /// When the pending request head began; unset when none is pending.
+    head_since: Timestamp,
     /// Signalled when a request head begins.
     head_started: Notify,
     /// Requests whose response has not finished.
@@ -142,49 +154,40 @@ impl Clock {
     /// A new connection: its first request head is due from now.
     fn new() -> Clock {
         Clock {
-            epoch: Instant::now(),
-            last_activity: AtomicU64::new(0),
-            head_since: AtomicU64::new(1),
+            last_activity: Timestamp::now(),
+            head_since: Timestamp::now(),
             head_started: Notify::new(),
             in_flight: AtomicUsize::new(0),
         }
     }
 
-    fn millis(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
-    }
-
-    fn at(&self, millis: u64) -> Instant {
-        self.epoch + Duration::from_millis(millis)
-    }
-
     /// Bytes arrived: the start of a request head, unless one is already pending.
     fn bytes_read(&self) {
-        let now = self.millis();
-        self.last_activity.store(now, Ordering::Relaxed);
-        if self.head_since.compare_exchange(0, now + 1, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+        self.last_activity.set_now();
+        if self.head_since.set_now_if_unset() {
             self.head_started.notify_one();
         }
     }
 
     fn bytes_written(&self) {
-        self.last_activity.store(self.millis(), Ordering::Relaxed);
+        self.last_activity.set_now();
     }
 
     /// hyper parsed a complete request head.
     fn head_received(&self) {
-        self.head_since.store(0, Ordering::Relaxed);
+        self.head_since.clear();
     }
 
     fn head_overdue(&self, now: Instant, timeout: Duration) -> bool {
-        match self.head_since.load(Ordering::Relaxed) {
-            0 => false,
-            since => now >= self.at(since - 1) + timeout,
-        }
+        self.head_since.get().is_some_and(|since| now >= since + timeout)
+    }
+
+    fn last_activity(&self) -> Instant {
+        self.last_activity.get().expect("set when the connection opens")
     }
 
     fn quiet_for(&self, now: Instant) -> Duration {
-        now.saturating_duration_since(self.at(self.last_activity.load(Ordering::Relaxed)))
+        now.saturating_duration_since(self.last_activity())
     }
 
     fn in_flight(&self) -> usize {
@@ -193,11 +196,11 @@ impl Clock {
 
     /// The next moment the connection loop must look at the clocks, and why.
     fn next_deadline(&self, limits: &Limits) -> (Instant, Watching) {
-        let idle = self.at(self.last_activity.load(Ordering::Relaxed)) + limits.idle_timeout;
-        match self.head_since.load(Ordering::Relaxed) {
-            0 => (idle, Watching::Idle),
-            since => {
-                let head = self.at(since - 1) + limits.header_read_timeout;
+        let idle = self.last_activity() + limits.idle_timeout;
+        match self.head_since.get() {
+            None => (idle, Watching::Idle),
+            Some(since) => {
+                let head = since + limits.header_read_timeout;
                 if head <= idle { (head, Watching::Head) } else { (idle, Watching::Idle) }
             }
         }
@@ -228,9 +231,9 @@ struct CountedBody {
 
 impl Body for CountedBody {
     type Data = Bytes;
-    type Error = StreamError;
+    type Error = ScrapeError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, StreamError>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, ScrapeError>>> {
         Pin::new(&mut self.get_mut().body).poll_frame(cx)
     }
 
@@ -309,14 +312,16 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_new_connection_owes_its_first_head_within_the_header_timeout() {
+        let opened = Instant::now();
         let clock = Clock::new();
         let (deadline, watching) = clock.next_deadline(&LIMITS);
         assert_eq!(watching, Watching::Head);
-        assert_eq!(deadline, clock.epoch + LIMITS.header_read_timeout);
+        assert_eq!(deadline, opened + LIMITS.header_read_timeout);
     }
 
     #[tokio::test(start_paused = true)]
     async fn between_requests_only_the_idle_timeout_runs() {
+        let opened = Instant::now();
         let clock = Clock::new();
         clock.bytes_read();
         clock.head_received();
@@ -324,7 +329,7 @@ mod tests {
         assert!(!clock.head_overdue(Instant::now(), LIMITS.header_read_timeout));
         let (deadline, watching) = clock.next_deadline(&LIMITS);
         assert_eq!(watching, Watching::Idle);
-        assert_eq!(deadline, clock.epoch + LIMITS.idle_timeout);
+        assert_eq!(deadline, opened + LIMITS.idle_timeout);
     }
 
     #[tokio::test(start_paused = true)]

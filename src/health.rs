@@ -9,15 +9,15 @@
 //! single-flight and a failure is remembered for [`PROBE_RETRY_INTERVAL`], so however often
 //! `/ready` is asked, the exporter sees at most one probe at a time and a few per second.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::uri::PathAndQuery;
 use http::{HeaderMap, Method, StatusCode};
 use tokio::sync::Mutex;
+use tokio::time::Instant;
 
+use crate::exporter::Exporter;
 use crate::response::{self, ResponseBody};
-use crate::upstream::Upstream;
 
 /// A failed readiness probe is not repeated for this long.
 pub const PROBE_RETRY_INTERVAL: Duration = Duration::from_secs(1);
@@ -31,35 +31,23 @@ pub fn health() -> http::Response<ResponseBody> {
     response::text(StatusCode::OK, "ok")
 }
 
-/// Readiness state: when the exporter last answered, and the last probe failure.
+/// Readiness state: the exporter (which knows when it last answered), and the last probe failure.
 pub struct Readiness {
-    upstream: Upstream,
+    exporter: Exporter,
     max_age: Duration,
-    epoch: Instant,
-    /// Milliseconds after `epoch` of the latest answer, plus one; 0 means never.
-    last_answer: AtomicU64,
     /// Held while probing; remembers the last failure and when it happened.
     probe: Mutex<Option<(Instant, String)>>,
 }
 
 impl Readiness {
-    /// Readiness for `upstream`: ready while it answered within `max_age`.
-    pub fn new(upstream: Upstream, max_age: Duration) -> Readiness {
-        Readiness { upstream, max_age, epoch: Instant::now(), last_answer: AtomicU64::new(0), probe: Mutex::new(None) }
-    }
-
-    /// Records that the exporter answered just now.
-    pub fn exporter_answered(&self) {
-        let millis = self.epoch.elapsed().as_millis() as u64 + 1;
-        self.last_answer.fetch_max(millis, Ordering::Relaxed);
+    /// Readiness for `exporter`: ready while it answered within `max_age`.
+    pub fn new(exporter: Exporter, max_age: Duration) -> Readiness {
+        Readiness { exporter, max_age, probe: Mutex::new(None) }
     }
 
     /// How long ago the exporter last answered, if it ever did.
     fn answer_age(&self) -> Option<Duration> {
-        match self.last_answer.load(Ordering::Relaxed) {
-            0 => None,
-            stamp => Some(self.epoch.elapsed().saturating_sub(Duration::from_millis(stamp - 1))),
-        }
+        self.exporter.last_answer().elapsed()
     }
 
     fn fresh(&self) -> Option<Duration> {
@@ -84,7 +72,6 @@ impl Readiness {
         match self.probe_exporter().await {
             Ok(()) => {
                 *last_failure = None;
-                self.exporter_answered();
                 self.ready_response(Duration::ZERO)
             }
             Err(reason) => {
@@ -96,8 +83,8 @@ impl Readiness {
     }
 
     async fn probe_exporter(&self) -> Result<(), String> {
-        let request = self.upstream.request(Method::GET, PathAndQuery::from_static("/health"), HeaderMap::new());
-        match tokio::time::timeout(PROBE_TIMEOUT, self.upstream.send(request)).await {
+        let request = self.exporter.request(Method::GET, PathAndQuery::from_static("/health"), HeaderMap::new());
+        match tokio::time::timeout(PROBE_TIMEOUT, self.exporter.send(request)).await {
             Ok(Ok(_response)) => Ok(()),
             Ok(Err(error)) => Err(error.to_string()),
             Err(_) => Err(format!("no answer within {:?}", PROBE_TIMEOUT)),
@@ -107,7 +94,7 @@ impl Readiness {
     fn ready_response(&self, age: Duration) -> http::Response<ResponseBody> {
         response::text(
             StatusCode::OK,
-            format!("ready: exporter {} answered {}s ago", self.upstream.label(), age.as_secs()),
+            format!("ready: exporter {} answered {}s ago", self.exporter.label(), age.as_secs()),
         )
     }
 
@@ -118,7 +105,7 @@ impl Readiness {
         };
         response::text(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: exporter {} {since}; probe of /health: {reason}", self.upstream.label()),
+            format!("not ready: exporter {} {since}; probe of /health: {reason}", self.exporter.label()),
         )
     }
 }

@@ -1,40 +1,49 @@
 //! windows-exporter-proxy: a small streaming reverse proxy that lets Prometheus scrape a Windows
 //! node's `windows_exporter` through a pod on that node.
 //!
-//! The binary (`src/main.rs`) is a thin shell: logging, [`config::Config::from_env`], bind, then
-//! [`server::run`] until the OS asks it to stop. Everything else lives here, one concept a module:
+//! The binary (`src/main.rs`) is a thin shell: [`config::Config::from_env`], logging, bind, then
+//! [`server::run`] until the OS asks it to stop. Everything else lives here, one concept a module,
+//! listed in the order a request meets them:
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`cli`] | command-line flags (`--help`, `--version`) |
-//! | [`config`] | the only reader of the environment; turns `PROXY_*` variables into a checked [`config::Config`] |
-//! | [`logging`] | the tracing subscriber: text or JSON on stdout, level from `RUST_LOG` |
+//! | [`config`] | the only reader of the environment: the table of variables, their parsers, a checked [`config::Config`] |
 //! | [`server`] | accept loop, connection cap, graceful drain |
-//! | [`connection`] | one client connection: HTTP/1.1 limits, idle timeout, its part in a drain |
+//! | [`connection`] | one client connection: HTTP/1.1 limits, header-read and idle clocks, its part in a drain |
 //! | [`router`] | which endpoint a request is for, and the 404/405 answers |
-//! | [`proxy`] | the `/metrics` pass-through: deadline, concurrency guard, upstream request |
-//! | [`upstream`] | the pooled HTTP client and the exporter's address |
-//! | [`headers`] | hop-by-hop header filtering, both directions |
-//! | [`deadline`] | the per-scrape deadline from `X-Prometheus-Scrape-Timeout-Seconds` |
+//! | [`scrape`] | the `/metrics` handler: deadline, in-flight slot, exporter request, answer; [`scrape::ScrapeError`] |
+//! | [`exporter`] | the exporter's address, the pooled client, when it last answered; [`exporter::ExporterError`] |
 //! | [`stream`] | the streamed response body: deadline, byte counting, abort on failure |
 //! | [`health`] | `/health` (liveness) and `/ready` (readiness, cached exporter check) |
 //! | [`telemetry`] | the proxy's own metrics, served on `/proxy/metrics` |
+//!
+//! and the pieces they share:
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`headers`] | hop-by-hop header filtering, both directions |
+//! | [`deadline`] | the per-scrape deadline from `X-Prometheus-Scrape-Timeout-Seconds` |
 //! | [`response`] | the response body type and small local responses |
+//! | [`timestamp`] | [`timestamp::Timestamp`], an atomic "when did this last happen" |
+//! | [`cli`] | command-line flags (`--help`, `--version`) |
+//! | [`logging`] | the tracing subscriber: text or JSON on stdout, level from `RUST_LOG` |
 //! | [`shutdown`] | the OS stop signals: SIGTERM/SIGINT on Unix, console events on Windows |
 #![forbid(unsafe_code)]
 
-pub mod cli;
 pub mod config;
 pub mod connection;
-pub mod deadline;
-pub mod headers;
+pub mod exporter;
 pub mod health;
-pub mod logging;
-pub mod proxy;
-pub mod response;
 pub mod router;
+pub mod scrape;
 pub mod server;
-pub mod shutdown;
 pub mod stream;
 pub mod telemetry;
-pub mod upstream;
+
+pub mod cli;
+pub mod deadline;
+pub mod headers;
+pub mod logging;
+pub mod response;
+pub mod shutdown;
+pub mod timestamp;

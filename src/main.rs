@@ -6,16 +6,16 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use windows_exporter_proxy::cli::{self, Command};
-use windows_exporter_proxy::config::{self, Config, EXIT_USAGE};
+use windows_exporter_proxy::config::{Config, EXIT_USAGE};
 use windows_exporter_proxy::connection::Limits;
+use windows_exporter_proxy::exporter::Exporter;
 use windows_exporter_proxy::health::Readiness;
 use windows_exporter_proxy::logging;
-use windows_exporter_proxy::proxy::Proxy;
 use windows_exporter_proxy::router::App;
+use windows_exporter_proxy::scrape::Scrape;
 use windows_exporter_proxy::server::{self, Settings, Stopped};
 use windows_exporter_proxy::shutdown::StopSignals;
 use windows_exporter_proxy::telemetry::Telemetry;
-use windows_exporter_proxy::upstream::Upstream;
 
 fn main() -> ExitCode {
     match cli::parse(std::env::args().skip(1)) {
@@ -34,21 +34,14 @@ fn main() -> ExitCode {
         }
     }
 
-    let config = Config::from_env();
-    let filter = logging::filter(std::env::var("RUST_LOG").ok().as_deref());
-    let (config, filter) = match (config, filter) {
-        (Ok(config), Ok(filter)) => (config, filter),
-        (config, filter) => {
-            if let Err(errors) = config {
-                eprintln!("{errors}");
-            }
-            if let Err(error) = filter {
-                eprintln!("{error}");
-            }
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(errors) => {
+            eprintln!("{errors}");
             return exit(EXIT_USAGE);
         }
     };
-    logging::init(config.log_format, filter);
+    logging::init(config.log_format, config.log_filter.clone());
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -58,9 +51,8 @@ fn main() -> ExitCode {
 }
 
 async fn serve(config: Config) -> ExitCode {
-    let names: Vec<String> = std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()).collect();
-    for name in config::unknown_variables(names.iter().map(String::as_str)) {
-        tracing::warn!(variable = name, "ignoring unknown PROXY_ variable; see --help for the list");
+    for name in &config.unknown_variables {
+        tracing::warn!(variable = %name, "ignoring unknown PROXY_ variable; see --help for the list");
     }
 
     let mut signals = match StopSignals::install() {
@@ -80,10 +72,10 @@ async fn serve(config: Config) -> ExitCode {
     let local = listener.local_addr().map_or_else(|_| config.listen.to_string(), |a| a.to_string());
 
     let telemetry = Arc::new(Telemetry::new());
-    let upstream = Upstream::new(config.upstream.clone(), config.connect_timeout);
-    let readiness = Arc::new(Readiness::new(upstream.clone(), config.ready_max_age));
-    let proxy = Proxy::new(&config, upstream.clone(), telemetry.clone(), readiness.clone());
-    let app = Arc::new(App { proxy, readiness, telemetry });
+    let exporter = Exporter::new(config.exporter.clone(), config.connect_timeout);
+    let readiness = Arc::new(Readiness::new(exporter.clone(), config.ready_max_age));
+    let scrape = Scrape::new(&config, exporter.clone(), telemetry.clone());
+    let app = Arc::new(App { scrape, readiness, telemetry });
     let settings = Settings {
         limits: Limits {
             header_read_timeout: config.header_read_timeout,
@@ -96,7 +88,7 @@ async fn serve(config: Config) -> ExitCode {
 
     tracing::info!(
         listen = %local,
-        upstream = %upstream.label(),
+        upstream = %exporter.label(),
         version = env!("CARGO_PKG_VERSION"),
         scrape_timeout_s = config.scrape_timeout.as_secs_f64(),
         timeout_margin_s = config.timeout_margin.as_secs_f64(),

@@ -11,7 +11,8 @@ use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 
-use crate::stream::{ScrapeStream, StreamError};
+use crate::scrape::ScrapeError;
+use crate::stream::ScrapeStream;
 
 /// The body of every response the proxy sends.
 pub enum ResponseBody {
@@ -23,9 +24,9 @@ pub enum ResponseBody {
 
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = StreamError;
+    type Error = ScrapeError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, StreamError>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, ScrapeError>>> {
         match self.get_mut() {
             ResponseBody::Local(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             ResponseBody::Scrape(stream) => Pin::new(stream).poll_frame(cx),

@@ -12,9 +12,9 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 
 use crate::health::{self, Readiness};
-use crate::proxy::Proxy;
 use crate::response::{self, ResponseBody};
-use crate::telemetry::Telemetry;
+use crate::scrape::Scrape;
+use crate::telemetry::{self, Telemetry};
 
 /// The endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +58,7 @@ pub fn route(method: &Method, path: &str) -> Result<Route, Rejection> {
 /// Everything a request may need; one per process, shared by every connection.
 pub struct App {
     /// The `/metrics` pass-through.
-    pub proxy: Proxy,
+    pub scrape: Scrape,
     /// `/ready` state.
     pub readiness: Arc<Readiness>,
     /// The proxy's own metrics.
@@ -72,12 +72,11 @@ impl App {
         match route(request.method(), path) {
             Ok(Route::Health) => health::health(),
             Ok(Route::Ready) => self.readiness.ready().await,
-            Ok(Route::Metrics) => self.proxy.scrape(request).await,
-            Ok(Route::ProxyMetrics) => response::with_type(
-                StatusCode::OK,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                self.telemetry.encode(),
-            ),
+            Ok(Route::Metrics) => self.scrape.serve(request).await,
+            Ok(Route::ProxyMetrics) => {
+                let format = telemetry::Format::from_accept(request.headers().get(header::ACCEPT));
+                response::with_type(StatusCode::OK, format.content_type(), self.telemetry.encode(format))
+            }
             Err(rejection) => rejected(rejection, path),
         }
     }

@@ -83,7 +83,7 @@ pub async fn run(
         let app = app.clone();
         let drain = drain_rx.clone();
         let limits = settings.limits;
-        let span = tracing::debug_span!("connection", %peer);
+        let span = tracing::info_span!("connection", %peer);
         tokio::spawn(tracing::Instrument::instrument(
             async move {
                 let _open = GaugeGuard::new(app.telemetry.connections());

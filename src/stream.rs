@@ -5,31 +5,22 @@
 //! cannot be completed (exporter reset, stall past the deadline), returns an error so hyper
 //! aborts the scraper's connection: the scraper then sees an incomplete response, never a
 //! truncated body that looks complete. When it ends, however it ends, it records the scrape's
-//! outcome exactly once and gives its exporter slot back.
+//! outcome exactly once (a failure through [`ScrapeError::record_mid_body`], its one log line)
+//! and gives its exporter slot back.
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::sync::OwnedSemaphorePermit;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
+use crate::exporter::innermost;
+use crate::scrape::ScrapeError;
 use crate::telemetry::{GaugeGuard, Outcome, Telemetry};
-
-/// Why a scrape body was cut off.
-#[derive(Debug, thiserror::Error)]
-pub enum StreamError {
-    /// The exporter's connection failed mid-body.
-    #[error("exporter connection failed mid-body")]
-    Upstream(#[source] hyper::Error),
-    /// The body did not finish before the scrape deadline.
-    #[error("scrape deadline passed mid-body")]
-    Deadline,
-}
 
 /// Everything recorded when a scrape ends.
 pub struct ScrapeRecord {
@@ -61,31 +52,40 @@ impl ScrapeStream {
         ScrapeStream { body, deadline: Box::pin(tokio::time::sleep_until(deadline)), bytes: 0, record: Some(record) }
     }
 
-    fn finish(&mut self, outcome: Outcome) {
+    /// Records how the scrape ended, once: the first call wins.
+    fn finish(&mut self, ending: Result<Outcome, &ScrapeError>) {
         let Some(record) = self.record.take() else { return };
-        record.telemetry.scrape_finished(outcome, record.status);
-        let elapsed_ms = record.started.elapsed().as_millis() as u64;
-        match outcome {
-            Outcome::ok => {
-                tracing::debug!(upstream = %record.upstream, status = record.status, bytes = self.bytes, elapsed_ms, "scrape done")
+        let elapsed = record.started.elapsed();
+        let elapsed_ms = elapsed.as_millis() as u64;
+        match ending {
+            Err(error) => {
+                error.record_mid_body(&record.upstream, record.status, self.bytes, elapsed, &record.telemetry)
             }
-            Outcome::client_gone => tracing::info!(
-                upstream = %record.upstream, bytes = self.bytes, elapsed_ms,
-                "scraper disconnected mid-body; exporter request dropped"
-            ),
-            _ => tracing::warn!(
-                upstream = %record.upstream, ?outcome, bytes = self.bytes, elapsed_ms,
-                "scrape failed mid-body; scraper connection aborted"
-            ),
+            Ok(outcome) => {
+                record.telemetry.scrape_finished(outcome, record.status);
+                if outcome == Outcome::client_gone {
+                    tracing::info!(
+                        upstream = %record.upstream, bytes = self.bytes, elapsed_ms,
+                        "scraper disconnected mid-body; exporter request dropped"
+                    );
+                } else {
+                    tracing::debug!(upstream = %record.upstream, status = record.status, bytes = self.bytes, elapsed_ms, "scrape done");
+                }
+            }
         }
+    }
+
+    fn fail(&mut self, error: ScrapeError) -> Poll<Option<Result<Frame<Bytes>, ScrapeError>>> {
+        self.finish(Err(&error));
+        Poll::Ready(Some(Err(error)))
     }
 }
 
 impl Body for ScrapeStream {
     type Data = Bytes;
-    type Error = StreamError;
+    type Error = ScrapeError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, StreamError>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, ScrapeError>>> {
         let this = self.get_mut();
         match Pin::new(&mut this.body).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
@@ -98,20 +98,13 @@ impl Body for ScrapeStream {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(error))) => {
-                tracing::warn!(%error, "exporter body failed");
-                this.finish(Outcome::aborted);
-                Poll::Ready(Some(Err(StreamError::Upstream(error))))
-            }
+            Poll::Ready(Some(Err(error))) => this.fail(ScrapeError::BodyFailed(innermost(&error))),
             Poll::Ready(None) => {
-                this.finish(Outcome::ok);
+                this.finish(Ok(Outcome::ok));
                 Poll::Ready(None)
             }
             Poll::Pending => match this.deadline.as_mut().poll(cx) {
-                Poll::Ready(()) => {
-                    this.finish(Outcome::timeout);
-                    Poll::Ready(Some(Err(StreamError::Deadline)))
-                }
+                Poll::Ready(()) => this.fail(ScrapeError::BodyDeadline),
                 Poll::Pending => Poll::Pending,
             },
         }
@@ -131,6 +124,6 @@ impl Drop for ScrapeStream {
         // Dropped before its end: either nothing was left to send (HEAD, empty body) or the
         // scraper went away, which also drops the exporter's connection.
         let outcome = if self.body.is_end_stream() { Outcome::ok } else { Outcome::client_gone };
-        self.finish(outcome);
+        self.finish(Ok(outcome));
     }
 }

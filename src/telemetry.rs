@@ -2,8 +2,12 @@
 //!
 //! Everything an operator needs to tell "the exporter is slow" from "the proxy is struggling":
 //! scrapes by outcome and status, time to the exporter's response headers, bytes streamed,
-//! scrapes in flight and waiting for a slot, open client connections, and build info. All names
-//! start with `windows_exporter_proxy_`.
+//! scrapes in flight and waiting for a slot, open client connections and why the proxy closed
+//! them, and build info. All names start with `windows_exporter_proxy_`.
+//!
+//! The format is negotiated as Prometheus client libraries do: OpenMetrics when the scraper's
+//! `Accept` asks for it, else the text format 0.0.4 (what `promtool check metrics` and older
+//! scrapers read).
 
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -40,6 +44,24 @@ struct ScrapeLabels {
     status: u16,
 }
 
+/// Why the proxy closed a client connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[allow(non_camel_case_types)] // label values are written as Prometheus expects them
+pub enum CloseReason {
+    /// The request head did not arrive within `PROXY_HEADER_READ_TIMEOUT_SECONDS`.
+    header_timeout,
+    /// Nothing moved for `PROXY_IDLE_TIMEOUT_SECONDS`.
+    idle,
+    /// The proxy is stopping.
+    drain,
+}
+
+/// Labels of `windows_exporter_proxy_connections_closed_total`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct CloseLabels {
+    reason: CloseReason,
+}
+
 /// Labels of `windows_exporter_proxy_build_info`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct BuildLabels {
@@ -55,6 +77,7 @@ pub struct Telemetry {
     inflight: Gauge,
     waiting: Gauge,
     connections: Gauge,
+    closed: Family<CloseLabels, Counter>,
 }
 
 impl Default for Telemetry {
@@ -96,10 +119,16 @@ impl Telemetry {
         );
         let connections = Gauge::default();
         registry.register("client_connections", "Open client connections", connections.clone());
+        let closed = Family::<CloseLabels, Counter>::default();
+        registry.register(
+            "connections_closed",
+            "Client connections the proxy closed, by reason (header_timeout, idle, drain)",
+            closed.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
         registry.register("build_info", "Always 1; the version label says which build runs", build);
-        Telemetry { registry, scrapes, upstream_seconds, streamed_bytes, inflight, waiting, connections }
+        Telemetry { registry, scrapes, upstream_seconds, streamed_bytes, inflight, waiting, connections, closed }
     }
 
     /// Counts one finished scrape.
@@ -132,12 +161,77 @@ impl Telemetry {
         &self.connections
     }
 
-    /// The metrics in the OpenMetrics text format (also readable as Prometheus text 0.0.4).
-    pub fn encode(&self) -> String {
+    /// Counts a connection the proxy closed.
+    pub fn connection_closed(&self, reason: CloseReason) {
+        self.closed.get_or_create(&CloseLabels { reason }).inc();
+    }
+
+    /// The metrics in `format`.
+    pub fn encode(&self, format: Format) -> String {
         let mut out = String::with_capacity(4096);
         prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
-        out
+        match format {
+            Format::OpenMetrics => out,
+            Format::Text => openmetrics_to_text(&out),
+        }
     }
+}
+
+/// The exposition formats `/proxy/metrics` speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0.0 text.
+    OpenMetrics,
+    /// The Prometheus text format 0.0.4.
+    Text,
+}
+
+impl Format {
+    /// OpenMetrics when an `Accept` media range asks for it with a non-zero quality, as the
+    /// Prometheus client libraries negotiate; else text 0.0.4.
+    pub fn from_accept(accept: Option<&http::HeaderValue>) -> Format {
+        let Some(accept) = accept.and_then(|v| v.to_str().ok()) else { return Format::Text };
+        let wants_openmetrics = accept.split(',').any(|range| {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or_default();
+            let quality = parts.filter_map(|p| p.strip_prefix("q=")).find_map(|q| q.parse::<f32>().ok()).unwrap_or(1.0);
+            media.eq_ignore_ascii_case("application/openmetrics-text") && quality > 0.0
+        });
+        if wants_openmetrics { Format::OpenMetrics } else { Format::Text }
+    }
+
+    /// The `Content-Type` of an answer in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::Text => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+}
+
+/// prometheus-client writes only OpenMetrics. The text format differs, for the metric types used
+/// here, in three ways: a counter's `# HELP` and `# TYPE` name its sample (`_total`), there is no
+/// `# UNIT`, and no `# EOF`.
+fn openmetrics_to_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> =
+        openmetrics.lines().filter_map(|line| line.strip_prefix("# TYPE ")?.strip_suffix(" counter")).collect();
+    let mut out = String::with_capacity(openmetrics.len() + 16 * counters.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+            counters.contains(name).then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match renamed {
+            Some(line) => out.push_str(line.trim_end()),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// Adds one to a gauge for as long as it lives.
@@ -168,7 +262,8 @@ mod tests {
         t.upstream_responded(Duration::from_millis(30));
         t.streamed(1234);
         let _g = GaugeGuard::new(t.inflight());
-        let text = t.encode();
+        t.connection_closed(CloseReason::idle);
+        let text = t.encode(Format::OpenMetrics);
         for line in [
             "windows_exporter_proxy_scrapes_total{outcome=\"timeout\",status=\"504\"} 1",
             "windows_exporter_proxy_upstream_response_seconds_count 1",
@@ -176,6 +271,7 @@ mod tests {
             "windows_exporter_proxy_inflight_scrapes 1",
             "windows_exporter_proxy_waiting_scrapes 0",
             "windows_exporter_proxy_client_connections 0",
+            "windows_exporter_proxy_connections_closed_total{reason=\"idle\"} 1",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }
@@ -193,5 +289,30 @@ mod tests {
             assert_eq!(t.waiting().get(), 2);
         }
         assert_eq!(t.waiting().get(), 0);
+    }
+
+    #[test]
+    fn text_format_names_counters_by_their_sample_and_has_no_eof() {
+        let t = Telemetry::new();
+        t.scrape_finished(Outcome::ok, 200);
+        let text = t.encode(Format::Text);
+        assert!(text.contains("# TYPE windows_exporter_proxy_scrapes_total counter\n"), "{text}");
+        assert!(text.contains("# HELP windows_exporter_proxy_scrapes_total Scrapes of /metrics"), "{text}");
+        assert!(text.contains("# TYPE windows_exporter_proxy_inflight_scrapes gauge\n"), "{text}");
+        assert!(!text.contains("# EOF"), "{text}");
+        assert!(t.encode(Format::OpenMetrics).ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn openmetrics_only_when_the_scraper_asks_for_it() {
+        let accept = |v: &'static str| Format::from_accept(Some(&http::HeaderValue::from_static(v)));
+        assert_eq!(Format::from_accept(None), Format::Text);
+        assert_eq!(accept("text/plain;version=0.0.4"), Format::Text);
+        assert_eq!(
+            accept("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"),
+            Format::OpenMetrics
+        );
+        assert_eq!(accept("application/openmetrics-text; q=0, text/plain"), Format::Text);
+        assert_eq!(accept("*/*"), Format::Text);
     }
 }

@@ -22,7 +22,8 @@ async fn successful_scrapes_are_counted_with_bytes_and_latency() {
     let own = support::get(proxy.addr, "/proxy/metrics").await;
 
     assert_eq!(own.status, StatusCode::OK);
-    assert!(own.headers["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
+    // No Accept header: the text format 0.0.4 (tests/telemetry_format.rs covers the negotiation).
+    assert_eq!(own.headers["content-type"], "text/plain; version=0.0.4; charset=utf-8");
     let text = own.text();
     assert_eq!(sample(&text, r#"windows_exporter_proxy_scrapes_total{outcome="ok",status="200"}"#), Some(3.0));
     assert_eq!(sample(&text, "windows_exporter_proxy_streamed_bytes_total"), Some(3.0 * body.len() as f64));

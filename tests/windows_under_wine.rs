@@ -26,6 +26,7 @@ use tokio::process::Command;
 const TEXT_0_0_4: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// A required input from the environment; a missing one fails the test, never skips it.
+#[allow(clippy::disallowed_methods)] // the test harness's inputs, not the proxy's configuration
 fn required(name: &str) -> OsString {
     std::env::var_os(name)
         .filter(|v| !v.is_empty())
@@ -42,6 +43,7 @@ struct Wine {
 }
 
 impl Wine {
+    #[allow(clippy::disallowed_methods)] // the test harness's inputs, not the proxy's configuration
     fn from_env() -> Wine {
         let exe = PathBuf::from(required("WINDOWS_EXPORTER_PROXY_EXE"));
         assert!(exe.is_file(), "WINDOWS_EXPORTER_PROXY_EXE={} is not a file", exe.display());

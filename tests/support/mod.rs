@@ -388,18 +388,25 @@ impl Scraped {
 pub struct Client {
     sender: hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
     addr: SocketAddr,
+    local: SocketAddr,
 }
 
 impl Client {
     /// Opens one connection.
     pub async fn connect(addr: SocketAddr) -> Client {
         let stream = within("connect to the proxy", TcpStream::connect(addr)).await.expect("connect to the proxy");
+        let local = stream.local_addr().expect("a connected socket has a local address");
         let (sender, connection) =
             hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("HTTP handshake");
         tokio::spawn(async move {
             let _ = connection.await;
         });
-        Client { sender, addr }
+        Client { sender, addr, local }
+    }
+
+    /// This end of the connection, as the proxy sees its peer.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
     }
 
     /// Sends a request and returns the response with its body still streaming.

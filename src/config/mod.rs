@@ -1,0 +1,309 @@
+//! Configuration: the only place that reads the environment.
+//!
+//! Every setting is a `PROXY_*` variable (plus `RUST_LOG`), listed once in [`variables`]. They are
+//! read once at start-up into a [`Config`] that holds only checked types. Every problem is
+//! collected, so an operator sees all bad variables at once, each message naming the variable and
+//! its value: `PROXY_PORT="abc" is not valid: not a port number; use 1-65535`. `main` then exits
+//! with [`EXIT_USAGE`] before anything binds.
+//!
+//! The table drives the parse: [`Reader`] runs each variable's [`parse::Parser`] on its value or
+//! its default, so each name is written once, in [`variables`]. (envy, which read the variables
+//! into a struct of strings, was dropped: that struct repeated every name and did no work the
+//! parsers do not do, and serde stops at the first error where operators need all of them.) A
+//! concept with several variables and rules between them (TLS, authentication, the exporter hop)
+//! gets a settings file of its own beside this one.
+//!
+//! Tests feed [`Config::from_vars`] a list of pairs instead of changing the process environment;
+//! clippy's `disallowed-methods` keeps every other module from reading it.
+
+pub mod parse;
+pub mod variables;
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::uri::Authority;
+use tracing_subscriber::filter::Targets;
+
+use crate::logging::{self, LogFormat};
+use parse::{Host, Parser};
+use variables::{self as var, WhenUnset};
+pub use variables::{VARIABLES, Variable};
+
+/// Exit code for a configuration error (BSD `EX_USAGE`).
+pub const EXIT_USAGE: i32 = 64;
+
+/// The prefix shared by every variable this proxy reads (but `RUST_LOG`).
+pub const PREFIX: &str = "PROXY_";
+
+/// The checked configuration. Built only by [`Config::from_vars`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the exporter listens, e.g. `10.240.0.4:9182` or `[fd00::4]:9182`.
+    pub exporter: Authority,
+    /// Where this proxy listens.
+    pub listen: SocketAddr,
+    /// Deadline for a scrape that carries no timeout header.
+    pub scrape_timeout: Duration,
+    /// Taken off the scraper's own timeout.
+    pub timeout_margin: Duration,
+    /// TCP connect timeout to the exporter.
+    pub connect_timeout: Duration,
+    /// Concurrent exporter requests.
+    pub max_inflight: usize,
+    /// Concurrent client connections.
+    pub max_connections: usize,
+    /// Time a client has to send its request headers.
+    pub header_read_timeout: Duration,
+    /// Idle keep-alive client connections are closed after this.
+    pub idle_timeout: Duration,
+    /// Request header size limit in bytes.
+    pub max_header_bytes: usize,
+    /// Drain period on stop.
+    pub shutdown_grace: Duration,
+    /// How recent an exporter answer must be for `/ready` to say 200.
+    pub ready_max_age: Duration,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Log levels, from `RUST_LOG`.
+    pub log_filter: Targets,
+    /// `PROXY_*` variables that were set but are not ours: likely typos, worth a warning.
+    pub unknown_variables: Vec<String>,
+}
+
+/// One bad variable. Displayed as `NAME="value" is not valid: reason`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A required variable is absent or empty.
+    #[error("{name} is required but not set: {hint}")]
+    Missing {
+        /// Variable name.
+        name: &'static str,
+        /// What to set it to.
+        hint: &'static str,
+    },
+    /// A variable is set to something unusable.
+    #[error("{name}={value:?} is not valid: {reason}")]
+    Invalid {
+        /// Variable name.
+        name: String,
+        /// The value as given.
+        value: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
+}
+
+impl ConfigError {
+    /// `variable`'s `value` cannot be used, for `reason`.
+    pub fn invalid(variable: &Variable, value: &str, reason: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid { name: variable.name.to_owned(), value: value.to_owned(), reason: reason.into() }
+    }
+}
+
+/// All configuration problems found in one pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl Config {
+    /// Reads the process environment, once. Non-UTF-8 values are reported, not panicked on.
+    #[allow(clippy::disallowed_methods)] // the one reader of the environment
+    pub fn from_env() -> Result<Config, ConfigErrors> {
+        Config::from_os_vars(std::env::vars_os())
+    }
+
+    /// Like [`Config::from_vars`], for variables that may not be valid Unicode.
+    pub fn from_os_vars(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Result<Config, ConfigErrors> {
+        let mut errors = Vec::new();
+        let mut utf8 = Vec::new();
+        for (name, value) in vars {
+            let name = name.to_string_lossy().into_owned();
+            if !is_ours(&name) {
+                continue;
+            }
+            match value.into_string() {
+                Ok(value) => utf8.push((name, value)),
+                Err(value) => errors.push(ConfigError::Invalid {
+                    name,
+                    value: value.to_string_lossy().into_owned(),
+                    reason: "not valid UTF-8".into(),
+                }),
+            }
+        }
+        match (Config::from_vars(utf8), errors.is_empty()) {
+            (Ok(config), true) => Ok(config),
+            (Ok(_), false) => Err(ConfigErrors(errors)),
+            (Err(ConfigErrors(more)), _) => {
+                errors.extend(more);
+                Err(ConfigErrors(errors))
+            }
+        }
+    }
+
+    /// Builds a `Config` from `(name, value)` pairs. Names other than `PROXY_*` and `RUST_LOG`
+    /// are ignored; unknown `PROXY_*` names are kept in [`Config::unknown_variables`] for a
+    /// warning (Kubernetes service links inject `<SERVICE>_PORT`-style variables that are not
+    /// ours).
+    pub fn from_vars<I, K, V>(vars: I) -> Result<Config, ConfigErrors>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let mut values = Reader::new(vars);
+        let host = values.required(&var::HOSTIP, parse::host, HOSTIP_HINT);
+        let port = values.value(&var::PORT, parse::port);
+        let config = Config {
+            exporter: Authority::from_static("unset:1"),
+            listen: values.value(&var::LISTEN, parse::socket_address),
+            scrape_timeout: values.value(&var::SCRAPE_TIMEOUT_SECONDS, parse::scrape_deadline),
+            timeout_margin: values.value(&var::TIMEOUT_MARGIN_SECONDS, parse::seconds),
+            connect_timeout: values.value(&var::CONNECT_TIMEOUT_SECONDS, parse::positive_seconds),
+            max_inflight: values.value(&var::MAX_INFLIGHT, parse::count),
+            max_connections: values.value(&var::MAX_CONNECTIONS, parse::count),
+            header_read_timeout: values.value(&var::HEADER_READ_TIMEOUT_SECONDS, parse::positive_seconds),
+            idle_timeout: values.value(&var::IDLE_TIMEOUT_SECONDS, parse::positive_seconds),
+            max_header_bytes: values.value(&var::MAX_HEADER_BYTES, parse::header_bytes),
+            shutdown_grace: values.value(&var::SHUTDOWN_GRACE_SECONDS, parse::seconds),
+            ready_max_age: values.value(&var::READY_MAX_AGE_SECONDS, parse::positive_seconds),
+            log_format: values.value(&var::LOG_FORMAT, logging::format),
+            log_filter: values.value(&var::RUST_LOG, logging::filter),
+            unknown_variables: values.unknown.clone(),
+        };
+        let exporter = host.and_then(|host| values.check(&var::HOSTIP, exporter_authority(&host, port)));
+        values.finish()?;
+        let exporter = exporter.expect("a missing or bad host was recorded as an error");
+        Ok(Config { exporter, ..config })
+    }
+}
+
+const HOSTIP_HINT: &str = "set it to the node's IP, in Kubernetes from the downward API: fieldRef status.hostIP";
+
+fn is_ours(name: &str) -> bool {
+    name.starts_with(PREFIX) || name == var::RUST_LOG.name
+}
+
+fn is_known(name: &str) -> bool {
+    VARIABLES.iter().any(|v| v.name == name)
+}
+
+fn exporter_authority(host: &Host, port: u16) -> Result<Authority, (String, String)> {
+    format!("{}:{port}", host.0).parse().map_err(|_| (host.0.clone(), "cannot be used as a URI host".to_owned()))
+}
+
+/// Runs each variable's parser on its value or default, recording every error instead of
+/// stopping at the first. Settings files of other concepts use it the same way.
+pub struct Reader {
+    set: BTreeMap<String, String>,
+    unknown: Vec<String>,
+    errors: Vec<ConfigError>,
+}
+
+impl Reader {
+    /// The variables that are ours and set to something other than white space.
+    pub fn new<I, K, V>(vars: I) -> Reader
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let mut unknown = Vec::new();
+        let mut set = BTreeMap::new();
+        for (name, value) in vars {
+            let (name, value) = (name.into(), value.into());
+            if !is_ours(&name) {
+                continue;
+            }
+            if !is_known(&name) {
+                unknown.push(name);
+            } else if !value.trim().is_empty() {
+                // Empty counts as unset: Kubernetes renders `value: ""` for a missing Helm value.
+                set.insert(name, value);
+            }
+        }
+        unknown.sort();
+        Reader { set, unknown, errors: Vec::new() }
+    }
+
+    /// Whether `variable` is set (and not empty).
+    pub fn is_set(&self, variable: &Variable) -> bool {
+        self.set.contains_key(variable.name)
+    }
+
+    /// The raw value as set, if set.
+    pub fn raw(&self, variable: &Variable) -> Option<&str> {
+        self.set.get(variable.name).map(String::as_str)
+    }
+
+    /// The value of a variable with a default. When the value is bad, the error is recorded and
+    /// the default's value stands in, so the remaining variables are still checked.
+    pub fn value<T>(&mut self, variable: &Variable, parse: Parser<T>) -> T {
+        let WhenUnset::Value(default) = variable.default else {
+            panic!("{} has no default; use Reader::optional or Reader::required", variable.name)
+        };
+        if let Some(value) = self.parsed(variable, parse) {
+            return value;
+        }
+        parse(default).unwrap_or_else(|reason| panic!("the default of {} does not parse: {reason}", variable.name))
+    }
+
+    /// The value of a variable that may be unset; `None` when unset or bad (the error recorded).
+    pub fn optional<T>(&mut self, variable: &Variable, parse: Parser<T>) -> Option<T> {
+        self.parsed(variable, parse)
+    }
+
+    /// The value of a variable that must be set; `None` when unset or bad (the error recorded).
+    pub fn required<T>(&mut self, variable: &'static Variable, parse: Parser<T>, hint: &'static str) -> Option<T> {
+        if !self.is_set(variable) {
+            self.errors.push(ConfigError::Missing { name: variable.name, hint });
+            return None;
+        }
+        self.parsed(variable, parse)
+    }
+
+    /// Records a rule between variables that does not hold.
+    pub fn error(&mut self, error: ConfigError) {
+        self.errors.push(error);
+    }
+
+    /// A later check of a value: `Err((value, reason))` is recorded against `variable`.
+    pub fn check<T>(&mut self, variable: &Variable, result: Result<T, (String, String)>) -> Option<T> {
+        result.map_err(|(value, reason)| self.errors.push(ConfigError::invalid(variable, &value, reason))).ok()
+    }
+
+    /// Every error recorded, if any.
+    pub fn finish(self) -> Result<(), ConfigErrors> {
+        if self.errors.is_empty() { Ok(()) } else { Err(ConfigErrors(self.errors)) }
+    }
+
+    fn parsed<T>(&mut self, variable: &Variable, parse: Parser<T>) -> Option<T> {
+        let raw = self.set.get(variable.name)?;
+        match parse(raw.trim()) {
+            Ok(value) => Some(value),
+            Err(reason) => {
+                self.errors.push(ConfigError::invalid(variable, raw, reason));
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

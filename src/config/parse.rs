@@ -1,0 +1,173 @@
+//! The parsers: one per kind of value, all of the shape [`Parser`].
+//!
+//! A parser sees the value with surrounding white space trimmed and returns the checked value or
+//! the reason it cannot be used, written for an operator ("not a port number; use 1-65535"); the
+//! caller prefixes the variable and its value, so every message reads
+//! `PROXY_PORT="abc" is not valid: not a port number; use 1-65535`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use crate::deadline::{MAX_DEADLINE, MIN_DEADLINE};
+
+/// Every parser's signature.
+pub type Parser<T> = fn(&str) -> Result<T, String>;
+
+/// hyper's smallest read buffer; a smaller header limit cannot be enforced.
+pub const MIN_HEADER_BYTES: usize = 8192;
+/// Longest accepted duration setting: an hour is already far past any scrape.
+const MAX_SECONDS: f64 = 3600.0;
+/// Largest accepted count setting.
+const MAX_COUNT: usize = 1 << 20;
+
+/// The exporter host as it goes into a URI authority: IPv6 bracketed, DNS names lowercased.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host(pub String);
+
+/// An IPv4 or IPv6 address (brackets optional) or an RFC 1123 DNS name.
+pub fn host(value: &str) -> Result<Host, String> {
+    let unbracketed = value.strip_prefix('[').and_then(|v| v.strip_suffix(']')).unwrap_or(value);
+    if let Ok(ip) = unbracketed.parse::<IpAddr>() {
+        return Ok(Host(match ip {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => format!("[{v6}]"),
+        }));
+    }
+    if value.contains(':') {
+        return Err("looks like an address with a port or a malformed IPv6 address; give the host only and the port in PROXY_PORT".into());
+    }
+    if is_dns_name(value) {
+        return Ok(Host(value.to_ascii_lowercase()));
+    }
+    Err("not an IPv4 address, an IPv6 address or a DNS name".into())
+}
+
+/// RFC 1123 host name: dot-separated labels of letters, digits and inner hyphens.
+fn is_dns_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+/// A TCP port, 1-65535.
+pub fn port(value: &str) -> Result<u16, String> {
+    match value.parse::<u32>() {
+        Ok(0) => Err("port 0 cannot be dialled; use 1-65535".into()),
+        Ok(port) => u16::try_from(port).map_err(|_| "out of range; use 1-65535".into()),
+        Err(_) => Err("not a port number; use 1-65535".into()),
+    }
+}
+
+/// `IP:PORT`.
+pub fn socket_address(value: &str) -> Result<SocketAddr, String> {
+    value
+        .parse::<SocketAddr>()
+        .map_err(|_| "not a socket address; write IP:PORT such as 0.0.0.0:9100 or [::]:9100".into())
+}
+
+/// Seconds, fractions allowed, zero included, at most an hour.
+pub fn seconds(value: &str) -> Result<Duration, String> {
+    let seconds: f64 = value.parse().map_err(|_| "not a number of seconds such as 10 or 0.5".to_owned())?;
+    if !seconds.is_finite() || seconds < 0.0 {
+        return Err("must be a finite, non-negative number of seconds".into());
+    }
+    if seconds > MAX_SECONDS {
+        return Err(format!("must be at most {MAX_SECONDS} seconds"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// Seconds, more than zero.
+pub fn positive_seconds(value: &str) -> Result<Duration, String> {
+    let duration = seconds(value)?;
+    if duration.is_zero() {
+        return Err("must be more than 0 seconds".into());
+    }
+    Ok(duration)
+}
+
+/// A scrape deadline: within the bounds the deadline logic uses for every scrape.
+pub fn scrape_deadline(value: &str) -> Result<Duration, String> {
+    let duration = seconds(value)?;
+    if duration < MIN_DEADLINE || duration > MAX_DEADLINE {
+        return Err(format!(
+            "must be from {} to {} seconds, the range every scrape deadline is held to",
+            MIN_DEADLINE.as_secs_f64(),
+            MAX_DEADLINE.as_secs_f64()
+        ));
+    }
+    Ok(duration)
+}
+
+fn count_from(value: &str, min: usize) -> Result<usize, String> {
+    let count: usize = value.parse().map_err(|_| "not a whole number".to_owned())?;
+    if count < min {
+        return Err(format!("must be at least {min}"));
+    }
+    if count > MAX_COUNT {
+        return Err(format!("must be at most {MAX_COUNT}"));
+    }
+    Ok(count)
+}
+
+/// A whole number, at least 1.
+pub fn count(value: &str) -> Result<usize, String> {
+    count_from(value, 1)
+}
+
+/// A request head size limit in bytes, at least [`MIN_HEADER_BYTES`].
+pub fn header_bytes(value: &str) -> Result<usize, String> {
+    count_from(value, MIN_HEADER_BYTES)
+}
+
+/// `true` or `false` (also `1`/`0`, `yes`/`no`, any case).
+pub fn boolean(value: &str) -> Result<bool, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err("use true or false".into()),
+    }
+}
+
+/// A comma-separated list of non-empty items, white space around each trimmed.
+pub fn list(value: &str) -> Result<Vec<String>, String> {
+    let items: Vec<String> = value.split(',').map(|item| item.trim().to_owned()).collect();
+    if items.iter().any(String::is_empty) {
+        return Err("an empty item in the comma-separated list".into());
+    }
+    Ok(items)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_reject_empty_items() {
+        assert_eq!(list("a, b").unwrap(), vec!["a", "b"]);
+        assert!(list("a,,b").is_err());
+        assert!(list("a,").is_err());
+    }
+
+    #[test]
+    fn booleans_take_the_usual_spellings() {
+        assert_eq!(boolean("TRUE"), Ok(true));
+        assert_eq!(boolean("no"), Ok(false));
+        assert!(boolean("maybe").is_err());
+    }
+
+    #[test]
+    fn scrape_deadlines_stay_within_the_deadline_bounds() {
+        assert_eq!(scrape_deadline("0.25"), Ok(MIN_DEADLINE));
+        assert_eq!(scrape_deadline("300"), Ok(MAX_DEADLINE));
+        assert!(scrape_deadline("0.1").unwrap_err().contains("from 0.25 to 300 seconds"));
+        assert!(scrape_deadline("301").is_err());
+    }
+}

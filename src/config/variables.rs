@@ -1,0 +1,139 @@
+//! The table of every variable the proxy reads: name, default and one line of help.
+//!
+//! Each variable is written once, as a `const` here; `--help`, the README table (checked by
+//! `tests/readme.rs`), the parser in [`super::Config::from_vars`] and the unknown-variable warning
+//! all use these constants. An unset variable takes its default string and goes through the same
+//! parser as a set one, so a default cannot drift from what the parser accepts.
+
+/// One documented variable.
+#[derive(Debug, Clone, Copy)]
+pub struct Variable {
+    /// Full name, e.g. `PROXY_PORT`.
+    pub name: &'static str,
+    /// What applies when it is unset or empty.
+    pub default: WhenUnset,
+    /// One line on what it controls.
+    pub help: &'static str,
+}
+
+/// What an unset variable means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenUnset {
+    /// It must be set.
+    Required,
+    /// Unset is a meaning of its own (a feature left off), shown as `unset`.
+    Unset,
+    /// This value, as the operator would write it.
+    Value(&'static str),
+}
+
+impl Variable {
+    const fn new(name: &'static str, default: WhenUnset, help: &'static str) -> Variable {
+        Variable { name, default, help }
+    }
+
+    /// The default as `--help` and the README show it: `required`, `unset` or the value.
+    pub fn default_text(&self) -> &'static str {
+        match self.default {
+            WhenUnset::Required => "required",
+            WhenUnset::Unset => "unset",
+            WhenUnset::Value(value) => value,
+        }
+    }
+}
+
+use WhenUnset::{Required, Value};
+
+/// `PROXY_HOSTIP`.
+pub const HOSTIP: Variable = Variable::new(
+    "PROXY_HOSTIP",
+    Required,
+    "exporter host: the node's IP from the downward API (status.hostIP); IPv4, IPv6 or DNS name",
+);
+/// `PROXY_PORT`.
+pub const PORT: Variable =
+    Variable::new("PROXY_PORT", Value("9182"), "exporter port (windows_exporter's default is 9182)");
+/// `PROXY_LISTEN`.
+pub const LISTEN: Variable =
+    Variable::new("PROXY_LISTEN", Value("0.0.0.0:9100"), "socket address to listen on ([::]:9100 for IPv6)");
+/// `PROXY_SCRAPE_TIMEOUT_SECONDS`.
+pub const SCRAPE_TIMEOUT_SECONDS: Variable = Variable::new(
+    "PROXY_SCRAPE_TIMEOUT_SECONDS",
+    Value("10"),
+    "scrape deadline when the scraper sends no X-Prometheus-Scrape-Timeout-Seconds (0.25-300)",
+);
+/// `PROXY_TIMEOUT_MARGIN_SECONDS`.
+pub const TIMEOUT_MARGIN_SECONDS: Variable = Variable::new(
+    "PROXY_TIMEOUT_MARGIN_SECONDS",
+    Value("0.5"),
+    "taken off the scraper's timeout so the proxy answers 504 before the scraper gives up",
+);
+/// `PROXY_CONNECT_TIMEOUT_SECONDS`.
+pub const CONNECT_TIMEOUT_SECONDS: Variable =
+    Variable::new("PROXY_CONNECT_TIMEOUT_SECONDS", Value("2"), "TCP connect timeout to the exporter");
+/// `PROXY_MAX_INFLIGHT`.
+pub const MAX_INFLIGHT: Variable = Variable::new(
+    "PROXY_MAX_INFLIGHT",
+    Value("2"),
+    "concurrent scrapes sent to the exporter; more wait within their deadline, then get 503",
+);
+/// `PROXY_MAX_CONNECTIONS`.
+pub const MAX_CONNECTIONS: Variable = Variable::new(
+    "PROXY_MAX_CONNECTIONS",
+    Value("1024"),
+    "concurrent client connections; more wait in the listen backlog",
+);
+/// `PROXY_HEADER_READ_TIMEOUT_SECONDS`.
+pub const HEADER_READ_TIMEOUT_SECONDS: Variable = Variable::new(
+    "PROXY_HEADER_READ_TIMEOUT_SECONDS",
+    Value("5"),
+    "a client must finish its request headers this long after connecting or after its first byte",
+);
+/// `PROXY_IDLE_TIMEOUT_SECONDS`.
+pub const IDLE_TIMEOUT_SECONDS: Variable = Variable::new(
+    "PROXY_IDLE_TIMEOUT_SECONDS",
+    Value("75"),
+    "idle keep-alive client connections are closed after this",
+);
+/// `PROXY_MAX_HEADER_BYTES`.
+pub const MAX_HEADER_BYTES: Variable = Variable::new(
+    "PROXY_MAX_HEADER_BYTES",
+    Value("16384"),
+    "request line and headers larger than this get 431 (at least 8192)",
+);
+/// `PROXY_SHUTDOWN_GRACE_SECONDS`.
+pub const SHUTDOWN_GRACE_SECONDS: Variable = Variable::new(
+    "PROXY_SHUTDOWN_GRACE_SECONDS",
+    Value("20"),
+    "on stop, in-flight scrapes get this long to finish (keep below terminationGracePeriodSeconds)",
+);
+/// `PROXY_READY_MAX_AGE_SECONDS`.
+pub const READY_MAX_AGE_SECONDS: Variable = Variable::new(
+    "PROXY_READY_MAX_AGE_SECONDS",
+    Value("30"),
+    "/ready answers 200 while the exporter answered within this long",
+);
+/// `PROXY_LOG_FORMAT`.
+pub const LOG_FORMAT: Variable = Variable::new("PROXY_LOG_FORMAT", Value("text"), "log format on stdout: text or json");
+/// `RUST_LOG`.
+pub const RUST_LOG: Variable =
+    Variable::new("RUST_LOG", Value("info"), "log level or targets, e.g. debug or windows_exporter_proxy=debug");
+
+/// Every variable, in the order `--help` and the README show them.
+pub const VARIABLES: &[Variable] = &[
+    HOSTIP,
+    PORT,
+    LISTEN,
+    SCRAPE_TIMEOUT_SECONDS,
+    TIMEOUT_MARGIN_SECONDS,
+    CONNECT_TIMEOUT_SECONDS,
+    MAX_INFLIGHT,
+    MAX_CONNECTIONS,
+    HEADER_READ_TIMEOUT_SECONDS,
+    IDLE_TIMEOUT_SECONDS,
+    MAX_HEADER_BYTES,
+    SHUTDOWN_GRACE_SECONDS,
+    READY_MAX_AGE_SECONDS,
+    LOG_FORMAT,
+    RUST_LOG,
+];

@@ -1,0 +1,154 @@
+//! [`ScrapeError`]: every way a scrape can fail, and the one place each failure is logged,
+//! counted and answered.
+//!
+//! A failure before the response headers becomes the scraper's answer (502, 503 or 504, with a
+//! one-line body naming the exporter and what to check). A failure mid-body cannot change the
+//! status already sent: the body ends with this error, so hyper aborts the scraper's connection
+//! and the scraper sees an incomplete response, never a short body that looks complete. Either
+//! way the failure writes exactly one log line and one count.
+
+use std::time::Duration;
+
+use http::{Response, StatusCode};
+
+use crate::exporter::ExporterError;
+use crate::response::{self, ResponseBody};
+use crate::telemetry::{Outcome, Telemetry};
+
+/// Why a scrape failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ScrapeError {
+    /// Every exporter slot stayed taken until the deadline (503).
+    #[error("{max_inflight} scrapes already in flight (PROXY_MAX_INFLIGHT) and none finished within {timeout:?}")]
+    NoSlot {
+        /// `PROXY_MAX_INFLIGHT`.
+        max_inflight: usize,
+        /// The scrape's whole budget.
+        timeout: Duration,
+    },
+    /// The exporter could not be asked, or did not answer in HTTP (502).
+    #[error("{0}")]
+    Exporter(ExporterError),
+    /// The exporter sent no response headers before the deadline (504).
+    #[error("no response within {timeout:?} ({})", budget_source(*from_scraper))]
+    NoAnswer {
+        /// The scrape's whole budget.
+        timeout: Duration,
+        /// Whether the budget came from the scraper's timeout header.
+        from_scraper: bool,
+    },
+    /// The exporter's connection failed mid-body (the scraper's connection is aborted).
+    #[error("exporter connection failed mid-body: {0}")]
+    BodyFailed(String),
+    /// The body was not complete by the deadline (the scraper's connection is aborted).
+    #[error("scrape deadline passed mid-body")]
+    BodyDeadline,
+}
+
+fn budget_source(from_scraper: bool) -> &'static str {
+    if from_scraper {
+        "the scraper's timeout minus PROXY_TIMEOUT_MARGIN_SECONDS"
+    } else {
+        "PROXY_SCRAPE_TIMEOUT_SECONDS"
+    }
+}
+
+impl ScrapeError {
+    /// What it counts as in `windows_exporter_proxy_scrapes_total`.
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            ScrapeError::NoSlot { .. } => Outcome::rejected,
+            ScrapeError::Exporter(_) => Outcome::upstream_error,
+            ScrapeError::NoAnswer { .. } | ScrapeError::BodyDeadline => Outcome::timeout,
+            ScrapeError::BodyFailed(_) => Outcome::aborted,
+        }
+    }
+
+    /// The status the scraper gets; mid-body failures keep the status already sent.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            ScrapeError::NoSlot { .. } => Some(StatusCode::SERVICE_UNAVAILABLE),
+            ScrapeError::Exporter(_) => Some(StatusCode::BAD_GATEWAY),
+            ScrapeError::NoAnswer { .. } => Some(StatusCode::GATEWAY_TIMEOUT),
+            ScrapeError::BodyFailed(_) | ScrapeError::BodyDeadline => None,
+        }
+    }
+
+    /// Logs, counts and answers a failure before the response headers.
+    pub fn respond(self, exporter: &str, telemetry: &Telemetry) -> Response<ResponseBody> {
+        let status = self.status().expect("only failures before the headers are answered with a response");
+        match &self {
+            ScrapeError::NoSlot { max_inflight, timeout } => tracing::warn!(
+                upstream = exporter,
+                max_inflight,
+                timeout_ms = timeout.as_millis() as u64,
+                "scrape rejected: no exporter slot before the deadline"
+            ),
+            ScrapeError::Exporter(error) => {
+                tracing::warn!(upstream = exporter, %error, "scrape failed: exporter unreachable or reply invalid")
+            }
+            ScrapeError::NoAnswer { timeout, .. } => tracing::warn!(
+                upstream = exporter,
+                timeout_ms = timeout.as_millis() as u64,
+                "scrape failed: exporter sent no response headers before the deadline"
+            ),
+            ScrapeError::BodyFailed(_) | ScrapeError::BodyDeadline => unreachable!("mid-body failures have no status"),
+        }
+        telemetry.scrape_finished(self.outcome(), status.as_u16());
+        response::text(status, format!("{exporter}: {self}"))
+    }
+
+    /// Logs and counts a failure mid-body; the body then ends with this error.
+    pub fn record_mid_body(&self, exporter: &str, status: u16, bytes: u64, elapsed: Duration, telemetry: &Telemetry) {
+        let outcome = self.outcome();
+        tracing::warn!(
+            upstream = exporter,
+            ?outcome,
+            error = %self,
+            bytes,
+            elapsed_ms = elapsed.as_millis() as u64,
+            "scrape failed mid-body; scraper connection aborted"
+        );
+        telemetry.scrape_finished(outcome, status);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_failure_knows_its_status_and_outcome() {
+        let cases = [
+            (ScrapeError::NoSlot { max_inflight: 2, timeout: Duration::from_secs(1) }, Some(503), Outcome::rejected),
+            (ScrapeError::Exporter(ExporterError::Refused), Some(502), Outcome::upstream_error),
+            (
+                ScrapeError::NoAnswer { timeout: Duration::from_secs(1), from_scraper: true },
+                Some(504),
+                Outcome::timeout,
+            ),
+            (ScrapeError::BodyFailed("reset".into()), None, Outcome::aborted),
+            (ScrapeError::BodyDeadline, None, Outcome::timeout),
+        ];
+        for (error, status, outcome) in cases {
+            assert_eq!(error.status().map(|s| s.as_u16()), status, "{error}");
+            assert_eq!(error.outcome(), outcome, "{error}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_answered_failure_is_counted_once_with_a_one_line_body() {
+        use http_body_util::BodyExt;
+        let telemetry = Telemetry::new();
+        let error = ScrapeError::NoAnswer { timeout: Duration::from_millis(9500), from_scraper: false };
+        let response = error.respond("http://10.0.0.4:9182", &telemetry);
+        assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"http://10.0.0.4:9182: no response within 9.5s (PROXY_SCRAPE_TIMEOUT_SECONDS)\n");
+        assert!(
+            telemetry
+                .encode(crate::telemetry::Format::Text)
+                .contains("windows_exporter_proxy_scrapes_total{outcome=\"timeout\",status=\"504\"} 1")
+        );
+    }
+}
