@@ -7,14 +7,18 @@ through `kubectl kustomize`, and the contract checks start the real proxy binary
 
 from __future__ import annotations
 
+import base64
 import http.client
 import ipaddress
 import json
 import os
 import queue
 import re
+import socket
+import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,6 +28,7 @@ from typing import Iterator
 import importlib_resources
 import jsonschema
 import kubernetes_validate
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -91,17 +96,23 @@ MONITOR_SCHEMAS = {
     "ServiceMonitor": SCHEMAS / "servicemonitor-monitoring-v1.json",
     "PodMonitor": SCHEMAS / "podmonitor-monitoring-v1.json",
 }
+# (apiVersion, kind) -> our strict schema, for the CRDs kubernetes-validate does not know.
+CRD_SCHEMAS = {
+    ("monitoring.coreos.com/v1", kind): path for kind, path in MONITOR_SCHEMAS.items()
+} | {("cert-manager.io/v1", "Certificate"): SCHEMAS / "certificate-cert-manager-v1.json"}
 
 
 def validate(obj: dict) -> None:
     """Strict schema validation: Kubernetes' own schemas for core kinds, ours for the CRDs.
 
-    kubernetes-validate has no prometheus-operator schemas, so ServiceMonitor and PodMonitor are
-    checked against deploy/tests/schemas/*.json: a strict subset of the CRD (unknown fields fail).
+    kubernetes-validate has no prometheus-operator or cert-manager schemas, so ServiceMonitor,
+    PodMonitor and Certificate are checked against deploy/tests/schemas/*.json: a strict subset of
+    the CRD (unknown fields fail).
     """
     where = f"{obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
-    if obj.get("kind") in MONITOR_SCHEMAS and obj.get("apiVersion") == "monitoring.coreos.com/v1":
-        schema = json.loads(MONITOR_SCHEMAS[obj["kind"]].read_text())
+    crd = CRD_SCHEMAS.get((obj.get("apiVersion"), obj.get("kind")))
+    if crd is not None:
+        schema = json.loads(crd.read_text())
         errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(obj), key=lambda e: list(e.path))
         assert not errors, f"{where}: " + "; ".join(f"{'.'.join(map(str, e.path))}: {e.message}" for e in errors)
         return
@@ -201,14 +212,22 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 class RunningProxy:
     """A started proxy; `address` is where it listens (from its "listening" log line)."""
 
-    def __init__(self, process: subprocess.Popen, host: str, port: int, lines: list[str]):
+    def __init__(self, process: subprocess.Popen, host: str, port: int, lines: list[str], https: bool = False):
         self.process = process
         self.host = host
         self.port = port
         self.lines = lines
+        self.https = https
 
     def get(self, path: str, method: str = "GET") -> tuple[int, bytes]:
-        connection = http.client.HTTPConnection(self.host, self.port, timeout=WAIT_SECONDS)
+        """A request the way the kubelet probes: no credentials, and over HTTPS no verification."""
+        if self.https:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            connection = http.client.HTTPSConnection(self.host, self.port, timeout=WAIT_SECONDS, context=context)
+        else:
+            connection = http.client.HTTPConnection(self.host, self.port, timeout=WAIT_SECONDS)
         try:
             connection.request(method, path)
             response = connection.getresponse()
@@ -218,7 +237,7 @@ class RunningProxy:
 
 
 @contextmanager
-def run_proxy(env: dict[str, str]) -> Iterator[RunningProxy]:
+def run_proxy(env: dict[str, str], https: bool = False) -> Iterator[RunningProxy]:
     """Starts the binary with exactly `env` (plus PATH) and waits for its "listening" log line."""
     process = subprocess.Popen(
         [str(proxy_binary())],
@@ -248,22 +267,33 @@ def run_proxy(env: dict[str, str]) -> Iterator[RunningProxy]:
             address = None
         assert address, f"proxy did not log 'listening' (exit {process.poll()}); output:\n" + "\n".join(lines)
         host, _, port = address.rpartition(":")
-        yield RunningProxy(process, host.strip("[]"), int(port), lines)
+        yield RunningProxy(process, host.strip("[]"), int(port), lines, https)
     finally:
         process.kill()
         process.wait(timeout=WAIT_SECONDS)
 
 
 class FakeExporter:
-    """A windows_exporter stand-in on 127.0.0.1: /health and /metrics, like v0.31."""
+    """A windows_exporter stand-in on 127.0.0.1: /health and /metrics, like v0.31.
+
+    With `tls` it serves HTTPS (requiring a client certificate when the context does), with
+    `authorization` it answers 401 to any other Authorization header, as exporter-toolkit's
+    web-config does on every path.
+    """
 
     METRICS = b'# HELP windows_cpu_time_total Time that processor spent in different modes\n# TYPE windows_cpu_time_total counter\nwindows_cpu_time_total{core="0,0",mode="idle"} 1234.5\n'
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None, authorization: str | None = None) -> None:
         exporter = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                if authorization is not None and self.headers.get("Authorization") != authorization:
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", "Basic")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 body, kind = {
                     "/health": (b'{"status":"ok"}', "application/json"),
                     "/metrics": (exporter.METRICS, "text/plain; version=0.0.4"),
@@ -278,6 +308,8 @@ class FakeExporter:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -345,12 +377,17 @@ def check_daemonset_static(daemonset: dict) -> None:
     ports = {p["name"]: p for p in container["ports"]}
     assert "metrics" in ports and ports["metrics"].get("protocol", "TCP") == "TCP", container["ports"]
     assert not any("hostPort" in p for p in container["ports"]), "no hostPort: the pod is reached on its own IP"
+    https = "PROXY_TLS_CERT_FILE" in env
     for probe, path in (("livenessProbe", "/health"), ("readinessProbe", "/ready")):
-        assert container[probe]["httpGet"] == {"path": path, "port": "metrics"}, container[probe]
+        expected = {"path": path, "port": "metrics"} | ({"scheme": "HTTPS"} if https else {})
+        assert container[probe]["httpGet"] == expected, f"{probe} must be {expected} (HTTPS iff the proxy serves TLS)"
     assert container["resources"]["requests"] and container["resources"]["limits"], container["resources"]
     assert "command" not in container and "args" not in container, "the image's ENTRYPOINT (the .exe) must run as is"
     assert not pod.get("hostNetwork"), "hostNetwork must stay off"
-    assert pod.get("automountServiceAccountToken") is False
+    tokenreview = "tokenreview" in str(env.get("PROXY_AUTH", "")).split(",")
+    assert pod.get("automountServiceAccountToken") is tokenreview, "the API token is mounted only for auth tokenreview"
+    for mount in container.get("volumeMounts", []):
+        assert "subPath" not in mount and "subPathExpr" not in mount, f"{mount['name']}: a subPath mount never sees Secret updates"
     for context in (pod.get("securityContext", {}), container.get("securityContext", {})):
         assert context.get("windowsOptions", {}).get("runAsUserName") == "ContainerUser", context
     strategy = daemonset["spec"]["updateStrategy"]
@@ -395,6 +432,10 @@ def check_daemonset_against_binary(daemonset: dict) -> None:
     env = manifest_env(container)
     variables = help_variables(binary_help())
 
+    needed = set(env) & SECURITY_VARIABLES
+    if "tokenreview" in str(env.get("PROXY_AUTH", "")).split(","):
+        needed |= {"PROXY_KUBE_TOKEN_FILE", "PROXY_KUBE_CA_FILE"}  # the contract run's stand-ins for the kubelet's mount
+    skip_unless_binary_reads(needed, variables)
     unknown = sorted(set(env) - set(variables))
     assert not unknown, f"the DaemonSet sets {unknown}, which the binary does not read (it reads {sorted(variables)})"
 
@@ -421,23 +462,178 @@ def check_daemonset_against_binary(daemonset: dict) -> None:
     # Loopback only: the node IP becomes 127.0.0.1 and the listen socket 127.0.0.1 on a free port
     # (the port itself was compared with containerPort above).
     loopback = {"PROXY_HOSTIP": "127.0.0.1", "PROXY_LISTEN": "127.0.0.1:0"}
+    https = "PROXY_TLS_CERT_FILE" in literal
+    authenticated = bool(literal.get("PROXY_AUTH"))
 
-    # 1. Exactly the manifest's values: the binary accepts them all (it exits 64 on a bad one)
-    #    and serves both probe paths; nothing needs to listen on PROXY_PORT for that.
-    with run_proxy({**literal, **loopback}) as proxy:
-        status, body = proxy.get(container["livenessProbe"]["httpGet"]["path"])
-        assert (status, body.strip()) == (200, b"ok"), (status, body)
-        status, body = proxy.get(container["readinessProbe"]["httpGet"]["path"])
-        assert status in (200, 503), f"readiness path answered {status} {body!r}: not a path the proxy serves"
+    with tempfile.TemporaryDirectory(prefix="wep-contract-") as scratch:
+        pod_files = PodFiles(Path(scratch), pod, container)
+        literal = pod_files.materialize(literal)
+        exporter_tls, exporter_authorization = pod_files.exporter_side(literal)
 
-    # 2. With windows_exporter answering on PROXY_PORT: ready, and /metrics passes through.
-    with FakeExporter() as exporter, run_proxy({**literal, **loopback, "PROXY_PORT": str(exporter.port)}) as proxy:
-        status, body = proxy.get(container["livenessProbe"]["httpGet"]["path"])
-        assert (status, body.strip()) == (200, b"ok"), (status, body)
-        status, body = proxy.get(container["readinessProbe"]["httpGet"]["path"])
-        assert status == 200, f"readiness with a healthy exporter: {status} {body!r}"
-        status, body = proxy.get("/metrics")
-        assert status == 200 and b"windows_cpu_time_total" in body, (status, body[:200])
+        # 1. Exactly the manifest's values: the binary accepts them all (it exits 64 on a bad one)
+        #    and serves both probe paths the way the kubelet asks (over HTTPS when the probes say
+        #    so, without credentials, without verifying); nothing needs to listen on PROXY_PORT.
+        with run_proxy({**literal, **loopback}, https=https) as proxy:
+            status, body = proxy.get(container["livenessProbe"]["httpGet"]["path"])
+            assert (status, body.strip()) == (200, b"ok"), (status, body)
+            status, body = proxy.get(container["readinessProbe"]["httpGet"]["path"])
+            assert status in (200, 503), f"readiness path answered {status} {body!r}: not a path the proxy serves"
+
+        # 2. With windows_exporter answering on PROXY_PORT (over TLS and with credentials when the
+        #    manifest says so): ready; /metrics passes through, or is refused to a scraper without
+        #    credentials when the proxy authenticates.
+        with FakeExporter(exporter_tls, exporter_authorization) as exporter, run_proxy(
+            {**literal, **loopback, "PROXY_PORT": str(exporter.port)}, https=https
+        ) as proxy:
+            status, body = proxy.get(container["livenessProbe"]["httpGet"]["path"])
+            assert (status, body.strip()) == (200, b"ok"), (status, body)
+            status, body = proxy.get(container["readinessProbe"]["httpGet"]["path"])
+            assert status == 200, f"readiness with a healthy exporter: {status} {body!r}"
+            status, body = proxy.get("/metrics")
+            if authenticated:
+                assert status == 401, f"/metrics without credentials under PROXY_AUTH={literal['PROXY_AUTH']}: {status} {body!r}"
+            else:
+                assert status == 200 and b"windows_cpu_time_total" in body, (status, body[:200])
+
+
+# Variables the chart renders for issue 10 (HTTPS, authentication, the exporter hop) and the
+# kubelet-provided ones the contract run overrides. A binary built before they exist cannot run
+# such a manifest; the contract then skips, naming them, rather than passing without checking.
+SECURITY_VARIABLES = {
+    "PROXY_TLS_CERT_FILE", "PROXY_TLS_KEY_FILE", "PROXY_TLS_MIN_VERSION", "PROXY_CLIENT_CA_FILE", "PROXY_AUTH",
+    "PROXY_CLIENT_ALLOWED_NAMES", "PROXY_BASIC_AUTH_FILE", "PROXY_TOKENREVIEW_AUDIENCES", "PROXY_AUTHZ_USERS",
+    "PROXY_KUBE_API_URL", "PROXY_KUBE_TOKEN_FILE", "PROXY_KUBE_CA_FILE",
+    "PROXY_ALLOW_PLAINTEXT_CREDENTIALS", "PROXY_FORWARD_AUTHORIZATION", "PROXY_EXPORTER_SCHEME",
+    "PROXY_EXPORTER_CA_FILE", "PROXY_EXPORTER_SERVER_NAME", "PROXY_EXPORTER_INSECURE_SKIP_VERIFY",
+    "PROXY_EXPORTER_CLIENT_CERT_FILE", "PROXY_EXPORTER_CLIENT_KEY_FILE", "PROXY_EXPORTER_BASIC_AUTH_USERNAME",
+    "PROXY_EXPORTER_BASIC_AUTH_PASSWORD_FILE",
+}
+
+
+def skip_unless_binary_reads(names: set[str], variables: dict) -> None:
+    missing = sorted(names - set(variables))
+    if missing:
+        pytest.skip(f"the binary does not read {missing} yet (issue 10's proxy side); the manifest needs them")
+
+
+def openssl(*args: str, cwd: Path) -> None:
+    result = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True, timeout=WAIT_SECONDS, check=False)
+    assert result.returncode == 0, f"openssl {' '.join(args)}: {result.stderr}"
+
+
+class Pki:
+    """A throwaway CA issuing ECDSA P-256 certificates with the openssl CLI (SEC1 keys, as
+    cert-manager writes them by default)."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=contract-test-ca",
+                "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign", cwd=directory)
+        self.ca = directory / "ca.crt"
+
+    def issue(self, name: str, sans: list[str], usage: str) -> tuple[Path, Path]:
+        """(certificate, key) for `name` with these SANs ("DNS:x", "IP:y"); usage serverAuth or clientAuth."""
+        openssl("ecparam", "-genkey", "-name", "prime256v1", "-noout", "-out", f"{name}.key", cwd=self.directory)
+        openssl("req", "-new", "-key", f"{name}.key", "-subj", f"/CN={name}", "-out", f"{name}.csr", cwd=self.directory)
+        (self.directory / f"{name}.ext").write_text(f"subjectAltName={','.join(sans)}\nextendedKeyUsage={usage}\n")
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
+                "-extfile", f"{name}.ext", "-out", f"{name}.crt", cwd=self.directory)
+        return self.directory / f"{name}.crt", self.directory / f"{name}.key"
+
+
+class PodFiles:
+    """The files the pod's Secret/ConfigMap mounts hold, made for a run on this machine: each
+    volumeMount becomes a directory under `root`, each variable naming a file in it gets what the
+    variable expects (certificates from a test CA, an htpasswd line, a password)."""
+
+    PASSWORD = "contract-secret"
+
+    def __init__(self, root: Path, pod: dict, container: dict):
+        self.root = root
+        self.mounts = {m["mountPath"].rstrip("/"): root / "mounts" / m["name"] for m in container.get("volumeMounts", [])}
+        volumes = {v["name"] for v in pod.get("volumes", [])}
+        for mount in container.get("volumeMounts", []):
+            assert mount["name"] in volumes, f"volumeMount {mount['name']} has no volume"
+
+    def local(self, value: str) -> Path | None:
+        for mount_path, directory in self.mounts.items():
+            if value.startswith(mount_path + "/"):
+                return directory / value[len(mount_path) + 1:]
+        return None
+
+    def materialize(self, env: dict[str, str]) -> dict[str, str]:
+        """env with the mounted paths moved under root and their files written."""
+        out = dict(env)
+        tokenreview = "tokenreview" in env.get("PROXY_AUTH", "").split(",")
+        if not self.mounts and not tokenreview:
+            return out
+        self.pki = Pki(self.root / "pki")
+        server = self.pki.issue("proxy", ["DNS:windows-exporter-proxy", "IP:127.0.0.1"], "serverAuth")
+        exporter_name = env.get("PROXY_EXPORTER_SERVER_NAME")
+        self.exporter = self.pki.issue(
+            "exporter", ["IP:127.0.0.1"] + ([f"DNS:{exporter_name}"] if exporter_name else []), "serverAuth"
+        )
+        client = self.pki.issue("proxy-client", ["DNS:windows-exporter-proxy"], "clientAuth")
+        contents = {
+            "PROXY_TLS_CERT_FILE": server[0].read_bytes(),
+            "PROXY_TLS_KEY_FILE": server[1].read_bytes(),
+            "PROXY_CLIENT_CA_FILE": self.pki.ca.read_bytes(),
+            "PROXY_BASIC_AUTH_FILE": self.htpasswd(),
+            "PROXY_EXPORTER_CA_FILE": self.pki.ca.read_bytes(),
+            "PROXY_EXPORTER_CLIENT_CERT_FILE": client[0].read_bytes(),
+            "PROXY_EXPORTER_CLIENT_KEY_FILE": client[1].read_bytes(),
+            "PROXY_EXPORTER_BASIC_AUTH_PASSWORD_FILE": self.PASSWORD.encode(),
+        }
+        for name, value in env.items():
+            path = self.local(value)
+            if path is None:
+                continue
+            assert name in contents, f"{name}={value} is a file in a mounted volume, but the contract run does not know what it holds"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.exists():
+                assert path.read_bytes() == contents[name], f"{name}: {value} would have to hold two different files"
+            path.write_bytes(contents[name])
+            out[name] = str(path)
+        if tokenreview:
+            # What the kubelet gives a pod with automountServiceAccountToken: the API server's
+            # address and the projected token and CA (nothing listens there: probes and an
+            # unauthenticated scrape must not need the API server).
+            token = self.root / "serviceaccount" / "token"
+            token.parent.mkdir(parents=True)
+            token.write_text("contract-test-token")
+            out |= {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(closed_port()),
+                    "PROXY_KUBE_TOKEN_FILE": str(token), "PROXY_KUBE_CA_FILE": str(self.pki.ca)}
+        return out
+
+    def htpasswd(self) -> bytes:
+        result = subprocess.run(["htpasswd", "-nbBC", "10", "prometheus", self.PASSWORD],
+                                capture_output=True, timeout=WAIT_SECONDS, check=False)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    def exporter_side(self, env: dict[str, str]) -> tuple[ssl.SSLContext | None, str | None]:
+        """What the fake exporter must enforce to match the manifest's exporter settings."""
+        context = None
+        if env.get("PROXY_EXPORTER_SCHEME") == "https":
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self.exporter)
+            if "PROXY_EXPORTER_CLIENT_CERT_FILE" in env:
+                context.verify_mode = ssl.CERT_REQUIRED
+                context.load_verify_locations(self.pki.ca)
+        authorization = None
+        if "PROXY_EXPORTER_BASIC_AUTH_USERNAME" in env:
+            pair = f"{env['PROXY_EXPORTER_BASIC_AUTH_USERNAME']}:{self.PASSWORD}".encode()
+            authorization = "Basic " + base64.b64encode(pair).decode()
+        return context, authorization
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def check_daemonset_against_dockerfile(daemonset: dict) -> None:

@@ -172,16 +172,16 @@ tlsConfig:
 {{- else }}
 scheme: http
 {{- end }}
-{{- with $m.basicAuthSecretName }}
+{{- /* One Authorization header per scrape: basic, a token Secret, or Prometheus' own token. */}}
+{{- if $m.basicAuthSecretName }}
 basicAuth:
   username:
-    name: {{ . }}
+    name: {{ $m.basicAuthSecretName }}
     key: username
   password:
-    name: {{ . }}
+    name: {{ $m.basicAuthSecretName }}
     key: password
-{{- end }}
-{{- if $m.authorizationSecret.name }}
+{{- else if $m.authorizationSecret.name }}
 authorization:
   type: Bearer
   credentials:
@@ -247,6 +247,9 @@ bearerTokenFile: /var/run/secrets/kubernetes.io/serviceaccount/token
 {{- $m := get $v $key }}
 {{- if $m.enabled }}
 {{- $t := $m.tlsConfig }}
+{{- if and $m.basicAuthSecretName $m.authorizationSecret.name }}
+{{- fail (printf "%s: set basicAuthSecretName or authorizationSecret.name, not both: a scrape carries one Authorization header" $key) }}
+{{- end }}
 {{- if and (not $v.tls.enabled) (or $t.serverName $t.caSecret.name $t.clientCertSecretName $t.insecureSkipVerify) }}
 {{- fail (printf "%s.tlsConfig is set but tls.enabled is false: the proxy serves plain HTTP" $key) }}
 {{- end }}
