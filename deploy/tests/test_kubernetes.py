@@ -36,10 +36,16 @@ def test_there_is_something_to_test() -> None:
         "deploy/kubernetes/overlays/podmonitor",
         "deploy/kubernetes/overlays/original-labels",
         "deploy/kubernetes/overlays/example",
+        "deploy/kubernetes/overlays/secure",
+        "deploy/kubernetes/overlays/https-podmonitor",
     } <= names, names
     assert {rel(d) for d in COMPONENTS} == {
         "deploy/kubernetes/components/servicemonitor",
         "deploy/kubernetes/components/podmonitor",
+        "deploy/kubernetes/components/tls",
+        "deploy/kubernetes/components/cert-manager",
+        "deploy/kubernetes/components/tokenreview",
+        "deploy/kubernetes/components/networkpolicy",
     }
 
 
