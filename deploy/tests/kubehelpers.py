@@ -629,6 +629,22 @@ class PodFiles:
         return context, authorization
 
 
+def wait_for_log(log: Path, text: str, process: subprocess.Popen) -> None:
+    """Waits until `text` appears in the file `log` written by `process` (WAIT_SECONDS at most)."""
+    deadline = threading.Event()
+    timer = threading.Timer(WAIT_SECONDS, deadline.set)
+    timer.start()
+    try:
+        while not deadline.is_set():
+            if text in log.read_text():
+                return
+            assert process.poll() is None, f"exited {process.returncode} before logging {text!r}:\n{log.read_text()}"
+            deadline.wait(0.05)
+        raise AssertionError(f"no {text!r} within {WAIT_SECONDS} s:\n{log.read_text()}")
+    finally:
+        timer.cancel()
+
+
 def closed_port() -> int:
     """A loopback port nothing listens on (bound, then released)."""
     with socket.socket() as s:
