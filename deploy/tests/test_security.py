@@ -630,3 +630,16 @@ def test_readme_msi_line_passes_the_web_config() -> None:
     assert 'EXTRA_FLAGS="--web.config.file=C:\\ProgramData\\windows_exporter\\web-config.yml"' in line
     assert "ADDLOCAL=FirewallException" in line and "REMOTE_ADDR=" in line
     assert "C:\\ProgramData\\windows_exporter\\" in web_config_path
+
+
+def test_notes_follow_tls_and_auth() -> None:
+    def notes(values: dict) -> str:
+        with helm.Chart.load(kh.CHART) as chart:
+            return chart.render(values, name=kh.RELEASE, namespace=NS)[f"{chart.name}/templates/NOTES.txt"]
+
+    https = notes(VALUE_SETS["https"])
+    assert "curl -sk https://127.0.0.1:9100/ready" in https and "http://127.0.0.1" not in https
+    token = notes(VALUE_SETS["tokenreview"])
+    assert "need credentials (auth.methods tokenreview); without them: 401" in token
+    assert 'Authorization: Bearer $(kubectl -n monitoring create token' in token
+    assert "https://<node IP>:9182/metrics" in notes(VALUE_SETS["exporter-hop"])
