@@ -14,6 +14,7 @@ import re
 import shutil
 import ssl
 import subprocess
+import threading
 import urllib.error
 import urllib.request
 
@@ -643,3 +644,149 @@ def test_notes_follow_tls_and_auth() -> None:
     assert "need credentials (auth.methods tokenreview); without them: 401" in token
     assert 'Authorization: Bearer $(kubectl -n monitoring create token' in token
     assert "https://<node IP>:9182/metrics" in notes(VALUE_SETS["exporter-hop"])
+
+
+# ---------------------------------------------------------------------------------------------
+# A real Prometheus scrapes with the monitors' settings a target holding the certificate the
+# chart's Certificate describes.
+
+
+def operator_endpoint_to_scrape_config(endpoint: dict, secrets: dict[tuple[str, str], str], files) -> dict:
+    """What the prometheus-operator makes of one endpoint's scheme, TLS and credentials: each
+    Secret key becomes a file (`files(name, key)` writes `secrets[(name, key)]`)."""
+    job: dict = {"scheme": endpoint["scheme"], "metrics_path": endpoint["path"]}
+    tls = endpoint.get("tlsConfig")
+    if tls:
+        config: dict = {}
+        if "ca" in tls:
+            ref = tls["ca"]["secret"]
+            config["ca_file"] = files(ref["name"], ref["key"])
+        if "serverName" in tls:
+            config["server_name"] = tls["serverName"]
+        if tls.get("insecureSkipVerify"):
+            config["insecure_skip_verify"] = True
+        if "cert" in tls:
+            config["cert_file"] = files(tls["cert"]["secret"]["name"], tls["cert"]["secret"]["key"])
+            config["key_file"] = files(tls["keySecret"]["name"], tls["keySecret"]["key"])
+        job["tls_config"] = config
+    if "bearerTokenFile" in endpoint:
+        job["authorization"] = {"credentials_file": files("<prometheus pod>", endpoint["bearerTokenFile"])}
+    if "authorization" in endpoint:
+        ref = endpoint["authorization"]["credentials"]
+        job["authorization"] = {"type": endpoint["authorization"]["type"], "credentials_file": files(ref["name"], ref["key"])}
+    if "basicAuth" in endpoint:
+        b = endpoint["basicAuth"]
+        job["basic_auth"] = {"username": secrets[(b["username"]["name"], b["username"]["key"])],
+                             "password_file": files(b["password"]["name"], b["password"]["key"])}
+    return job
+
+
+def test_prometheus_scrapes_with_the_monitors_tls_and_credentials(tmp_path) -> None:
+    """The ServiceMonitor (tokenreview) and PodMonitor (client-cert) settings, turned into
+    Prometheus' scrape configuration as the operator does, against TLS targets holding a
+    certificate with the chart's Certificate's dnsNames from the CA in the chart's Secret: up.
+    Each wrong variant (another CA, a name the certificate lacks, no client certificate) is down
+    with its reason in the targets API. The targets stand in for the proxy (a binary that serves
+    TLS is tested by the tls and auth suites); what is checked here is that the chart's names,
+    CA and credentials fit together."""
+    assert shutil.which("prometheus"), "prometheus is missing (bash .ci/install)"
+    pki, other = kh.Pki(tmp_path / "pki"), kh.Pki(tmp_path / "other-pki")
+    token = "prometheus-service-account-token"
+
+    token_objects = render(VALUE_SETS["tokenreview"])
+    dns_names = kh.one(token_objects, "Certificate")["spec"]["dnsNames"]
+    serving = pki.issue("proxy", [f"DNS:{n}" for n in dns_names], "serverAuth")
+    impostor = other.issue("impostor", [f"DNS:{n}" for n in dns_names], "serverAuth")
+    scraper = pki.issue("prometheus", ["DNS:prometheus"], "clientAuth")
+    secrets = {
+        (TLS_SECRET, "ca.crt"): pki.ca.read_text(),
+        ("prometheus-client", "tls.crt"): scraper[0].read_text(),
+        ("prometheus-client", "tls.key"): scraper[1].read_text(),
+        ("<prometheus pod>", "/var/run/secrets/kubernetes.io/serviceaccount/token"): token,
+    }
+
+    def files(name: str, key: str) -> str:
+        path = tmp_path / "secrets" / re.sub(r"[^\w.-]", "_", f"{name}-{key}")
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(secrets[(name, key)])
+        return str(path)
+
+    def server(cert: tuple, client_ca=None) -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*cert)
+        if client_ca:
+            context.verify_mode = ssl.CERT_REQUIRED
+            context.load_verify_locations(client_ca)
+        return context
+
+    (service_endpoint,) = endpoints(kh.one(token_objects, "ServiceMonitor"))
+    (pod_endpoint,) = endpoints(kh.one(render(VALUE_SETS["client-cert"]), "PodMonitor"))
+    wrong_name = copy.deepcopy(service_endpoint)
+    wrong_name["tlsConfig"]["serverName"] = "windows-exporter-proxy.elsewhere.svc"
+    no_client_cert = copy.deepcopy(pod_endpoint)
+    del no_client_cert["tlsConfig"]["cert"], no_client_cert["tlsConfig"]["keySecret"]
+
+    with kh.FakeExporter(server(serving), authorization=f"Bearer {token}") as token_target, \
+            kh.FakeExporter(server(impostor)) as impostor_target, \
+            kh.FakeExporter(server(serving, client_ca=pki.ca)) as client_cert_target:
+        jobs = {
+            "servicemonitor-tokenreview": (service_endpoint, token_target, None),
+            "podmonitor-client-cert": (pod_endpoint, client_cert_target, None),
+            "another-ca": (service_endpoint, impostor_target, "certificate signed by unknown authority"),
+            "name-not-in-certificate": (wrong_name, token_target, "not windows-exporter-proxy.elsewhere.svc"),
+            "no-client-certificate": (no_client_cert, client_cert_target, "tls: certificate required"),
+        }
+        config = {
+            "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
+            "scrape_configs": [
+                {"job_name": name, "static_configs": [{"targets": [f"127.0.0.1:{target.port}"]}],
+                 **operator_endpoint_to_scrape_config(endpoint, secrets, files)}
+                for name, (endpoint, target, _) in jobs.items()
+            ],
+        }
+        (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+        check = subprocess.run(["promtool", "check", "config", str(tmp_path / "prometheus.yml")],
+                               capture_output=True, text=True, timeout=60, check=False)
+        assert check.returncode == 0, check.stdout + check.stderr
+        web = f"127.0.0.1:{kh.closed_port()}"
+        log = tmp_path / "prometheus.log"
+        with open(log, "w") as out:
+            prometheus = subprocess.Popen(
+                ["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}",
+                 f"--web.listen-address={web}"], stdout=out, stderr=subprocess.STDOUT)
+        try:
+            kh.wait_for_log(log, "Server is ready to receive web requests", prometheus)
+            targets = wait_for_every_target_scraped(web, set(jobs), prometheus, log)
+        finally:
+            prometheus.terminate()
+            prometheus.wait(timeout=kh.WAIT_SECONDS)
+    for name, (_, _, reason) in jobs.items():
+        target = targets[name]
+        if reason is None:
+            assert target["health"] == "up", f"{name}: {target['lastError']}"
+        else:
+            assert target["health"] == "down" and reason in target["lastError"], f"{name}: {target['health']} {target['lastError']!r}"
+
+
+def wait_for_every_target_scraped(web: str, jobs: set[str], prometheus: subprocess.Popen, log) -> dict[str, dict]:
+    """job -> its active target, once each has been scraped at least once (WAIT_SECONDS at most)."""
+    deadline = threading_deadline()
+    last: dict = {}
+    while not deadline.is_set():
+        assert prometheus.poll() is None, log.read_text()[-3000:]
+        with urllib.request.urlopen(f"http://{web}/api/v1/targets?state=active", timeout=kh.WAIT_SECONDS) as response:
+            active = json.load(response)["data"]["activeTargets"]
+        last = {t["labels"]["job"]: t for t in active if t["health"] != "unknown"}
+        if set(last) == jobs:
+            return last
+        deadline.wait(0.1)
+    raise AssertionError(f"not every job scraped within {kh.WAIT_SECONDS} s: {sorted(last)}\n{log.read_text()[-3000:]}")
+
+
+def threading_deadline() -> threading.Event:
+    """An event set WAIT_SECONDS from now."""
+    event = threading.Event()
+    timer = threading.Timer(kh.WAIT_SECONDS, event.set)
+    timer.daemon = True
+    timer.start()
+    return event
