@@ -75,7 +75,8 @@ VALUE_SETS: dict[str, dict] = {
     },
     "exporter-insecure": {"exporter": {"scheme": "https", "tls": {"insecureSkipVerify": True}}},
     "everything": {
-        "tls": {"enabled": True, "minVersion": "1.2", "certManager": CERT_MANAGER, "clientCA": {"configMapName": "scraper-ca", "key": "bundle.pem"}},
+        "tls": {"enabled": True, "minVersion": "1.2", "certManager": {**CERT_MANAGER, "privateKey": {"algorithm": "RSA", "size": 3072}},
+                "clientCA": {"configMapName": "scraper-ca", "key": "bundle.pem"}},
         "auth": {"methods": ["client-cert", "basic", "tokenreview"], "clientAllowedNames": ["prometheus"],
                  "basic": {"secretName": "scrapers-htpasswd"},
                  "tokenreview": {"audiences": ["a", "b"], "allowedUsers": ["system:serviceaccount:monitoring:prometheus-k8s"],
@@ -487,6 +488,7 @@ def test_plaintext_credentials_are_allowed_when_asked() -> None:
         ({"tls": {"secretName": "Not_A_Name"}}, "at '/tls/secretName'"),
         ({"tls": {"certManager": {"privateKey": {"algorithm": "DSA"}}}}, "at '/tls/certManager/privateKey/algorithm'"),
         ({"tls": {"certManager": {"duration": "90 days"}}}, "at '/tls/certManager/duration'"),
+        ({"tls": {"certManager": {"privateKey": {"algorithm": "ECDSA", "size": 2048}}}}, "at '/tls/certManager/privateKey/size'"),
         ({"exporter": {"scheme": "ftp"}}, "at '/exporter/scheme'"),
         ({"exporter": {"basicAuth": {"username": "a:b"}}}, "at '/exporter/basicAuth/username'"),
         ({"auth": {"forwardAuthorization": "maybe"}}, "at '/auth/forwardAuthorization'"),
