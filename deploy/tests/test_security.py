@@ -355,6 +355,10 @@ def with_(*parts: dict) -> dict:
 
 TLS_ON = {"tls": {"enabled": True}}
 CONTRADICTIONS = {
+    "tls settings without tls": (
+        {"tls": {"minVersion": "1.3"}},
+        "tls.secretName or tls.minVersion is set but tls.enabled is false: the proxy serves plain HTTP",
+    ),
     "cert-manager without tls": (
         {"tls": {"certManager": CERT_MANAGER}},
         "tls.certManager.enabled needs tls.enabled: the Certificate's Secret is only mounted when the proxy serves HTTPS",

@@ -199,6 +199,9 @@ bearerTokenFile: /var/run/secrets/kubernetes.io/serviceaccount/token
 {{- $v := .Values }}
 {{- $methods := $v.auth.methods }}
 {{- $cm := $v.tls.certManager }}
+{{- if and (not $v.tls.enabled) (or $v.tls.secretName (not (kindIs "invalid" $v.tls.minVersion))) }}
+{{- fail "tls.secretName or tls.minVersion is set but tls.enabled is false: the proxy serves plain HTTP" }}
+{{- end }}
 {{- if and $cm.enabled (not $v.tls.enabled) }}
 {{- fail "tls.certManager.enabled needs tls.enabled: the Certificate's Secret is only mounted when the proxy serves HTTPS" }}
 {{- end }}
