@@ -796,3 +796,24 @@ def threading_deadline() -> threading.Event:
     timer.daemon = True
     timer.start()
     return event
+
+
+def test_readme_values_render() -> None:
+    """The values in "HTTPS and authenticated scrapes" and the VM section render and validate."""
+    https = yaml.safe_load(readme_block("### 1. The proxy's certificate", "yaml"))
+    tokenreview = yaml.safe_load(readme_block("### 2. The kube-prometheus way", "yaml"))
+    client_cert = yaml.safe_load(readme_block("### 3. Client certificates", "yaml"))
+    exporter = yaml.safe_load(readme_block("**6. The chart:**", "yaml"))
+    for values, kinds in (
+        (https, {"Certificate", "ServiceMonitor"}),
+        (with_(https, tokenreview), {"Certificate", "ServiceMonitor", "ClusterRole", "ClusterRoleBinding", "NetworkPolicy"}),
+        (client_cert, {"Certificate", "ServiceMonitor"}),
+        (exporter, set()),
+    ):
+        objects = render(values)
+        for obj in objects:
+            kh.validate(obj)
+        assert {o["kind"] for o in objects} == {"ServiceAccount", "Service", "DaemonSet"} | kinds
+    (endpoint,) = endpoints(kh.one(render(https), "ServiceMonitor"))
+    shown = yaml.safe_load(readme_block("must be one of them or the render fails", "yaml"))["endpoints"][0]
+    assert {k: endpoint[k] for k in shown} == shown, "the README shows the ServiceMonitor the chart renders"
