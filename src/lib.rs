@@ -9,6 +9,7 @@
 //! |---|---|
 //! | [`config`] | the only reader of the environment: the table of variables, their parsers, a checked [`config::Config`] |
 //! | [`server`] | accept loop, connection cap, graceful drain |
+//! | [`tls`] | HTTPS: the handshake, the reloading certificate, certificate files, the TLS metrics |
 //! | [`connection`] | one client connection: HTTP/1.1 limits, header-read and idle clocks, its part in a drain |
 //! | [`router`] | which endpoint a request is for, and the 404/405 answers |
 //! | [`scrape`] | the `/metrics` handler: deadline, in-flight slot, exporter request, answer; [`scrape::ScrapeError`] |
@@ -37,6 +38,7 @@ pub mod health;
 pub mod router;
 pub mod scrape;
 pub mod server;
+pub mod tls;
 pub mod stream;
 pub mod telemetry;
 
