@@ -58,6 +58,8 @@ COMPAT_KEPT = {
     "node_memory_MemFree_bytes",
     "node_filesystem_size_bytes",
     "node_filesystem_avail_bytes",
+    "node_disk_read_bytes_total",
+    "node_disk_written_bytes_total",
     "node_network_receive_bytes_total",
     "node_network_transmit_bytes_total",
     "node_boot_time_seconds",
