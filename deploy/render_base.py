@@ -1,11 +1,11 @@
 """Render the kustomize base and components from the Helm chart (the single source of truth).
 
-deploy/kubernetes/base/ and the ServiceMonitor/PodMonitor components are the chart's output for
-its default values (the monitors with only their `enabled` switch turned on). The security
-components (tls, cert-manager, tokenreview, networkpolicy) hold the chart's extra objects for their
-values and, for objects the base already has, patches: the difference between the chart rendered
-without and with those values. Run through deploy/render-base; `--check` compares instead of
-writing and exits 1 with a diff on any drift.
+deploy/kubernetes/base/ and the ServiceMonitor, PodMonitor, PrometheusRule and Grafana dashboard
+components are the chart's output for its default values (each component with only its `enabled`
+switch turned on). The security components (tls, cert-manager, tokenreview, networkpolicy) hold
+the chart's extra objects for their values and, for objects the base already has, patches: the
+difference between the chart rendered without and with those values. Run through
+deploy/render-base; `--check` compares instead of writing and exits 1 with a diff on any drift.
 """
 
 from __future__ import annotations
@@ -43,6 +43,16 @@ OUTPUTS: dict[str, tuple[dict, list[str]]] = {
     "components/podmonitor/podmonitor.yaml": (
         {"podMonitor": {"enabled": True}},
         ["podmonitor.yaml"],
+    ),
+    # The rules of deploy/prometheus/rules and the dashboards of deploy/grafana/dashboards, through
+    # the chart's templates (which read them via the chart's files/ links).
+    "components/prometheusrule/prometheusrule.yaml": (
+        {"prometheusRule": {"enabled": True}},
+        ["prometheusrule.yaml"],
+    ),
+    "components/grafana-dashboards/grafana-dashboards.yaml": (
+        {"grafanaDashboards": {"enabled": True}},
+        ["grafana-dashboards.yaml"],
     ),
 }
 

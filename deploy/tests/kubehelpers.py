@@ -95,6 +95,7 @@ def one(objects: list[dict], kind: str) -> dict:
 MONITOR_SCHEMAS = {
     "ServiceMonitor": SCHEMAS / "servicemonitor-monitoring-v1.json",
     "PodMonitor": SCHEMAS / "podmonitor-monitoring-v1.json",
+    "PrometheusRule": SCHEMAS / "prometheusrule-monitoring-v1.json",
 }
 # (apiVersion, kind) -> our strict schema, for the CRDs kubernetes-validate does not know.
 CRD_SCHEMAS = {
@@ -106,8 +107,8 @@ def validate(obj: dict) -> None:
     """Strict schema validation: Kubernetes' own schemas for core kinds, ours for the CRDs.
 
     kubernetes-validate has no prometheus-operator or cert-manager schemas, so ServiceMonitor,
-    PodMonitor and Certificate are checked against deploy/tests/schemas/*.json: a strict subset of
-    the CRD (unknown fields fail).
+    PodMonitor, PrometheusRule and Certificate are checked against deploy/tests/schemas/*.json: a
+    strict subset of the CRD (unknown fields fail).
     """
     where = f"{obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
     crd = CRD_SCHEMAS.get((obj.get("apiVersion"), obj.get("kind")))

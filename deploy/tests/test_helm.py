@@ -237,7 +237,7 @@ def test_notes_tell_how_to_check_metrics(name: str) -> None:
     assert "curl -s http://127.0.0.1:9100/metrics" in notes
     assert "rollout status daemonset/windows-exporter-proxy" in notes
     if name == "monitors":
-        assert 'up{job="windows-nodes"}' in notes
+        assert 'up{job="windows-nodes",metrics_path="/metrics"}' in notes
     else:
         assert "No ServiceMonitor or PodMonitor was created" in notes
 

@@ -46,6 +46,8 @@ def test_there_is_something_to_test() -> None:
         "deploy/kubernetes/components/cert-manager",
         "deploy/kubernetes/components/tokenreview",
         "deploy/kubernetes/components/networkpolicy",
+        "deploy/kubernetes/components/prometheusrule",
+        "deploy/kubernetes/components/grafana-dashboards",
     }
 
 

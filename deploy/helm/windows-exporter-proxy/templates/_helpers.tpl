@@ -62,6 +62,8 @@ app.kubernetes.io/part-of: windows-exporter-proxy
 {{/*
 Relabelings shared by ServiceMonitor and PodMonitor: instance and node are the node name, not the
 pod IP, so series keep their identity across pod restarts and match node-level dashboards.
+metrics_path (the kubelet ServiceMonitor's convention) keeps the two endpoints of one pod apart:
+/metrics (windows_exporter) and /proxy/metrics (the proxy), each with its own `up`.
 */}}
 {{- define "wep.relabelings" -}}
 - action: replace
@@ -73,6 +75,9 @@ pod IP, so series keep their identity across pod restarts and match node-level d
 - action: replace
   targetLabel: job
   replacement: {{ include "wep.job" . }}
+- action: replace
+  sourceLabels: [__metrics_path__]
+  targetLabel: metrics_path
 {{- end }}
 
 {{/*
