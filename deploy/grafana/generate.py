@@ -280,7 +280,7 @@ def windows_node() -> dict:
         Section("Overview", [
             (single("Uptime", "s", [(f"time() - windows_system_boot_time_timestamp{{{node}}}", "")]), 6, 4),
             (single("Logical processors", "short", [(cpus, "")]), 6, 4),
-            (single("Physical memory", "bytes", [(f"windows_memory_physical_total_bytes{{{node}}}", "")]), 6, 4),
+            (single("Memory installed", "bytes", [(f"windows_memory_physical_total_bytes{{{node}}}", "")]), 6, 4),
             (listing("Operating system", "none", [(f"windows_os_info{{{node}}}", "")],
                      hide=["__name__", "Value", "job", "namespace", "pod", "metrics_path", "cluster"],
                      rename={"instance": "node"}), 6, 4),

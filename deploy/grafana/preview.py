@@ -49,9 +49,10 @@ def draw(dashboard: dict, results: dict[int, list[dict]], out: Path, linux_nodes
     """Writes the PNG; results maps panel id -> series (range or instant). Returns panels drawn."""
     panels = dashboard["panels"]
     height = max(p["gridPos"]["y"] + p["gridPos"]["h"] for p in panels)
-    fig = plt.figure(figsize=(18, height * ROW_HEIGHT_INCHES + 0.8), facecolor="#111217")
-    top = 1 - 0.8 / (height * ROW_HEIGHT_INCHES + 0.8)
-    fig.text(0.01, 1 - 0.25 / (height * ROW_HEIGHT_INCHES + 0.8),
+    inches = height * ROW_HEIGHT_INCHES + 1.2
+    fig = plt.figure(figsize=(18, inches), facecolor="#111217")
+    top, bottom = 1 - 0.8 / inches, 0.4 / inches
+    fig.text(0.01, 1 - 0.25 / inches,
              f"Preview of \"{dashboard['title']}\", drawn with matplotlib from the real query results of "
              "deploy/tests/test_cluster_prometheus.py (not a Grafana screenshot)",
              color="#d8d9da", fontsize=11, va="center")
@@ -60,7 +61,7 @@ def draw(dashboard: dict, results: dict[int, list[dict]], out: Path, linux_nodes
     drawn = 0
 
     def box(grid: dict, pad_top: float = 0.55) -> list[float]:
-        unit_h = top / height
+        unit_h = (top - bottom) / height
         x0 = grid["x"] / 24 + 0.006
         width = grid["w"] / 24 - 0.012
         y0 = top - (grid["y"] + grid["h"]) * unit_h + 0.35 * unit_h
@@ -69,7 +70,7 @@ def draw(dashboard: dict, results: dict[int, list[dict]], out: Path, linux_nodes
     for panel in panels:
         grid = panel["gridPos"]
         if panel["type"] == "row":
-            fig.text(grid["x"] / 24 + 0.006, top - (grid["y"] + 0.5) * top / height, panel["title"],
+            fig.text(grid["x"] / 24 + 0.006, top - (grid["y"] + 0.5) * (top - bottom) / height, panel["title"],
                      color="#d8d9da", fontsize=12, fontweight="bold", va="center")
             continue
         drawn += 1
@@ -120,7 +121,8 @@ def draw(dashboard: dict, results: dict[int, list[dict]], out: Path, linux_nodes
         if "min" in defaults:
             ax.set_ylim(bottom=defaults["min"])
         if "max" in defaults:
-            ax.set_ylim(top=defaults["max"])
+            # a little headroom, so a line at the maximum (a busy CPU) stays visible
+            ax.set_ylim(top=defaults["max"] * 1.03)
         ax.legend(fontsize=7, loc="upper left", ncol=2, facecolor="#181b1f", edgecolor="#2c3235", labelcolor="#d8d9da")
     fig.savefig(out, dpi=80, facecolor=fig.get_facecolor())
     plt.close(fig)

@@ -43,9 +43,10 @@ RULES_DIR = kh.DEPLOY / "prometheus" / "rules"
 WAIT_SECONDS = 60
 
 # Grafana's built-in variables the dashboards use, with the values the tests substitute. The test
-# Prometheus scrapes every second, so 5 s windows hold several samples (Grafana would compute
+# Prometheus scrapes every 2 s, so 10 s windows hold several samples (Grafana computes
 # $__rate_interval as max(4 x scrape interval, $__interval + scrape interval)).
-BUILTINS = {"__rate_interval": "5s", "__interval": "1s", "__range": "60s"}
+SCRAPE_SECONDS = 2
+BUILTINS = {"__rate_interval": "10s", "__interval": "2s", "__range": "60s"}
 
 # Metric names of features that land in parallel with the dashboards (coalescing, authentication,
 # TLS, port discovery, close reasons). A panel that reads only these may be empty while the real
@@ -467,7 +468,7 @@ def loopback_cluster(tmp: Path) -> Iterator[Cluster]:
                                   "labels": {"cluster": "loopback", "__meta_kubernetes_pod_node_name": name}})
 
         proxies: dict[str, str] = {}
-        env = {"RUST_LOG": "warn,windows_exporter_proxy=info"}
+        env = {"RUST_LOG": "warn,windows_exporter_proxy=info", "PROXY_TIMEOUT_MARGIN_SECONDS": "0.1"}
         for index, node in enumerate(windows):
             exporter = stack.enter_context(FakeWindowsExporter(f"127.0.0.{11 + index}", node))
             proxy = stack.enter_context(kh.run_proxy({
@@ -501,7 +502,10 @@ def loopback_cluster(tmp: Path) -> Iterator[Cluster]:
                                 {"source_labels": node_name, "target_label": "node"}],
         })
         config = {
-            "global": {"scrape_interval": "1s", "scrape_timeout": "900ms", "evaluation_interval": "1s"},
+            # The proxies answer within the scrape timeout minus their margin (0.1 s here, so a
+            # loaded test machine does not turn slow fake exporters into 504s).
+            "global": {"scrape_interval": f"{SCRAPE_SECONDS}s", "scrape_timeout": f"{SCRAPE_SECONDS * 1000 - 100}ms",
+                       "evaluation_interval": "1s"},
             "rule_files": [str(p) for p in sorted(RULES_DIR.glob("*.yml"))],
             "scrape_configs": jobs,
         }

@@ -69,7 +69,7 @@ def evaluate(cluster: ob.Cluster, dashboard: dict, chosen: dict) -> dict[str, li
         series: list[dict] = []
         for target in panel["targets"]:
             expr = ob.interpolate(target["expr"], dashboard, chosen)
-            series += cluster.query(expr) if target.get("instant") else cluster.query_range(expr, seconds=20)
+            series += cluster.query(expr) if target.get("instant") else cluster.query_range(expr, seconds=20, step=ob.SCRAPE_SECONDS)
         out[panel["title"]] = series
     return out
 
@@ -110,10 +110,18 @@ def settled(cluster, exposed) -> dict[str, dict]:
             last = error
             return False
         last = {name: empty_panels(cluster, d, chosen[name], exposed) for name, d in dashboards.items()}
+        if any(last.values()):
+            return False
+        # Rates need two scrapes of each node, and the targets start one by one: wait until the
+        # cluster dashboard has every node in every panel.
+        every_node = set(cluster.linux_nodes + cluster.windows_nodes)
+        results = evaluate(cluster, dashboards[CLUSTER_DASHBOARD], chosen[CLUSTER_DASHBOARD])
+        last = {title: sorted(every_node - {s["metric"].get("instance") for s in series})
+                for title, series in results.items()}
         return not any(last.values())
 
     ob.wait_for("every panel to return series", condition, timeout=90,
-                on_fail=lambda: f"panels without series: {last}\n{cluster.prometheus.tail()}")
+                on_fail=lambda: f"panels without series (or nodes): {last}\n{cluster.prometheus.tail()}")
     return chosen
 
 
@@ -192,12 +200,21 @@ def test_cluster_dashboard_node_table_names_each_os(cluster, settled) -> None:
 
 def test_proxy_dashboard_names_the_node_whose_exporter_does_not_answer(cluster, settled) -> None:
     dashboard = ob.load_dashboards()["windows-exporter-proxy.json"]
-    results = evaluate(cluster, dashboard, settled["windows-exporter-proxy.json"])
+    every_node = set(cluster.windows_nodes + cluster.unreachable_windows_nodes)
+
+    def results_for_every_node():  # rates need two scrapes of each proxy, which start one by one
+        results = evaluate(cluster, dashboard, settled["windows-exporter-proxy.json"])
+        ratio_nodes = {s["metric"]["instance"] for s in results["Failed-scrape ratio per node"]}
+        return results if ratio_nodes == every_node else None
+
+    results = ob.wait_for("a failed-scrape ratio for every node", results_for_every_node)
     assert {s["metric"]["instance"] for s in results["Nodes whose exporter does not answer"]} == set(
         cluster.unreachable_windows_nodes)
     ratios = {s["metric"]["instance"]: float(s["values"][-1][1]) for s in results["Failed-scrape ratio per node"]}
     assert ratios[cluster.unreachable_windows_nodes[0]] == 1.0
-    assert all(ratios[n] == 0.0 for n in cluster.windows_nodes), ratios
+    # Healthy nodes draw a line too ("or 0 * all scrapes"), at 0 unless a loaded machine made a
+    # scrape time out.
+    assert all(ratios[n] < 0.5 for n in cluster.windows_nodes), ratios
 
 
 def test_windows_node_dashboard_lists_the_stopped_auto_start_service(cluster, settled) -> None:
@@ -224,7 +241,7 @@ def test_preview_is_drawn_from_the_query_results(cluster, settled, tmp_path) -> 
         series = []
         for target in panel["targets"]:
             expr = ob.interpolate(target["expr"], dashboard, chosen)
-            series += cluster.query(expr) if target.get("instant") else cluster.query_range(expr, seconds=seconds)
+            series += cluster.query(expr) if target.get("instant") else cluster.query_range(expr, seconds=seconds, step=ob.SCRAPE_SECONDS)
         results[panel["id"]] = series
     out = tmp_path / PREVIEW.name
     drawn = preview.draw(dashboard, results, out, linux_nodes=set(cluster.linux_nodes))
@@ -234,3 +251,16 @@ def test_preview_is_drawn_from_the_query_results(cluster, settled, tmp_path) -> 
         shutil.copyfile(out, PREVIEW)
     assert PREVIEW.exists(), "run WEP_WRITE_PREVIEW=1 .venv/bin/pytest deploy/tests/test_cluster_prometheus.py -k preview"
     assert f"grafana/{PREVIEW.name}" in (ob.kh.DEPLOY / "README.md").read_text(), "deploy/README shows the preview"
+
+
+def test_a_panel_on_a_removed_metric_name_is_caught(cluster, settled, exposed) -> None:
+    """The check can fail: the same dashboard with one query on a name windows_exporter v0.31
+    removed (what kube-prometheus-stack's Windows dashboards read) reports that panel empty."""
+    dashboard = ob.load_dashboards()["windows-node.json"]
+    panel = next(p for p in ob.data_panels(dashboard) if p["title"] == "Physical memory")
+    for target in panel["targets"]:
+        target["expr"] = target["expr"].replace("windows_memory_physical_total_bytes", "windows_os_visible_memory_bytes")
+        target["expr"] = target["expr"].replace("windows_memory_available_bytes", "windows_os_physical_memory_free_bytes")
+    assert empty_panels(cluster, dashboard, settled["windows-node.json"], exposed) == ["Physical memory"]
+    waived = [p["title"] for d in ob.load_dashboards().values() for p in ob.data_panels(d) if allowed_empty(p, exposed)]
+    print("panels allowed to be empty until their metrics land:", waived)

@@ -55,9 +55,11 @@ def test_dashboards_are_the_generators_output() -> None:
 
 
 @pytest.mark.parametrize("name", DASHBOARDS)
-def test_panel_ids_are_unique(name: str) -> None:
+def test_panel_ids_and_titles_are_unique(name: str) -> None:
     ids = [p["id"] for p in ob.panels(DASHBOARDS[name])]
     assert len(ids) == len(set(ids)) and all(isinstance(i, int) and i > 0 for i in ids), ids
+    titles = [p["title"] for p in ob.data_panels(DASHBOARDS[name])]
+    assert len(titles) == len(set(titles)), f"panel titles repeat: {sorted(t for t in titles if titles.count(t) > 1)}"
     uids = [d["uid"] for d in DASHBOARDS.values()]
     assert len(uids) == len(set(uids))
 
