@@ -468,7 +468,8 @@ def loopback_cluster(tmp: Path) -> Iterator[Cluster]:
                                   "labels": {"cluster": "loopback", "__meta_kubernetes_pod_node_name": name}})
 
         proxies: dict[str, str] = {}
-        env = {"RUST_LOG": "warn,windows_exporter_proxy=info", "PROXY_TIMEOUT_MARGIN_SECONDS": "0.1"}
+        env = {"RUST_LOG": "warn,windows_exporter_proxy=info", "PROXY_TIMEOUT_MARGIN_SECONDS": "0.1",
+               "PROXY_HEADER_READ_TIMEOUT_SECONDS": "1"}
         for index, node in enumerate(windows):
             exporter = stack.enter_context(FakeWindowsExporter(f"127.0.0.{11 + index}", node))
             proxy = stack.enter_context(kh.run_proxy({
@@ -480,6 +481,8 @@ def loopback_cluster(tmp: Path) -> Iterator[Cluster]:
             **env, "PROXY_HOSTIP": closed_host, "PROXY_PORT": str(free_port(closed_host)),
             "PROXY_LISTEN": "127.0.0.24:0", "PROXY_CONNECT_TIMEOUT_SECONDS": "0.5"}))
         proxies[unreachable] = f"{proxy.host}:{proxy.port}"
+        # Something for the "Connections closed by reason" panel to show.
+        provoke_header_timeouts(list(proxies.values()))
 
         (tmp / "linux.json").write_text(json.dumps(linux_targets))
         (tmp / "windows.json").write_text(json.dumps([pod_target(a, n) for n, a in proxies.items()]))
@@ -531,6 +534,23 @@ def loopback_cluster(tmp: Path) -> Iterator[Cluster]:
 
 
 def exposed_proxy_metrics(proxy_url: str) -> set[str]:
-    """Names that have at least one sample on the real proxy's /proxy/metrics."""
+    """Series names the real proxy's /proxy/metrics declares (a `# TYPE` line, counters with
+    their `_total` sample name) or has samples of: once a family is there, panels on it must show
+    data, so the test must make it count something."""
     text = get(f"{proxy_url}/proxy/metrics").decode()
-    return {m.group(1) for m in re.finditer(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{| )", text, re.M)}
+    names = {m.group(1) for m in re.finditer(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{| )", text, re.M)}
+    for name, kind in re.findall(r"^# TYPE (\S+) (\S+)", text, re.M):
+        names.add(name + "_total" if kind == "counter" and not name.endswith("_total") else name)
+    return names
+
+
+def provoke_header_timeouts(addresses: list[str], timeout: float = WAIT_SECONDS) -> None:
+    """Opens a connection to each proxy and sends nothing, like a slowloris client, and waits
+    until each proxy closes it: connections_closed_total{reason="header_timeout"} counts it."""
+    sockets = []
+    for address in addresses:
+        host, _, port = address.rpartition(":")
+        sockets.append(socket.create_connection((host, int(port)), timeout=timeout))
+    for sock in sockets:
+        with sock:
+            assert sock.recv(1) == b"", "the proxy sent something to a client that sent nothing"
