@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import json
 import math
-import queue
 import re
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -29,8 +29,6 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Callable, Iterator
-
-import sys
 
 import yaml
 
