@@ -8,8 +8,9 @@ relabelling (file_sd stands in for Kubernetes discovery), so `instance` and `nod
 
 Every query of every panel of every dashboard, variables substituted as Grafana does, is
 evaluated through the HTTP API and must return series; on "Nodes: Linux and Windows" every panel
-returns series for a Linux and a Windows node. The cluster dashboard's preview PNG is drawn from
-these results (WEP_WRITE_PREVIEW=1 writes it to deploy/grafana/ for the README).
+returns series for a Linux and a Windows node. The alert expressions pick the right nodes. The
+cluster dashboard's preview PNG is drawn from these results (WEP_WRITE_PREVIEW=1 writes it to
+deploy/grafana/ for the README).
 
 Run: .venv/bin/pytest deploy/tests/test_cluster_prometheus.py
 """
@@ -25,6 +26,7 @@ import pytest
 import yaml
 
 import observability as ob
+import preview  # deploy/grafana/preview.py (on sys.path through observability)
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("prometheus") and shutil.which("prometheus-node-exporter")),
@@ -229,8 +231,6 @@ def test_windows_node_dashboard_lists_the_stopped_auto_start_service(cluster, se
 
 def test_preview_is_drawn_from_the_query_results(cluster, settled, tmp_path) -> None:
     """Draws the cluster dashboard's panels from this Prometheus (Grafana cannot run here)."""
-    import preview
-
     if os.environ.get("WEP_WRITE_PREVIEW") == "1":
         ob.wait_for("data for the preview", lambda: time.time() - cluster.started > PREVIEW_SECONDS,
                     timeout=PREVIEW_SECONDS + 10)
