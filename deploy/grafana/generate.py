@@ -116,6 +116,7 @@ def listing(title: str, unit: str, queries: list[tuple[str, str]], hide: list[st
     """A table of instant query results, one row per series; hide/rename columns."""
     panel = (
         table.Panel().title(title).description(description).datasource(DATASOURCE).unit(unit)
+        .show_header(True).cell_height(common.TableCellHeight.SM)
         .with_transformation(DataTransformerConfig(id_val="organize", options={
             "excludeByName": {name: True for name in ["Time", *hide]},
             "renameByName": rename,

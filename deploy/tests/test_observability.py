@@ -131,6 +131,7 @@ def test_every_variable_resolves(name: str) -> None:
 def test_every_panel_has_a_unit_and_no_hard_coded_instance(name: str) -> None:
     for panel in ob.data_panels(DASHBOARDS[name]):
         assert panel["fieldConfig"]["defaults"].get("unit"), f"{panel['title']} has no unit"
+        assert panel["type"] in {"timeseries", "stat", "table"} and panel["options"], f"{panel['title']}: no options"
         for target in panel["targets"]:
             literal = re.findall(r'\b(instance|node|job|pod)\s*(=~|=|!=|!~)\s*"(?!\$)([^"]*)"', target["expr"])
             assert not literal, f"{panel['title']}: hard-coded {literal}"
