@@ -97,7 +97,13 @@ def render(values: dict) -> list[dict]:
 
 
 def endpoints(monitor: dict) -> list[dict]:
-    return monitor["spec"]["endpoints" if monitor["kind"] == "ServiceMonitor" else "podMetricsEndpoints"]
+    """The /metrics endpoint. The monitors also scrape /proxy/metrics, with the same scheme, TLS and
+    credentials (checked here), so the tests below look at /metrics only."""
+    all_endpoints = monitor["spec"]["endpoints" if monitor["kind"] == "ServiceMonitor" else "podMetricsEndpoints"]
+    scraped = [e for e in all_endpoints if e["path"] == "/metrics"]
+    for other in all_endpoints:
+        assert {k: v for k, v in other.items() if k != "path"} == {k: v for k, v in scraped[0].items() if k != "path"}
+    return scraped
 
 
 def kinds_expected(values: dict) -> set[str]:
