@@ -1,0 +1,470 @@
+//! The secured hop to the exporter, against a real exporter-toolkit server: Debian's
+//! `prometheus-node-exporter` 1.5 with a `--web.config.file` that requires TLS, a client
+//! certificate (`RequireAndVerifyClientCert`) and basic auth, the same toolkit and file format
+//! windows_exporter reads. Only its `loadavg` collector runs, to keep it cheap.
+//!
+//! Each test makes its own CA and certificates with the openssl CLI and its own bcrypt hash with
+//! `htpasswd -nbBC 10` (Debian's apache2-utils), starts its own exporter on its own 127.0.0.x
+//! address, and checks what a scraper of the proxy sees: the scrape and `/ready` pass with the
+//! right settings, and each wrong one is a 502 (a 503 on `/ready`) that names its cause.
+
+#[path = "support/pki.rs"]
+mod pki;
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use http::StatusCode;
+use pki::{Ca, Leaf, Pki, Role};
+use support::{FakeExporter, ProxyProcess, Scraped, reply, run_to_exit, within};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const NODE_EXPORTER: &str = "/usr/bin/prometheus-node-exporter";
+const USER: &str = "prometheus";
+const PASSWORD: &str = "correct horse battery staple";
+
+/// A running node_exporter serving HTTPS on `ip`. Killed on drop.
+struct NodeExporter {
+    _child: Child,
+    ip: String,
+    port: u16,
+}
+
+impl NodeExporter {
+    /// Starts it on `ip` with `web_config`; waits for its "TLS is enabled" log line.
+    async fn start(ip: &str, web_config: &Path) -> NodeExporter {
+        // node_exporter cannot report the port it bound, so pick a free one; retry if another
+        // process takes it in between.
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind((ip, 0)).unwrap().local_addr().unwrap().port();
+            let mut child = Command::new(NODE_EXPORTER)
+                .arg(format!("--web.listen-address={ip}:{port}"))
+                .arg(format!("--web.config.file={}", web_config.display()))
+                .args(["--collector.disable-defaults", "--collector.loadavg", "--log.level=info"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("run /usr/bin/prometheus-node-exporter (Debian package prometheus-node-exporter)");
+            let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+            let mut log = Vec::new();
+            let started = within("node_exporter to start", async {
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let enabled = line.contains("TLS is enabled");
+                    log.push(line);
+                    if enabled {
+                        return true;
+                    }
+                }
+                false
+            })
+            .await;
+            if started {
+                // Keep draining its log so it never blocks on a full pipe.
+                tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+                return NodeExporter { _child: child, ip: ip.to_owned(), port };
+            }
+            assert!(
+                log.iter().any(|l| l.contains("address already in use")),
+                "node_exporter failed:\n{}",
+                log.join("\n")
+            );
+        }
+        panic!("no free port for node_exporter on {ip}");
+    }
+}
+
+/// One test's certificates and exporter web config.
+struct Bed {
+    pki: Pki,
+    ca: Ca,
+    client: Leaf,
+}
+
+impl Bed {
+    /// A CA, a client certificate it signs, and the bcrypt'd password in a file.
+    fn new() -> Bed {
+        let pki = Pki::new();
+        let ca = pki.ca("exporter-ca");
+        let client = ca.issue("proxy-client", Role::Client, "windows-exporter-proxy", &["DNS:windows-exporter-proxy"]);
+        std::fs::write(pki.path("password"), format!("{PASSWORD}\n")).unwrap();
+        Bed { pki, ca, client }
+    }
+
+    /// A server certificate for `sans`, and a web config requiring TLS with it, a client
+    /// certificate from this bed's CA, and basic auth for [`USER`].
+    fn web_config(&self, sans: &[&str]) -> PathBuf {
+        let server = self.ca.issue("exporter", Role::Server, "windows_exporter", sans);
+        let hash = bcrypt(PASSWORD);
+        let config = format!(
+            "tls_server_config:\n  cert_file: {}\n  key_file: {}\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {}\nbasic_auth_users:\n  {USER}: '{hash}'\n",
+            server.cert.display(),
+            server.key.display(),
+            self.ca.cert.display(),
+        );
+        let path = self.pki.path("web-config.yml");
+        std::fs::write(&path, config).unwrap();
+        path
+    }
+
+    fn password_file(&self) -> String {
+        self.pki.path("password").display().to_string()
+    }
+
+    /// Every hop variable set right for `exporter`, with `overrides` replacing or adding some
+    /// (an empty value removes one).
+    fn vars(&self, exporter: &NodeExporter, overrides: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut vars: Vec<(String, String)> = [
+            ("PROXY_HOSTIP", exporter.ip.clone()),
+            ("PROXY_PORT", exporter.port.to_string()),
+            ("PROXY_EXPORTER_SCHEME", "https".to_owned()),
+            ("PROXY_EXPORTER_CA_FILE", self.ca.cert.display().to_string()),
+            ("PROXY_EXPORTER_CLIENT_CERT_FILE", self.client.cert.display().to_string()),
+            ("PROXY_EXPORTER_CLIENT_KEY_FILE", self.client.key.display().to_string()),
+            ("PROXY_EXPORTER_BASIC_AUTH_USERNAME", USER.to_owned()),
+            ("PROXY_EXPORTER_BASIC_AUTH_PASSWORD_FILE", self.password_file()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        for (name, value) in overrides {
+            vars.retain(|(k, _)| k != name);
+            if !value.is_empty() {
+                vars.push((name.to_string(), value.to_string()));
+            }
+        }
+        vars
+    }
+
+    async fn proxy(&self, exporter: &NodeExporter, overrides: &[(&str, &str)]) -> ProxyProcess {
+        let vars = self.vars(exporter, overrides);
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        ProxyProcess::start(&vars).await
+    }
+}
+
+/// A bcrypt hash of `password` at cost 10, as exporter-toolkit's docs make one.
+fn bcrypt(password: &str) -> String {
+    let output = std::process::Command::new("htpasswd")
+        .args(["-nbBC", "10", "", password])
+        .output()
+        .expect("run htpasswd (Debian package apache2-utils)");
+    assert!(output.status.success(), "htpasswd: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap().trim().trim_start_matches(':').to_owned()
+}
+
+async fn scrape(proxy: &ProxyProcess) -> Scraped {
+    support::get(proxy.addr, "/metrics").await
+}
+
+fn assert_bad_gateway(scraped: &Scraped, needles: &[&str]) {
+    let text = scraped.text();
+    assert_eq!(scraped.status, StatusCode::BAD_GATEWAY, "{text}");
+    assert_eq!(text.trim_end().lines().count(), 1, "one line: {text}");
+    for needle in needles {
+        assert!(text.contains(needle), "{needle:?} not in {text:?}");
+    }
+}
+
+#[tokio::test]
+async fn scrapes_and_ready_pass_with_tls_a_client_certificate_and_basic_auth() {
+    let bed = Bed::new();
+    // An IP-only certificate: the server name defaults to PROXY_HOSTIP, an IP address.
+    let exporter = NodeExporter::start("127.0.0.21", &bed.web_config(&["IP:127.0.0.21"])).await;
+    let proxy = bed.proxy(&exporter, &[]).await;
+
+    // /ready first: with no scrape yet it must probe the exporter, which answers 401 to a probe
+    // without the proxy's credentials.
+    let ready = support::get(proxy.addr, "/ready").await;
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.text());
+    assert!(ready.text().starts_with("ready: exporter https://127.0.0.21:"), "{}", ready.text());
+
+    let scraped = scrape(&proxy).await;
+    assert_eq!(scraped.status, StatusCode::OK, "{}", scraped.text());
+    assert!(scraped.text().lines().any(|l| l.starts_with("node_load1 ")), "{}", scraped.text());
+}
+
+#[tokio::test]
+async fn the_server_name_setting_replaces_the_host_ip_for_a_shared_certificate() {
+    let bed = Bed::new();
+    let exporter = NodeExporter::start("127.0.0.22", &bed.web_config(&["DNS:windows-exporter.nodes.internal"])).await;
+
+    let named = bed.proxy(&exporter, &[("PROXY_EXPORTER_SERVER_NAME", "windows-exporter.nodes.internal")]).await;
+    assert_eq!(scrape(&named).await.status, StatusCode::OK);
+    assert_eq!(support::get(named.addr, "/ready").await.status, StatusCode::OK);
+
+    // Without it the proxy checks the certificate against 127.0.0.22, which it does not name.
+    let by_ip = bed.proxy(&exporter, &[]).await;
+    assert_bad_gateway(&scrape(&by_ip).await, &["name mismatch", "PROXY_EXPORTER_SERVER_NAME", "127.0.0.22"]);
+}
+
+#[tokio::test]
+async fn an_exporter_certificate_from_another_ca_is_a_502_unknown_ca() {
+    let bed = Bed::new();
+    let exporter = NodeExporter::start("127.0.0.23", &bed.web_config(&["IP:127.0.0.23"])).await;
+    let other = bed.pki.ca("some-other-ca");
+
+    let proxy = bed.proxy(&exporter, &[("PROXY_EXPORTER_CA_FILE", other.cert.to_str().unwrap())]).await;
+
+    assert_bad_gateway(&scrape(&proxy).await, &["unknown CA", "PROXY_EXPORTER_CA_FILE"]);
+    let ready = support::get(proxy.addr, "/ready").await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(ready.text().contains("unknown CA"), "{}", ready.text());
+}
+
+#[tokio::test]
+async fn no_client_certificate_is_a_502_client_certificate_required() {
+    let bed = Bed::new();
+    let exporter = NodeExporter::start("127.0.0.24", &bed.web_config(&["IP:127.0.0.24"])).await;
+
+    let proxy =
+        bed.proxy(&exporter, &[("PROXY_EXPORTER_CLIENT_CERT_FILE", ""), ("PROXY_EXPORTER_CLIENT_KEY_FILE", "")]).await;
+
+    assert_bad_gateway(&scrape(&proxy).await, &["client certificate required", "PROXY_EXPORTER_CLIENT_CERT_FILE"]);
+}
+
+#[tokio::test]
+async fn a_client_certificate_the_exporter_does_not_trust_is_a_502_naming_it() {
+    let bed = Bed::new();
+    let exporter = NodeExporter::start("127.0.0.25", &bed.web_config(&["IP:127.0.0.25"])).await;
+    let stranger = bed.pki.ca("stranger-ca").issue("stranger", Role::Client, "stranger", &["DNS:stranger"]);
+
+    let proxy = bed
+        .proxy(
+            &exporter,
+            &[
+                ("PROXY_EXPORTER_CLIENT_CERT_FILE", stranger.cert.to_str().unwrap()),
+                ("PROXY_EXPORTER_CLIENT_KEY_FILE", stranger.key.to_str().unwrap()),
+            ],
+        )
+        .await;
+
+    assert_bad_gateway(&scrape(&proxy).await, &["client certificate", "rejected", "PROXY_EXPORTER_CLIENT_CERT_FILE"]);
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_a_502_naming_the_proxy_credential_settings() {
+    let bed = Bed::new();
+    let exporter = NodeExporter::start("127.0.0.26", &bed.web_config(&["IP:127.0.0.26"])).await;
+    let wrong = bed.pki.path("wrong-password");
+    std::fs::write(&wrong, "Tr0ub4dor&3\n").unwrap();
+
+    let proxy = bed.proxy(&exporter, &[("PROXY_EXPORTER_BASIC_AUTH_PASSWORD_FILE", wrong.to_str().unwrap())]).await;
+
+    let scraped = scrape(&proxy).await;
+    assert_bad_gateway(
+        &scraped,
+        &["401", "PROXY_EXPORTER_BASIC_AUTH_USERNAME", "PROXY_EXPORTER_BASIC_AUTH_PASSWORD_FILE"],
+    );
+    assert!(!scraped.text().contains("Tr0ub4dor"), "the password leaked: {}", scraped.text());
+    assert!(!scraped.headers.contains_key("www-authenticate"), "the exporter's challenge reached the scraper");
+    let ready = support::get(proxy.addr, "/ready").await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE, "{}", ready.text());
+    assert!(ready.text().contains("PROXY_EXPORTER_BASIC_AUTH_PASSWORD_FILE"), "{}", ready.text());
+    assert!(proxy.log.iter().all(|l| !l.contains("Tr0ub4dor")), "the password is in the log");
+}
+
+#[tokio::test]
+async fn no_credentials_at_all_is_a_502_saying_the_proxy_sends_none() {
+    let bed = Bed::new();
+    let exporter = NodeExporter::start("127.0.0.27", &bed.web_config(&["IP:127.0.0.27"])).await;
+
+    let proxy = bed
+        .proxy(
+            &exporter,
+            &[("PROXY_EXPORTER_BASIC_AUTH_USERNAME", ""), ("PROXY_EXPORTER_BASIC_AUTH_PASSWORD_FILE", "")],
+        )
+        .await;
+
+    // The scraper's own credentials are not what failed: the message points at the proxy's.
+    let scraped = support::Client::connect(proxy.addr).await.get("/metrics", &[]).await;
+    assert_bad_gateway(&scraped, &["401", "sends no exporter credentials", "PROXY_EXPORTER_BASIC_AUTH_USERNAME"]);
+}
+
+#[tokio::test]
+async fn insecure_skip_verify_connects_to_any_certificate_and_warns() {
+    let bed = Bed::new();
+    let exporter = NodeExporter::start("127.0.0.28", &bed.web_config(&["DNS:unrelated.example"])).await;
+
+    let mut proxy =
+        bed.proxy(&exporter, &[("PROXY_EXPORTER_CA_FILE", ""), ("PROXY_EXPORTER_INSECURE_SKIP_VERIFY", "true")]).await;
+
+    assert_eq!(scrape(&proxy).await.status, StatusCode::OK);
+    let warning = proxy
+        .wait_for_log("the skip-verify warning", |l| {
+            l["level"] == "WARN" && l["message"].as_str().is_some_and(|m| m.contains("not verified"))
+        })
+        .await;
+    assert_eq!(warning["variable"], "PROXY_EXPORTER_INSECURE_SKIP_VERIFY", "{warning}");
+}
+
+#[tokio::test]
+async fn a_replaced_client_certificate_is_used_and_connections_made_with_the_old_one_are_dropped() {
+    let bed = Bed::new();
+    let exporter = NodeExporter::start("127.0.0.29", &bed.web_config(&["IP:127.0.0.29"])).await;
+    // The proxy reads its client certificate from a directory the test swaps files in.
+    let live_cert = bed.pki.path("live-client.crt");
+    let live_key = bed.pki.path("live-client.key");
+    std::fs::copy(&bed.client.cert, &live_cert).unwrap();
+    std::fs::copy(&bed.client.key, &live_key).unwrap();
+    let proxy = bed
+        .proxy(
+            &exporter,
+            &[
+                ("PROXY_EXPORTER_CLIENT_CERT_FILE", live_cert.to_str().unwrap()),
+                ("PROXY_EXPORTER_CLIENT_KEY_FILE", live_key.to_str().unwrap()),
+            ],
+        )
+        .await;
+    let mut client = support::Client::connect(proxy.addr).await;
+    assert_eq!(client.get("/metrics", &[]).await.status, StatusCode::OK);
+
+    // A certificate the exporter does not trust: once the proxy loads it, the kept-alive
+    // connection that was made with the good one must go, or scrapes would keep passing on it.
+    let stranger = bed.pki.ca("stranger-ca").issue("stranger", Role::Client, "stranger", &["DNS:stranger"]);
+    replace(&stranger, &live_cert, &live_key);
+    let refused = scrape_until(&mut client, "the stranger certificate to be used", StatusCode::BAD_GATEWAY).await;
+    assert!(refused.text().contains("PROXY_EXPORTER_CLIENT_CERT_FILE"), "{}", refused.text());
+
+    // And back to a trusted one.
+    let renewed = bed.ca.issue("proxy-client-renewed", Role::Client, "windows-exporter-proxy", &["DNS:proxy"]);
+    replace(&renewed, &live_cert, &live_key);
+    scrape_until(&mut client, "the renewed certificate to be used", StatusCode::OK).await;
+}
+
+/// Replaces the files at `cert` and `key` by `leaf`'s with a rename each, as an editor or
+/// cert-manager's CSI driver does.
+fn replace(leaf: &Leaf, cert: &Path, key: &Path) {
+    for (from, to) in [(&leaf.key, key), (&leaf.cert, cert)] {
+        let staged = to.with_extension("new");
+        std::fs::copy(from, &staged).unwrap();
+        std::fs::rename(&staged, to).unwrap();
+    }
+}
+
+/// Scrapes on `client` until the answer has `status`, within the support timeout.
+async fn scrape_until(client: &mut support::Client, what: &str, status: StatusCode) -> Scraped {
+    within(what, async {
+        loop {
+            let scraped = client.get("/metrics", &[]).await;
+            if scraped.status == status {
+                return scraped;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_exporter_gets_the_proxy_credentials_never_the_scrapers() {
+    let mut exporter = FakeExporter::start(|_| async { reply(StatusCode::OK, &[], "up 1\n") }).await;
+    let bed = Bed::new();
+    let proxy = ProxyProcess::start(&[
+        ("PROXY_HOSTIP", "127.0.0.1"),
+        ("PROXY_PORT", &exporter.port()),
+        ("PROXY_EXPORTER_BASIC_AUTH_USERNAME", USER),
+        ("PROXY_EXPORTER_BASIC_AUTH_PASSWORD_FILE", &bed.password_file()),
+    ])
+    .await;
+
+    let mut client = support::Client::connect(proxy.addr).await;
+    let scraped = client.get("/metrics", &[("authorization", "Bearer the-scrapers-service-account-token")]).await;
+    assert_eq!(scraped.status, StatusCode::OK);
+    assert_eq!(support::get(proxy.addr, "/ready").await.status, StatusCode::OK);
+
+    let expected = format!("Basic {}", base64(format!("{USER}:{PASSWORD}").as_bytes()));
+    let seen = exporter.pending_requests();
+    assert!(!seen.is_empty());
+    for request in seen {
+        let values: Vec<_> = request.headers.get_all("authorization").iter().collect();
+        assert_eq!(values, vec![expected.as_str()], "{} carried {values:?}", request.uri);
+    }
+}
+
+#[tokio::test]
+async fn hop_settings_that_cannot_work_exit_64_naming_the_variable() {
+    let bed = Bed::new();
+    let base = [("PROXY_HOSTIP", "127.0.0.1"), ("PROXY_EXPORTER_SCHEME", "https")];
+    let ca = bed.ca.cert.to_str().unwrap();
+    let cert = bed.client.cert.to_str().unwrap();
+    let key = bed.client.key.to_str().unwrap();
+    let missing = bed.pki.path("absent.pem");
+    let missing = missing.to_str().unwrap();
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (&[("PROXY_EXPORTER_SCHEME", "ftp")], r#"PROXY_EXPORTER_SCHEME="ftp" is not valid"#),
+        (&[], "PROXY_EXPORTER_CA_FILE is required"),
+        (&[("PROXY_EXPORTER_CA_FILE", missing)], "PROXY_EXPORTER_CA_FILE="),
+        (
+            &[("PROXY_EXPORTER_CA_FILE", ca), ("PROXY_EXPORTER_CLIENT_CERT_FILE", cert)],
+            "PROXY_EXPORTER_CLIENT_KEY_FILE",
+        ),
+        (&[("PROXY_EXPORTER_CA_FILE", ca), ("PROXY_EXPORTER_CLIENT_KEY_FILE", key)], "PROXY_EXPORTER_CLIENT_CERT_FILE"),
+        (
+            &[
+                ("PROXY_EXPORTER_CA_FILE", ca),
+                ("PROXY_EXPORTER_CLIENT_CERT_FILE", cert),
+                ("PROXY_EXPORTER_CLIENT_KEY_FILE", ca),
+            ],
+            "PROXY_EXPORTER_CLIENT_KEY_FILE=",
+        ),
+        (
+            &[("PROXY_EXPORTER_CA_FILE", ca), ("PROXY_EXPORTER_INSECURE_SKIP_VERIFY", "yes please")],
+            "PROXY_EXPORTER_INSECURE_SKIP_VERIFY=\"yes please\"",
+        ),
+        (
+            &[("PROXY_EXPORTER_CA_FILE", ca), ("PROXY_EXPORTER_SERVER_NAME", "not a name")],
+            "PROXY_EXPORTER_SERVER_NAME=\"not a name\"",
+        ),
+        (
+            &[("PROXY_EXPORTER_CA_FILE", ca), ("PROXY_EXPORTER_BASIC_AUTH_USERNAME", USER)],
+            "PROXY_EXPORTER_BASIC_AUTH_PASSWORD_FILE",
+        ),
+        (
+            &[
+                ("PROXY_EXPORTER_CA_FILE", ca),
+                ("PROXY_EXPORTER_BASIC_AUTH_USERNAME", USER),
+                ("PROXY_EXPORTER_BASIC_AUTH_PASSWORD_FILE", missing),
+            ],
+            "PROXY_EXPORTER_BASIC_AUTH_PASSWORD_FILE=",
+        ),
+        (&[("PROXY_EXPORTER_SCHEME", "http"), ("PROXY_EXPORTER_CA_FILE", ca)], "PROXY_EXPORTER_CA_FILE"),
+    ];
+    for (extra, expected) in cases {
+        let mut vars: Vec<(&str, &str)> = base.to_vec();
+        for (name, value) in extra.iter() {
+            vars.retain(|(k, _)| k != name);
+            vars.push((name, value));
+        }
+        let output = run_to_exit(&[], &vars).await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(64), "{vars:?}: {stderr}");
+        assert!(stderr.contains(expected), "{vars:?}: {expected:?} not in {stderr:?}");
+        assert!(
+            output.stdout.is_empty(),
+            "{vars:?} logged before exiting: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+    }
+}
+
+/// Standard base64 with padding, for the one header value the test checks.
+fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
