@@ -1,0 +1,51 @@
+//! The proxy's own credentials for the exporter: `Authorization: Basic` from
+//! `PROXY_EXPORTER_BASIC_AUTH_USERNAME` and the password in
+//! `PROXY_EXPORTER_BASIC_AUTH_PASSWORD_FILE`, sent on every exporter request (scrapes and
+//! `/ready`'s probe), in place of whatever `Authorization` the scraper sent.
+
+use std::fmt;
+
+use base64::Engine as _;
+use http::HeaderValue;
+
+/// A ready `Authorization` header value. Its `Debug` never shows it.
+#[derive(Clone)]
+pub struct Credentials {
+    authorization: HeaderValue,
+}
+
+impl Credentials {
+    /// `Basic base64(username:password)` (RFC 7617; UTF-8, what Go's `r.BasicAuth()` decodes).
+    pub fn basic(username: &str, password: &str) -> Credentials {
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+        let mut authorization = HeaderValue::from_str(&format!("Basic {token}"))
+            .expect("base64 is always a valid header value");
+        authorization.set_sensitive(true);
+        Credentials { authorization }
+    }
+
+    /// The `Authorization` value.
+    pub fn authorization(&self) -> &HeaderValue {
+        &self.authorization
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Credentials(Basic <redacted>)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_is_rfc_7617() {
+        // RFC 7617 section 2's example.
+        let credentials = Credentials::basic("Aladdin", "open sesame");
+        assert_eq!(credentials.authorization(), "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
+        assert!(credentials.authorization().is_sensitive());
+        assert!(!format!("{credentials:?}").contains("QWxh"));
+    }
+}
