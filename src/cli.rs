@@ -39,7 +39,7 @@ pub fn help() -> String {
     let mut out = format!(
         "{}\n{}\n\n\
          Usage: {} [--help | --version]\n\n\
-         Serves /health and /ready itself and streams /metrics from http://PROXY_HOSTIP:PROXY_PORT/metrics.\n\
+         Serves /health and /ready itself and streams /metrics from http(s)://PROXY_HOSTIP:PROXY_PORT/metrics.\n\
          Configured only through the environment:\n\n",
         version(),
         env!("CARGO_PKG_DESCRIPTION"),

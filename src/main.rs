@@ -6,9 +6,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use windows_exporter_proxy::cli::{self, Command};
+use windows_exporter_proxy::config::exporter::Trust;
 use windows_exporter_proxy::config::{Config, EXIT_USAGE};
 use windows_exporter_proxy::connection::Limits;
-use windows_exporter_proxy::exporter::Exporter;
+use windows_exporter_proxy::exporter::{Exporter, reload};
 use windows_exporter_proxy::health::Readiness;
 use windows_exporter_proxy::logging;
 use windows_exporter_proxy::router::App;
@@ -72,7 +73,8 @@ async fn serve(config: Config) -> ExitCode {
     let local = listener.local_addr().map_or_else(|_| config.listen.to_string(), |a| a.to_string());
 
     let telemetry = Arc::new(Telemetry::new());
-    let exporter = Exporter::new(config.exporter.clone(), config.connect_timeout);
+    let exporter = Exporter::with_hop(config.exporter.clone(), config.connect_timeout, &config.hop);
+    hop_started(&config, &exporter, &telemetry);
     let readiness = Arc::new(Readiness::new(exporter.clone(), config.ready_max_age));
     let scrape = Scrape::new(&config, exporter.clone(), telemetry.clone());
     let app = Arc::new(App { scrape, readiness, telemetry });
@@ -115,6 +117,29 @@ async fn serve(config: Config) -> ExitCode {
         Stopped::Drained => ExitCode::SUCCESS,
         Stopped::GraceExpired { .. } | Stopped::Interrupted { .. } => exit(1),
     }
+}
+
+/// The hop's start-up: the skip-verify warning, the expiry of its certificate files, and the
+/// watch on the files it re-reads.
+fn hop_started(config: &Config, exporter: &Exporter, telemetry: &Telemetry) {
+    let hop = &config.hop;
+    if let Some(tls) = &hop.tls {
+        match &tls.trust {
+            Trust::InsecureSkipVerify => tracing::warn!(
+                variable = "PROXY_EXPORTER_INSECURE_SKIP_VERIFY",
+                "the exporter's certificate is not verified: whoever answers on the exporter's address gets the scrapes and the proxy's exporter credentials"
+            ),
+            Trust::Bundle { file, certificates, .. } => telemetry.tls().certificates_loaded(file, certificates),
+        }
+        if let Some(identity) = &tls.identity {
+            telemetry.tls().certificate_loaded(&identity.cert_file, identity.loaded.not_after);
+        }
+    }
+    let watched = reload::Watched {
+        identity: hop.tls.as_ref().and_then(|t| t.identity.as_ref()).map(|i| (i.cert_file.clone(), i.key_file.clone())),
+        password: hop.basic_auth.as_ref().map(|b| (b.username.clone(), b.password_file.clone())),
+    };
+    reload::spawn(exporter.clone(), watched, telemetry.tls().clone());
 }
 
 fn exit(code: i32) -> ExitCode {

@@ -19,6 +19,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::tls::metrics::TlsMetrics;
+
 /// How a scrape through the proxy ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
 #[allow(non_camel_case_types)] // label values are written as Prometheus expects them
@@ -78,6 +80,7 @@ pub struct Telemetry {
     waiting: Gauge,
     connections: Gauge,
     closed: Family<CloseLabels, Counter>,
+    tls: TlsMetrics,
 }
 
 impl Default for Telemetry {
@@ -128,7 +131,8 @@ impl Telemetry {
         let build = Family::<BuildLabels, Gauge>::default();
         build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
         registry.register("build_info", "Always 1; the version label says which build runs", build);
-        Telemetry { registry, scrapes, upstream_seconds, streamed_bytes, inflight, waiting, connections, closed }
+        let tls = TlsMetrics::register(&mut registry);
+        Telemetry { registry, scrapes, upstream_seconds, streamed_bytes, inflight, waiting, connections, closed, tls }
     }
 
     /// Counts one finished scrape.
@@ -164,6 +168,11 @@ impl Telemetry {
     /// Counts a connection the proxy closed.
     pub fn connection_closed(&self, reason: CloseReason) {
         self.closed.get_or_create(&CloseLabels { reason }).inc();
+    }
+
+    /// The TLS metrics: certificate expiry per file, handshake and reload failures.
+    pub fn tls(&self) -> &TlsMetrics {
+        &self.tls
     }
 
     /// The metrics in `format`.

@@ -16,6 +16,7 @@
 //! Tests feed [`Config::from_vars`] a list of pairs instead of changing the process environment;
 //! clippy's `disallowed-methods` keeps every other module from reading it.
 
+pub mod exporter;
 pub mod parse;
 pub mod variables;
 
@@ -66,6 +67,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// How recent an exporter answer must be for `/ready` to say 200.
     pub ready_max_age: Duration,
+    /// How the exporter is reached: plain or TLS, the proxy's credentials.
+    pub hop: exporter::ExporterSettings,
     /// Log format.
     pub log_format: LogFormat,
     /// Log levels, from `RUST_LOG`.
@@ -183,14 +186,17 @@ impl Config {
             max_header_bytes: values.value(&var::MAX_HEADER_BYTES, parse::header_bytes),
             shutdown_grace: values.value(&var::SHUTDOWN_GRACE_SECONDS, parse::seconds),
             ready_max_age: values.value(&var::READY_MAX_AGE_SECONDS, parse::positive_seconds),
+            hop: Default::default(),
             log_format: values.value(&var::LOG_FORMAT, logging::format),
             log_filter: values.value(&var::RUST_LOG, logging::filter),
             unknown_variables: values.unknown.clone(),
         };
+        let hop = exporter::ExporterSettings::read(&mut values, host.as_ref());
         let exporter = host.and_then(|host| values.check(&var::HOSTIP, exporter_authority(&host, port)));
         values.finish()?;
         let exporter = exporter.expect("a missing or bad host was recorded as an error");
-        Ok(Config { exporter, ..config })
+        let hop = hop.expect("a problem with the hop settings was recorded as an error");
+        Ok(Config { exporter, hop, ..config })
     }
 }
 

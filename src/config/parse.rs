@@ -136,6 +136,24 @@ pub fn boolean(value: &str) -> Result<bool, String> {
     }
 }
 
+/// `http` or `https` (any case): how the proxy talks to the exporter.
+pub fn exporter_scheme(value: &str) -> Result<crate::config::exporter::Scheme, String> {
+    use crate::config::exporter::Scheme;
+    match value.to_ascii_lowercase().as_str() {
+        "http" => Ok(Scheme::Http),
+        "https" => Ok(Scheme::Https),
+        _ => Err("use http or https".into()),
+    }
+}
+
+/// A TLS server name: a DNS name, or an IP address (IPv6 with or without brackets), which is
+/// then checked against the certificate's IP SANs.
+pub fn server_name(value: &str) -> Result<rustls_pki_types::ServerName<'static>, String> {
+    let unbracketed = value.strip_prefix('[').and_then(|v| v.strip_suffix(']')).unwrap_or(value);
+    rustls_pki_types::ServerName::try_from(unbracketed.to_ascii_lowercase())
+        .map_err(|_| "not a DNS name or an IP address".into())
+}
+
 /// A comma-separated list of non-empty items, white space around each trimmed.
 pub fn list(value: &str) -> Result<Vec<String>, String> {
     let items: Vec<String> = value.split(',').map(|item| item.trim().to_owned()).collect();

@@ -42,7 +42,7 @@ impl Variable {
     }
 }
 
-use WhenUnset::{Required, Value};
+use WhenUnset::{Required, Unset, Value};
 
 /// `PROXY_HOSTIP`.
 pub const HOSTIP: Variable = Variable::new(
@@ -71,6 +71,54 @@ pub const TIMEOUT_MARGIN_SECONDS: Variable = Variable::new(
 /// `PROXY_CONNECT_TIMEOUT_SECONDS`.
 pub const CONNECT_TIMEOUT_SECONDS: Variable =
     Variable::new("PROXY_CONNECT_TIMEOUT_SECONDS", Value("2"), "TCP connect timeout to the exporter");
+/// `PROXY_EXPORTER_SCHEME`.
+pub const EXPORTER_SCHEME: Variable = Variable::new(
+    "PROXY_EXPORTER_SCHEME",
+    Value("http"),
+    "http or https to the exporter (https for a windows_exporter --web.config.file with tls_server_config)",
+);
+/// `PROXY_EXPORTER_CA_FILE`.
+pub const EXPORTER_CA_FILE: Variable = Variable::new(
+    "PROXY_EXPORTER_CA_FILE",
+    Unset,
+    "PEM bundle of the CAs that sign the exporter's certificate, the only ones trusted; required for https",
+);
+/// `PROXY_EXPORTER_INSECURE_SKIP_VERIFY`.
+pub const EXPORTER_INSECURE_SKIP_VERIFY: Variable = Variable::new(
+    "PROXY_EXPORTER_INSECURE_SKIP_VERIFY",
+    Value("false"),
+    "true: accept any exporter certificate for any name instead of PROXY_EXPORTER_CA_FILE (warns; for trying things out)",
+);
+/// `PROXY_EXPORTER_SERVER_NAME`.
+pub const EXPORTER_SERVER_NAME: Variable = Variable::new(
+    "PROXY_EXPORTER_SERVER_NAME",
+    Unset,
+    "DNS name or IP the exporter's certificate must carry; unset: PROXY_HOSTIP",
+);
+/// `PROXY_EXPORTER_CLIENT_CERT_FILE`.
+pub const EXPORTER_CLIENT_CERT_FILE: Variable = Variable::new(
+    "PROXY_EXPORTER_CLIENT_CERT_FILE",
+    Unset,
+    "PEM certificate chain the proxy presents to the exporter (client_auth_type RequireAndVerifyClientCert); re-read on change",
+);
+/// `PROXY_EXPORTER_CLIENT_KEY_FILE`.
+pub const EXPORTER_CLIENT_KEY_FILE: Variable = Variable::new(
+    "PROXY_EXPORTER_CLIENT_KEY_FILE",
+    Unset,
+    "its PEM private key (PKCS#8, PKCS#1 or SEC1); re-read on change",
+);
+/// `PROXY_EXPORTER_BASIC_AUTH_USERNAME`.
+pub const EXPORTER_BASIC_AUTH_USERNAME: Variable = Variable::new(
+    "PROXY_EXPORTER_BASIC_AUTH_USERNAME",
+    Unset,
+    "basic-auth user the proxy sends on every exporter request (the exporter's basic_auth_users)",
+);
+/// `PROXY_EXPORTER_BASIC_AUTH_PASSWORD_FILE`.
+pub const EXPORTER_BASIC_AUTH_PASSWORD_FILE: Variable = Variable::new(
+    "PROXY_EXPORTER_BASIC_AUTH_PASSWORD_FILE",
+    Unset,
+    "file whose first line is that user's password; re-read on change",
+);
 /// `PROXY_MAX_INFLIGHT`.
 pub const MAX_INFLIGHT: Variable = Variable::new(
     "PROXY_MAX_INFLIGHT",
@@ -127,6 +175,14 @@ pub const VARIABLES: &[Variable] = &[
     SCRAPE_TIMEOUT_SECONDS,
     TIMEOUT_MARGIN_SECONDS,
     CONNECT_TIMEOUT_SECONDS,
+    EXPORTER_SCHEME,
+    EXPORTER_CA_FILE,
+    EXPORTER_INSECURE_SKIP_VERIFY,
+    EXPORTER_SERVER_NAME,
+    EXPORTER_CLIENT_CERT_FILE,
+    EXPORTER_CLIENT_KEY_FILE,
+    EXPORTER_BASIC_AUTH_USERNAME,
+    EXPORTER_BASIC_AUTH_PASSWORD_FILE,
     MAX_INFLIGHT,
     MAX_CONNECTIONS,
     HEADER_READ_TIMEOUT_SECONDS,

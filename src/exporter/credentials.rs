@@ -18,8 +18,8 @@ impl Credentials {
     /// `Basic base64(username:password)` (RFC 7617; UTF-8, what Go's `r.BasicAuth()` decodes).
     pub fn basic(username: &str, password: &str) -> Credentials {
         let token = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
-        let mut authorization = HeaderValue::from_str(&format!("Basic {token}"))
-            .expect("base64 is always a valid header value");
+        let mut authorization =
+            HeaderValue::from_str(&format!("Basic {token}")).expect("base64 is always a valid header value");
         authorization.set_sensitive(true);
         Credentials { authorization }
     }

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use http::StatusCode;
+
 /// Why the exporter could not be asked, as an operator would say it.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ExporterError {
@@ -20,6 +22,31 @@ pub enum ExporterError {
     /// The connection closed or failed before response headers arrived.
     #[error("connection closed before a response: {0}")]
     Closed(String),
+    /// The TLS handshake failed; the message names the cause and the setting to check.
+    #[error("{0}")]
+    Tls(String),
+    /// The exporter answered 401 or 403 to the proxy's own credentials, or to none: a problem
+    /// of the proxy's exporter settings, so never passed through as if the scraper had failed.
+    #[error("{}", unauthorized(*.status, *.sent))]
+    Unauthorized {
+        /// 401 or 403.
+        status: StatusCode,
+        /// Whether the proxy sent credentials of its own.
+        sent: bool,
+    },
+}
+
+fn unauthorized(status: StatusCode, sent: bool) -> String {
+    let status = format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or_default());
+    if sent {
+        format!(
+            "the exporter answered {status} to the proxy's own credentials: check PROXY_EXPORTER_BASIC_AUTH_USERNAME and PROXY_EXPORTER_BASIC_AUTH_PASSWORD_FILE against its web-config basic_auth_users"
+        )
+    } else {
+        format!(
+            "the exporter answered {status} and the proxy sends no exporter credentials: set PROXY_EXPORTER_BASIC_AUTH_USERNAME and PROXY_EXPORTER_BASIC_AUTH_PASSWORD_FILE"
+        )
+    }
 }
 
 impl ExporterError {

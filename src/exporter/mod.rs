@@ -1,29 +1,39 @@
-//! The exporter: its address, the pooled HTTP/1.1 client that talks to it, and when it last
-//! answered (which `/ready` reads).
+//! The exporter: its address, the pooled HTTP/1.1 client that talks to it over plain HTTP or
+//! TLS ([`tls`]) with the proxy's own credentials ([`credentials`]), the hop's files re-read
+//! while running ([`reload`]), and when it last answered (which `/ready` reads).
 //!
 //! Connections are kept alive between scrapes, for less than windows_exporter's 60 s idle cut-off
 //! so the pool drops them before the exporter does. Nagle's algorithm is off: a scrape is a
 //! small request followed by a burst of response, and Nagle plus delayed ACKs cost tens of
 //! milliseconds per scrape.
 
+pub mod credentials;
 mod error;
+pub mod reload;
+pub mod tls;
 
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, header};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use http_body_util::Empty;
 use hyper::body::Incoming;
+use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::ServerName;
 
+use crate::config::exporter::{ExporterSettings, Trust};
 use crate::timestamp::Timestamp;
+use credentials::Credentials;
 pub use error::ExporterError;
 pub(crate) use error::{innermost, sources};
+use tls::HopContext;
 
 /// Idle pooled connections are closed after this: below windows_exporter's 60 s server timeout.
 pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(50);
@@ -40,38 +50,98 @@ const READ_BUF_SIZE: usize = 128 * 1024;
 #[derive(Clone)]
 pub struct Exporter {
     authority: Authority,
+    scheme: Scheme,
     label: Arc<str>,
-    client: Client<HttpConnector, Empty<Bytes>>,
     connect_timeout: Duration,
+    /// What a TLS client is made from, kept to make a new one when the client certificate
+    /// changes.
+    tls: Option<Arc<TlsSetup>>,
+    /// The client and credentials in use, replaced whole when the hop's files change. A request
+    /// takes the current one (a lock held for a clone of an `Arc`), so a swap never waits for a
+    /// scrape.
+    current: Arc<RwLock<Arc<Current>>>,
     last_answer: Arc<Timestamp>,
 }
 
+struct TlsSetup {
+    trust: Trust,
+    server_name: ServerName<'static>,
+    context: HopContext,
+}
+
+struct Current {
+    transport: Transport,
+    identity: Option<Arc<CertifiedKey>>,
+    credentials: Option<Credentials>,
+}
+
+/// A pooled client over plain TCP or over TLS. Two types, so plain HTTP keeps exactly the client
+/// (and the performance) it had before TLS existed.
+#[derive(Clone)]
+enum Transport {
+    Plain(Client<HttpConnector, Empty<Bytes>>),
+    Tls(Client<HttpsConnector<HttpConnector>, Empty<Bytes>>),
+}
+
 impl Exporter {
-    /// A client for `authority` with the given connect timeout.
+    /// A plain-HTTP client for `authority` with the given connect timeout.
     pub fn new(authority: Authority, connect_timeout: Duration) -> Exporter {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(connect_timeout));
-        connector.set_keepalive(Some(Duration::from_secs(30)));
-        connector.enforce_http(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_max_idle_per_host(POOL_MAX_IDLE)
-            .http1_read_buf_exact_size(READ_BUF_SIZE)
-            .build(connector);
-        let label = Arc::from(format!("http://{authority}").as_str());
-        Exporter { authority, label, client, connect_timeout, last_answer: Arc::new(Timestamp::unset()) }
+        Exporter::with_hop(authority, connect_timeout, &ExporterSettings::default())
     }
 
-    /// `http://host:port`, for messages and log fields.
+    /// A client for `authority` as `hop` says: plain or TLS, with or without credentials.
+    pub fn with_hop(authority: Authority, connect_timeout: Duration, hop: &ExporterSettings) -> Exporter {
+        let tls = hop.tls.as_ref().map(|tls| {
+            Arc::new(TlsSetup {
+                trust: tls.trust.clone(),
+                server_name: tls.server_name.clone(),
+                context: HopContext {
+                    server_name: tls.server_name.to_str().into_owned(),
+                    has_identity: tls.identity.is_some(),
+                },
+            })
+        });
+        let identity = hop.tls.as_ref().and_then(|tls| tls.identity.as_ref()).map(|i| i.loaded.certified.clone());
+        let credentials = hop.basic_auth.as_ref().map(|b| Credentials::basic(&b.username, &b.password));
+        let scheme = if tls.is_some() { Scheme::HTTPS } else { Scheme::HTTP };
+        let label = Arc::from(format!("{scheme}://{authority}").as_str());
+        let transport = transport(tls.as_deref(), identity.clone(), connect_timeout);
+        let current = Arc::new(RwLock::new(Arc::new(Current { transport, identity, credentials })));
+        Exporter { authority, scheme, label, connect_timeout, tls, current, last_answer: Arc::new(Timestamp::unset()) }
+    }
+
+    /// Presents `identity` on new connections from now on. The old pool goes with the old
+    /// client: its idle connections close at once, one in use when its scrape ends, so no
+    /// connection made with the old certificate is used again.
+    pub fn set_identity(&self, identity: Arc<CertifiedKey>) {
+        let mut current = self.current.write().expect("the hop lock is never poisoned");
+        let transport = transport(self.tls.as_deref(), Some(identity.clone()), self.connect_timeout);
+        *current = Arc::new(Current { transport, identity: Some(identity), credentials: current.credentials.clone() });
+    }
+
+    /// Sends `credentials` on every request from now on (connections are kept).
+    pub fn set_credentials(&self, credentials: Credentials) {
+        let mut current = self.current.write().expect("the hop lock is never poisoned");
+        *current = Arc::new(Current {
+            transport: current.transport.clone(),
+            identity: current.identity.clone(),
+            credentials: Some(credentials),
+        });
+    }
+
+    fn current(&self) -> Arc<Current> {
+        self.current.read().expect("the hop lock is never poisoned").clone()
+    }
+
+    /// `http://host:port` or `https://host:port`, for messages and log fields.
     pub fn label(&self) -> &Arc<str> {
         &self.label
     }
 
     /// A bodiless request to the exporter for `path_and_query` (taken from a scraper's request
     /// or fixed): the URI and `Host` always name the exporter, so a scraper can never choose
-    /// another host.
+    /// another host. The proxy's own credentials, if it has them, replace any `Authorization`
+    /// in `headers`: a credential meant for the proxy never reaches the exporter.
     pub fn request(
         &self,
         method: Method,
@@ -79,7 +149,7 @@ impl Exporter {
         mut headers: HeaderMap,
     ) -> Request<Empty<Bytes>> {
         let uri = Uri::builder()
-            .scheme(Scheme::HTTP)
+            .scheme(self.scheme.clone())
             .authority(self.authority.clone())
             .path_and_query(path_and_query)
             .build()
@@ -88,6 +158,9 @@ impl Exporter {
             header::HOST,
             HeaderValue::from_str(self.authority.as_str()).expect("an authority is a valid header value"),
         );
+        if let Some(credentials) = &self.current().credentials {
+            headers.insert(header::AUTHORIZATION, credentials.authorization().clone());
+        }
         let mut request = Request::new(Empty::new());
         *request.method_mut() = method;
         *request.uri_mut() = uri;
@@ -95,10 +168,25 @@ impl Exporter {
         request
     }
 
-    /// Sends one request and waits for the response headers. Any HTTP answer, whatever its
-    /// status, counts as the exporter answering.
+    /// Sends one request and waits for the response headers. Any HTTP answer counts as the
+    /// exporter answering, but a 401 or 403 to the proxy's own credentials (or to none) is
+    /// [`ExporterError::Unauthorized`]: a failure of the proxy's settings, not the scraper's, and
+    /// no sign of a healthy hop. Only when the request carried the scraper's own
+    /// `Authorization` (forwarded because the proxy has none of its own) is it the scraper's
+    /// answer, passed through.
     pub async fn send(&self, request: Request<Empty<Bytes>>) -> Result<Response<Incoming>, ExporterError> {
-        let response = self.client.request(request).await.map_err(|e| self.classify(&e))?;
+        let current = self.current();
+        let sent = current.credentials.is_some();
+        let scrapers = !sent && request.headers().contains_key(header::AUTHORIZATION);
+        let response = match &current.transport {
+            Transport::Plain(client) => client.request(request).await,
+            Transport::Tls(client) => client.request(request).await,
+        }
+        .map_err(|e| self.classify(&e))?;
+        let status = response.status();
+        if (status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN) && !scrapers {
+            return Err(ExporterError::Unauthorized { status, sent });
+        }
         self.last_answer.advance_to_now();
         Ok(response)
     }
@@ -109,6 +197,9 @@ impl Exporter {
     }
 
     fn classify(&self, error: &hyper_util::client::legacy::Error) -> ExporterError {
+        if let (Some(setup), Some(cause)) = (&self.tls, tls::find_tls_error(error)) {
+            return ExporterError::Tls(tls::explain(cause, &setup.context));
+        }
         let io_kind = sources(error).find_map(|e| e.downcast_ref::<io::Error>()).map(io::Error::kind);
         if error.is_connect() {
             return match io_kind {
@@ -124,6 +215,32 @@ impl Exporter {
             _ => ExporterError::Closed(innermost(error)),
         }
     }
+}
+
+/// A pooled client: plain when `tls` is `None`. Both kinds use the same TCP connector settings.
+fn transport(tls: Option<&TlsSetup>, identity: Option<Arc<CertifiedKey>>, connect_timeout: Duration) -> Transport {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(connect_timeout));
+    connector.set_keepalive(Some(Duration::from_secs(30)));
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .pool_max_idle_per_host(POOL_MAX_IDLE)
+        .http1_read_buf_exact_size(READ_BUF_SIZE);
+    let Some(tls) = tls else {
+        connector.enforce_http(true);
+        return Transport::Plain(builder.build(connector));
+    };
+    connector.enforce_http(false);
+    let https = HttpsConnectorBuilder::new()
+        .with_tls_config(tls::client_config(&tls.trust, identity))
+        .https_only()
+        .with_server_name_resolver(FixedServerNameResolver::new(tls.server_name.clone()))
+        .enable_http1()
+        .wrap_connector(connector);
+    Transport::Tls(builder.build(https))
 }
 
 #[cfg(test)]
@@ -147,5 +264,16 @@ mod tests {
         let request = exporter.request(Method::HEAD, "/metrics".parse().unwrap(), HeaderMap::new());
         assert_eq!(request.uri().to_string(), "http://[fd00::4]:9182/metrics");
         assert_eq!(request.headers()[header::HOST], "[fd00::4]:9182");
+    }
+
+    #[test]
+    fn the_proxys_credentials_replace_the_scrapers() {
+        let exporter = Exporter::new("10.0.0.4:9182".parse().unwrap(), Duration::from_secs(1));
+        exporter.set_credentials(Credentials::basic("Aladdin", "open sesame"));
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer scrapers-token"));
+        let request = exporter.request(Method::GET, "/metrics".parse().unwrap(), headers);
+        let values: Vec<_> = request.headers().get_all(header::AUTHORIZATION).iter().collect();
+        assert_eq!(values, vec!["Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="]);
     }
 }

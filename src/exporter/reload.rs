@@ -75,7 +75,7 @@ pub fn spawn(exporter: Exporter, watched: Watched, metrics: TlsMetrics) {
                 }
             }
             if let Some((state, username, file)) = password.as_mut() {
-                let load = || read_password(&file.to_string_lossy());
+                let load = || read_password(file);
                 match state.check(&[file], load) {
                     Check::Unchanged => {}
                     Check::Loaded(new) => {
