@@ -185,6 +185,16 @@ async fn scrapes_and_ready_pass_with_tls_a_client_certificate_and_basic_auth() {
     let scraped = scrape(&proxy).await;
     assert_eq!(scraped.status, StatusCode::OK, "{}", scraped.text());
     assert!(scraped.text().lines().any(|l| l.starts_with("node_load1 ")), "{}", scraped.text());
+
+    // The CA bundle and the client certificate show their expiry: two days from now.
+    let metrics = support::own_metrics(&mut support::Client::connect(proxy.addr).await).await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    for file in [&bed.ca.cert, &bed.client.cert] {
+        let series =
+            format!("windows_exporter_proxy_tls_certificate_expiry_timestamp_seconds{{file=\"{}\"}}", file.display());
+        let expiry = support::metric(&metrics, &series);
+        assert!(expiry > now + 86400.0 && expiry < now + 3.0 * 86400.0, "{series} = {expiry}");
+    }
 }
 
 #[tokio::test]
@@ -312,7 +322,7 @@ async fn a_replaced_client_certificate_is_used_and_connections_made_with_the_old
     let live_key = bed.pki.path("live-client.key");
     std::fs::copy(&bed.client.cert, &live_cert).unwrap();
     std::fs::copy(&bed.client.key, &live_key).unwrap();
-    let proxy = bed
+    let mut proxy = bed
         .proxy(
             &exporter,
             &[
@@ -324,12 +334,25 @@ async fn a_replaced_client_certificate_is_used_and_connections_made_with_the_old
     let mut client = support::Client::connect(proxy.addr).await;
     assert_eq!(client.get("/metrics", &[]).await.status, StatusCode::OK);
 
+    // A key that does not match: the old pair stays in use, the failure is counted and logged.
+    let other = bed.ca.issue("unrelated", Role::Client, "unrelated", &["DNS:unrelated"]);
+    std::fs::copy(&other.key, &live_key).unwrap();
+    let failures = "windows_exporter_proxy_tls_reload_failures_total";
+    proxy.wait_for_metrics("the broken pair to be counted", |m| support::metric(m, failures) == 1.0).await;
+    let warning =
+        proxy.wait_for_log("the reload failure warning", |l| l["variable"] == "PROXY_EXPORTER_CLIENT_KEY_FILE").await;
+    assert_eq!(warning["level"], "WARN", "{warning}");
+    assert_eq!(client.get("/metrics", &[]).await.status, StatusCode::OK, "the old pair stopped working");
+
     // A certificate the exporter does not trust: once the proxy loads it, the kept-alive
     // connection that was made with the good one must go, or scrapes would keep passing on it.
     let stranger = bed.pki.ca("stranger-ca").issue("stranger", Role::Client, "stranger", &["DNS:stranger"]);
     replace(&stranger, &live_cert, &live_key);
     let refused = scrape_until(&mut client, "the stranger certificate to be used", StatusCode::BAD_GATEWAY).await;
     assert!(refused.text().contains("PROXY_EXPORTER_CLIENT_CERT_FILE"), "{}", refused.text());
+    let reloaded =
+        proxy.wait_for_message("exporter client certificate reloaded; connections made with the old one closed").await;
+    assert_eq!(reloaded["serial"], stranger.serial.as_str(), "{reloaded}");
 
     // And back to a trusted one.
     let renewed = bed.ca.issue("proxy-client-renewed", Role::Client, "windows-exporter-proxy", &["DNS:proxy"]);
@@ -453,20 +476,41 @@ async fn hop_settings_that_cannot_work_exit_64_naming_the_variable() {
     }
 }
 
-/// Standard base64 with padding, for the one header value the test checks.
+/// Standard base64 with padding, as RFC 7617 wants in `Authorization: Basic`.
 fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
-            } else {
-                out.push('=');
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+#[tokio::test]
+async fn a_changed_password_file_is_used_without_a_restart() {
+    let mut exporter = FakeExporter::start(|_| async { reply(StatusCode::OK, &[], "up 1\n") }).await;
+    let bed = Bed::new();
+    let proxy = ProxyProcess::start(&[
+        ("PROXY_HOSTIP", "127.0.0.1"),
+        ("PROXY_PORT", &exporter.port()),
+        ("PROXY_EXPORTER_BASIC_AUTH_USERNAME", USER),
+        ("PROXY_EXPORTER_BASIC_AUTH_PASSWORD_FILE", &bed.password_file()),
+    ])
+    .await;
+    let mut client = support::Client::connect(proxy.addr).await;
+    assert_eq!(client.get("/metrics", &[]).await.status, StatusCode::OK);
+
+    // The kubelet's way: a new file renamed over the old one.
+    let staged = bed.pki.path("password.new");
+    std::fs::write(&staged, "rotated-password\n").unwrap();
+    std::fs::rename(&staged, bed.pki.path("password")).unwrap();
+
+    let expected = format!("Basic {}", base64(format!("{USER}:rotated-password").as_bytes()));
+    within("the new password to be sent", async {
+        loop {
+            assert_eq!(client.get("/metrics", &[]).await.status, StatusCode::OK);
+            let seen = exporter.next_request().await;
+            if seen.headers["authorization"] == expected.as_str() {
+                return;
             }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-    }
-    out
+    })
+    .await;
 }
