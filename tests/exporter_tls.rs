@@ -514,3 +514,22 @@ async fn a_changed_password_file_is_used_without_a_restart() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_exporter_401_is_the_scrapers_only_when_it_answered_the_scrapers_own_credentials() {
+    let exporter = FakeExporter::start(|_| async {
+        reply(StatusCode::UNAUTHORIZED, &[("www-authenticate", "Basic realm=\"windows_exporter\"")], "Unauthorized\n")
+    })
+    .await;
+    let proxy = ProxyProcess::start(&[("PROXY_HOSTIP", "127.0.0.1"), ("PROXY_PORT", &exporter.port())]).await;
+    let mut client = support::Client::connect(proxy.addr).await;
+
+    // No proxy credential of its own, so the scraper's Authorization went through: its answer.
+    let forwarded = client.get("/metrics", &[("authorization", "Basic d3Jvbmc6d3Jvbmc=")]).await;
+    assert_eq!(forwarded.status, StatusCode::UNAUTHORIZED);
+    assert!(forwarded.headers.contains_key("www-authenticate"));
+
+    // No credential at all: the proxy's settings are what is missing.
+    let bare = client.get("/metrics", &[]).await;
+    assert_bad_gateway(&bare, &["401 Unauthorized", "sends no exporter credentials"]);
+}
