@@ -54,8 +54,14 @@ pub fn client_config(trust: &Trust, identity: Option<Arc<CertifiedKey>>) -> Clie
 
 /// Always presents the one client certificate the proxy has. A new certificate gets a new
 /// configuration (and a new connection pool), so this never changes under a connection.
-#[derive(Debug)]
 struct Identity(Arc<CertifiedKey>);
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key, whatever a later rustls prints for it.
+        f.write_str("Identity(..)")
+    }
+}
 
 impl ResolvesClientCert for Identity {
     fn resolve(&self, _root_hints: &[&[u8]], _schemes: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
@@ -177,8 +183,9 @@ fn explain_certificate(cause: &CertificateError, context: &HopContext) -> String
 fn explain_alert(alert: AlertDescription, context: &HopContext) -> String {
     use AlertDescription as A;
     match (alert, context.has_identity) {
-        // TLS 1.3 peers send certificate_required; Go before 1.21 sends bad_certificate, and TLS
-        // 1.2 servers handshake_failure, when the client presents nothing.
+        // TLS 1.3 defines certificate_required for a client that presents nothing; Go's
+        // crypto/tls (exporter-toolkit) and TLS 1.2 servers may send bad_certificate or
+        // handshake_failure instead.
         (A::CertificateRequired, false) | (A::BadCertificate | A::HandshakeFailure, false) => {
             "TLS: client certificate required: the exporter asks for one and the proxy has none; set PROXY_EXPORTER_CLIENT_CERT_FILE and PROXY_EXPORTER_CLIENT_KEY_FILE".to_owned()
         }
