@@ -93,6 +93,12 @@ impl fmt::Debug for BasicAuth {
 }
 
 impl ExporterSettings {
+    /// Whether the proxy authenticates itself to the exporter (basic auth or a client
+    /// certificate): then `PROXY_FORWARD_AUTHORIZATION=auto` forwards no scraper credential.
+    pub fn sends_credentials(&self) -> bool {
+        self.basic_auth.is_some() || self.tls.as_ref().is_some_and(|tls| tls.identity.is_some())
+    }
+
     /// Reads and checks the hop variables. `host` is `PROXY_HOSTIP` as parsed (the default
     /// server name), `None` when it is missing or bad (already reported). Every problem is
     /// recorded in `values`; `None` when there was one.
@@ -308,7 +314,7 @@ mod tests {
     #[test]
     fn plain_http_without_credentials_is_the_default() {
         let hop = config(&[]).unwrap().hop;
-        assert!(hop.tls.is_none() && hop.basic_auth.is_none());
+        assert!(hop.tls.is_none() && hop.basic_auth.is_none() && !hop.sends_credentials());
     }
 
     #[test]
