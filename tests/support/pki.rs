@@ -7,8 +7,10 @@
 //! (webpki and Go's crypto/x509 alike): `basicConstraints`, `keyUsage`, `extendedKeyUsage` for
 //! the role, and the subject alternative names given.
 //!
-//! The `tls` helper's branch writes the same module for its serving tests; this copy has the
-//! same shape (a CA that issues leaves into one directory) so the two merge into one.
+//! The `tls` work has its own `tests/support/pki.rs` for the serving tests (not on main when this
+//! was written). Both are a CA per test issuing leaves into one temp directory with the openssl
+//! CLI; once both are on main they should become one module. Only `tests/exporter_tls.rs` uses
+//! this one (through `#[path]`, so `support/mod.rs` is untouched).
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
