@@ -38,11 +38,11 @@ use bytes::Bytes;
 pub mod model;
 
 /// Why a reader gets no more of the body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReadError {
-    /// The exporter's body failed (or its writer went away) before its end.
-    #[error("exporter body failed mid-body")]
-    Failed,
+    /// The exporter's body failed (or its writer went away) before its end, for this reason.
+    #[error("{0}")]
+    Failed(Arc<str>),
     /// This reader fell more than the buffer limit behind the exporter and was cut off.
     #[error("scraper fell more than the coalescing buffer behind the exporter")]
     Lagged,
@@ -84,6 +84,8 @@ struct State {
     /// Bytes written so far.
     head: u64,
     end: Option<End>,
+    /// Why the body failed, once it has.
+    failure: Option<Arc<str>>,
     cursors: HashMap<u64, Cursor>,
     next_id: u64,
     /// Readers not cut (the ones the writer works for).
@@ -169,6 +171,7 @@ pub fn shared(limit: u64) -> (BodyWriter, BodyReader) {
         base: 0,
         head: 0,
         end: None,
+        failure: None,
         cursors: HashMap::new(),
         next_id: 0,
         live: 0,
@@ -243,6 +246,11 @@ impl BodyWriter {
         cut
     }
 
+    /// Whether a new scraper could still join (see [`Joiner::join`]).
+    pub fn is_joinable(&self) -> bool {
+        lock(&self.state).joinable()
+    }
+
     /// Bytes written so far.
     pub fn written(&self) -> u64 {
         lock(&self.state).head
@@ -250,18 +258,20 @@ impl BodyWriter {
 
     /// The body is complete: readers end cleanly once they have read it all.
     pub fn finish(mut self) {
-        self.end(End::Complete);
+        self.end(End::Complete, None);
     }
 
-    /// The body failed: readers get [`ReadError::Failed`] after what they have not read yet.
-    pub fn fail(mut self) {
-        self.end(End::Failed);
+    /// The body failed for `reason`: readers get [`ReadError::Failed`] after what they have not
+    /// read yet.
+    pub fn fail(mut self, reason: impl Into<Arc<str>>) {
+        self.end(End::Failed, Some(reason.into()));
     }
 
-    fn end(&mut self, end: End) {
+    fn end(&mut self, end: End, failure: Option<Arc<str>>) {
         self.ended = true;
         let mut state = lock(&self.state);
         state.end = Some(end);
+        state.failure = failure;
         state.wake_readers();
     }
 }
@@ -271,7 +281,7 @@ impl Drop for BodyWriter {
         // A writer that goes away without finishing (its task dropped or panicked) must never
         // leave readers with what looks like a complete body.
         if !self.ended {
-            self.end(End::Failed);
+            self.end(End::Failed, Some(Arc::from("the exporter request was dropped before its body ended")));
         }
     }
 }
@@ -325,7 +335,10 @@ impl BodyReader {
         }
         match state.end {
             Some(End::Complete) => Poll::Ready(None),
-            Some(End::Failed) => Poll::Ready(Some(Err(ReadError::Failed))),
+            Some(End::Failed) => {
+                let reason = state.failure.clone().expect("a failed body has a reason");
+                Poll::Ready(Some(Err(ReadError::Failed(reason))))
+            }
             None => {
                 cursor.waker = Some(cx.waker().clone());
                 Poll::Pending
@@ -439,7 +452,7 @@ mod tests {
         writer.push(Bytes::from_static(b"ab"));
         drop(writer);
         assert_eq!(read(&mut reader), Poll::Ready(Some(Ok(Bytes::from_static(b"ab")))));
-        assert_eq!(read(&mut reader), Poll::Ready(Some(Err(ReadError::Failed))));
+        assert!(matches!(read(&mut reader), Poll::Ready(Some(Err(ReadError::Failed(_))))));
     }
 
     #[test]

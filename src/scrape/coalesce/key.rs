@@ -104,9 +104,29 @@ mod tests {
         let variants = [
             key(Method::HEAD, "/metrics", &prometheus()),
             key(Method::GET, "/metrics?collect[]=cpu", &prometheus()),
-            key(Method::GET, "/metrics", &[("accept", PROMETHEUS_ACCEPT), ("x-prometheus-scrape-timeout-seconds", "9.500")]),
-            key(Method::GET, "/metrics", &[("accept", "text/plain"), ("accept-encoding", "gzip"), ("x-prometheus-scrape-timeout-seconds", "9.500")]),
-            key(Method::GET, "/metrics", &[("accept", PROMETHEUS_ACCEPT), ("accept-encoding", "gzip"), ("x-prometheus-scrape-timeout-seconds", "4.500")]),
+            key(
+                Method::GET,
+                "/metrics",
+                &[("accept", PROMETHEUS_ACCEPT), ("x-prometheus-scrape-timeout-seconds", "9.500")],
+            ),
+            key(
+                Method::GET,
+                "/metrics",
+                &[
+                    ("accept", "text/plain"),
+                    ("accept-encoding", "gzip"),
+                    ("x-prometheus-scrape-timeout-seconds", "9.500"),
+                ],
+            ),
+            key(
+                Method::GET,
+                "/metrics",
+                &[
+                    ("accept", PROMETHEUS_ACCEPT),
+                    ("accept-encoding", "gzip"),
+                    ("x-prometheus-scrape-timeout-seconds", "4.500"),
+                ],
+            ),
             key(Method::GET, "/metrics", &[prometheus(), vec![("authorization", "Bearer a")]].concat()),
         ];
         for (i, variant) in variants.iter().enumerate() {

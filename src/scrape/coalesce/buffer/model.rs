@@ -223,7 +223,7 @@ impl Model {
                         self.ended = Written::Finished;
                     }
                     Op::Fail => {
-                        writer.fail();
+                        writer.fail("exporter reset");
                         self.ended = Written::Failed;
                     }
                     _ => {
@@ -234,7 +234,8 @@ impl Model {
                 self.wakes_after_news(step);
             }
             Op::Join => {
-                let expected = self.ended == Written::Open && self.live() > 0 && self.written.len() as u64 <= self.limit;
+                let expected =
+                    self.ended == Written::Open && self.live() > 0 && self.written.len() as u64 <= self.limit;
                 assert_eq!(self.joiner.is_joinable(), expected, "step {step}: joinable");
                 match self.joiner.join() {
                     Some(reader) => {
@@ -313,7 +314,7 @@ impl Model {
                 assert!(r.must_be_cut, "step {step}: cut without having fallen behind");
                 r.seen = Some(Seen::Lagged);
             }
-            Poll::Ready(Some(Err(ReadError::Failed))) => {
+            Poll::Ready(Some(Err(ReadError::Failed(_)))) => {
                 assert!(!r.must_be_cut, "step {step}: a cut reader saw failure instead of lag");
                 assert_eq!(ended, Written::Failed, "step {step}: failure without a failed writer");
                 assert_eq!(r.received.len(), written, "step {step}: failure before the last byte was delivered");
