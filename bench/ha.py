@@ -75,8 +75,19 @@ class Scraper:
         self.conn: http.client.HTTPConnection | None = None
         self.latencies: list[float] = []
         self.failures: list[str] = []
+        self.busy = threading.Lock()
 
     def scrape(self) -> None:
+        # Prometheus never overlaps two scrapes of one target; one still running is a timeout.
+        if not self.busy.acquire(blocking=False):
+            self.failures.append("timeout")
+            return
+        try:
+            self._scrape()
+        finally:
+            self.busy.release()
+
+    def _scrape(self) -> None:
         start = time.monotonic()
         try:
             if self.conn is None:
