@@ -174,7 +174,7 @@ def run(bench, procs, tmp: Path, proxy_bin: Path, rounds: int, intervals: int, n
                 "b_failures": b.failures,
             }
             raw.setdefault(name, []).append(r)
-            b_p50 = statistics.median(b.latencies) if b.latencies else float("nan")
+            b_p50 = statistics.median(b.latencies) if b.latencies else float("nan")  # printed as nan
             print(
                 f"  round {rnd + 1} {name:<17} collections/interval {r['collections_per_interval']:.2f}  "
                 f"B p50 {b_p50 * 1000:6.0f} ms  failures A {len(a.failures)} B {len(b.failures)}",
@@ -193,9 +193,9 @@ def summarise(raw: dict[str, list[dict]]) -> dict:
         failures = [f for r in rounds for f in r["a_failures"] + r["b_failures"]]
         summary[name] = {
             "collections_per_interval": statistics.median(r["collections_per_interval"] for r in rounds),
-            "a_p50_ms": statistics.median(a_lat) * 1000 if a_lat else float("nan"),
-            "b_p50_ms": statistics.median(b_lat) * 1000 if b_lat else float("nan"),
-            "b_max_ms": max(b_lat) * 1000 if b_lat else float("nan"),
+            "a_p50_ms": statistics.median(a_lat) * 1000 if a_lat else None,
+            "b_p50_ms": statistics.median(b_lat) * 1000 if b_lat else None,
+            "b_max_ms": max(b_lat) * 1000 if b_lat else None,
             "scrapes": scrapes,
             "failures": len(failures),
             "failure_kinds": sorted(set(failures)),
@@ -217,9 +217,10 @@ def table(results: dict) -> str:
             continue
         r = s[name]
         kinds = f" ({', '.join(r['failure_kinds'])})" if r["failure_kinds"] else ""
+        ms = lambda v: "none completed" if v is None else f"{v:.0f} ms"  # noqa: E731
         lines.append(
-            f"| {label(name)} | {r['collections_per_interval']:.2f} | {r['a_p50_ms']:.0f} ms | {r['b_p50_ms']:.0f} ms "
-            f"| {r['b_max_ms']:.0f} ms | {r['failures']} of {r['scrapes']}{kinds} |"
+            f"| {label(name)} | {r['collections_per_interval']:.2f} | {ms(r['a_p50_ms'])} | {ms(r['b_p50_ms'])} "
+            f"| {ms(r['b_max_ms'])} | {r['failures']} of {r['scrapes']}{kinds} |"
         )
     return "\n".join(lines) + "\n"
 
