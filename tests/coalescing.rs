@@ -438,3 +438,22 @@ mod bounded {
         assert!(growth < 8 * 1024 * 1024, "peak RSS grew by {growth} bytes for a 32 MiB body");
     }
 }
+
+#[tokio::test]
+async fn a_content_length_answer_ends_the_scrape_with_its_last_byte_and_the_exporter_connection_is_reused() {
+    // Through the shared path, a Content-Length answer (what the bench's upstream sends) ends as
+    // a complete scrape, never a hang-up, and the exporter connection goes back to the pool.
+    let body = support::windows_sample();
+    let mut exporter = FakeExporter::serving(body.clone(), CONTENT_TYPE).await;
+    let proxy = proxy_for(&exporter, &[]).await;
+    let mut client = Client::connect(proxy.addr).await;
+    for _ in 0..3 {
+        let scraped = client.get("/metrics", &[]).await;
+        assert_eq!(scraped.headers["content-length"], body.len().to_string());
+        assert!(scraped.body == body);
+    }
+    let metrics = proxy.wait_for_metrics("three complete scrapes", |m| metric(m, &scrapes("ok", 200)) == 3.0).await;
+    assert_eq!(metric(&metrics, &scrapes("client_gone", 200)), 0.0);
+    let connections: Vec<usize> = exporter.pending_requests().iter().map(|r| r.connection).collect();
+    assert_eq!(connections, vec![1, 1, 1], "every scrape on the one pooled exporter connection");
+}

@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use http::{HeaderMap, Response, StatusCode, Version};
+use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::sync::{Notify, OwnedSemaphorePermit, watch};
@@ -230,6 +231,14 @@ impl Request {
         };
         let largest = self.writer.largest_piece();
         loop {
+            // hyper knows the end as soon as the last byte of a Content-Length body (or a HEAD
+            // answer) is in: finish then, so each scraper's stream reports its end with its last
+            // byte (hyper stops polling a body at its length) and the exporter connection goes
+            // back to the pool.
+            if body.is_end_stream() {
+                self.unregister();
+                return self.writer.finish();
+            }
             if self.writer.room().await == Room::Abandoned {
                 tracing::debug!(key = ?self.key, "every scraper left mid-body; exporter request dropped");
                 return self.unregister();
