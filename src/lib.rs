@@ -38,9 +38,9 @@ pub mod health;
 pub mod router;
 pub mod scrape;
 pub mod server;
-pub mod tls;
 pub mod stream;
 pub mod telemetry;
+pub mod tls;
 
 pub mod cli;
 pub mod deadline;
