@@ -687,6 +687,62 @@ def write_benchmarks_md(results: dict, text: str, checks: list) -> None:
     path.write_text(new)
 
 
+# ---------------------------------------------------------------- HA scenario (bench/ha.py)
+
+
+def ha_scenario(procs: Procs, tmp: Path, smoke: bool) -> dict:
+    """The HA scenario; in smoke mode briefly, on the proxy and HAProxy only."""
+    sys.path.insert(0, str(BENCH))
+    import ha
+
+    bin_dir = tmp / "ha-bin"
+    bin_dir.mkdir(exist_ok=True)
+    binary = bin_dir / PROXY_BIN.name
+    shutil.copy2(PROXY_BIN, binary)
+    chown_for_servers(tmp)
+    if smoke:
+        results = ha.run(sys.modules[__name__], procs, tmp, binary, rounds=1, intervals=2, names=["proxy", "haproxy"])
+        problems = ha.check(results)
+        if problems:
+            raise BenchError("HA scenario: " + "; ".join(problems))
+    else:
+        results = ha.run(sys.modules[__name__], procs, tmp, binary, rounds=3, intervals=5)
+    print(ha.table(results))
+    return results
+
+
+def ha_main(args) -> int:
+    """`--ha-only`: the HA scenario alone, recorded in BENCHMARKS.md unless --smoke/--no-write."""
+    sys.path.insert(0, str(BENCH))
+    import ha
+
+    if args.smoke:
+        args.no_write = True
+    for tool in ("nginx", "haproxy"):
+        if not shutil.which(tool):
+            raise BenchError(f"{tool} not found (bash .ci/install)")
+    if not args.no_build:
+        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    procs = Procs()
+    tmp = Path(tempfile.mkdtemp(prefix="wep-bench-ha-"))
+    os.chmod(tmp, 0o755)
+    try:
+        results = ha_scenario(procs, tmp, args.smoke)
+    except BenchError as e:
+        print(f"bench: FAILED: {e}", file=sys.stderr)
+        return 1
+    finally:
+        procs.stop_all()
+        shutil.rmtree(tmp, ignore_errors=True)
+    OUT.mkdir(exist_ok=True)
+    (OUT / "ha.json").write_text(json.dumps(results, indent=1, default=str))
+    if not args.no_write:
+        m = machine()
+        ha.write_section(ROOT / "BENCHMARKS.md", results, time.strftime("%Y-%m-%d %H:%M %Z"), m["commit"])
+        print("updated BENCHMARKS.md (HA section)")
+    return 0
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -703,7 +759,11 @@ def main() -> int:
     ap.add_argument("--no-build", action="store_true", help="use target/release as it is")
     ap.add_argument("--no-stream", action="store_true", help="skip the 512 MiB stream")
     ap.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md / bench/results.png")
+    ap.add_argument("--no-ha", action="store_true", help="skip the HA scenario (bench/ha.py)")
+    ap.add_argument("--ha-only", action="store_true", help="run only the HA scenario (bench/ha.py) and record it")
     args = ap.parse_args()
+    if args.ha_only:
+        return ha_main(args)
 
     if args.smoke:
         args.rounds, args.duration, args.no_write = 1, 1.0, True
@@ -796,6 +856,8 @@ def main() -> int:
                 results["stream"][t.name] = st = stream_rss(t, payloads["stream"])
                 print(f"== stream {payloads['stream']['bytes'] >> 20} MiB via {t.name:<8}: RSS {fmt_mib(st['before_kib'])} -> "
                       f"{fmt_mib(st['peak_kib'])} MiB (+{fmt_mib(st['growth_kib'])}), {st['mib_per_s']:.0f} MiB/s", flush=True)  # fmt: skip
+        if not args.no_ha:
+            results["ha"] = ha_scenario(procs, tmp, args.smoke)
     except BenchError as e:
         print(f"bench: FAILED: {e}", file=sys.stderr)
         return 1
@@ -817,6 +879,10 @@ def main() -> int:
     if not args.no_write:
         shutil.copy(OUT / "results.png", BENCH / "results.png")
         write_benchmarks_md(results, text, checks)
+        if "ha" in results:
+            import ha
+
+            ha.write_section(ROOT / "BENCHMARKS.md", results["ha"], results["date"], results["machine"]["commit"])
         print("updated BENCHMARKS.md and bench/results.png")
     print(f"bench: done in {time.monotonic() - t0:.0f} s")
     return 0

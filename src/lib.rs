@@ -12,7 +12,7 @@
 //! | [`tls`] | HTTPS: the handshake, the reloading certificate, certificate files, the TLS metrics |
 //! | [`connection`] | one client connection: HTTP/1.1 limits, header-read and idle clocks, its part in a drain |
 //! | [`router`] | which endpoint a request is for, and the 404/405 answers |
-//! | [`scrape`] | the `/metrics` handler: deadline, in-flight slot, exporter request, answer; [`scrape::ScrapeError`] |
+//! | [`scrape`] | the `/metrics` handler: deadline, in-flight slot, exporter request, answer; [`scrape::ScrapeError`]; [`scrape::coalesce`]: identical concurrent scrapes share one exporter request |
 //! | [`exporter`] | the exporter's address, the pooled client (plain or TLS, with the proxy's own credentials), when it last answered; [`exporter::ExporterError`] |
 //! | [`stream`] | the streamed response body: deadline, byte counting, abort on failure |
 //! | [`health`] | `/health` (liveness) and `/ready` (readiness, cached exporter check) |

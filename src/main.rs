@@ -96,6 +96,8 @@ async fn serve(config: Config) -> ExitCode {
         timeout_margin_s = config.timeout_margin.as_secs_f64(),
         connect_timeout_s = config.connect_timeout.as_secs_f64(),
         max_inflight = config.max_inflight,
+        coalesce = config.coalesce.enabled,
+        coalesce_max_buffer_bytes = config.coalesce.max_buffer_bytes,
         max_connections = config.max_connections,
         header_read_timeout_s = config.header_read_timeout.as_secs_f64(),
         idle_timeout_s = config.idle_timeout.as_secs_f64(),

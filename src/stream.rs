@@ -1,6 +1,10 @@
-//! The streamed scrape body: the exporter's response body passed frame by frame to the scraper.
+//! The streamed scrape body: the exporter's response body passed frame by frame to the scraper,
+//! straight from the scrape's own exporter connection or, when coalescing shares one exporter
+//! request between scrapers, from this scraper's cursor on the shared body
+//! ([`crate::scrape::coalesce::buffer`]).
 //!
-//! It never buffers more than the frame in hand, so memory does not grow with body size. It also
+//! It never buffers more than the frame in hand (the shared body has its own bound), so memory
+//! does not grow with body size. It also
 //! enforces the rest of the scrape deadline on the body, counts the bytes, and, when the body
 //! cannot be completed (exporter reset, stall past the deadline), returns an error so hyper
 //! aborts the scraper's connection: the scraper then sees an incomplete response, never a
@@ -20,6 +24,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::exporter::innermost;
 use crate::scrape::ScrapeError;
+use crate::scrape::coalesce::buffer::{BodyReader, ReadError};
 use crate::telemetry::{GaugeGuard, Outcome, Telemetry};
 
 /// Everything recorded when a scrape ends.
@@ -32,15 +37,31 @@ pub struct ScrapeRecord {
     pub status: u16,
     /// When the scrape arrived.
     pub started: Instant,
-    /// The exporter slot, held until the body ends.
+    /// The slot and gauge of a scrape's own exporter request, released when the body ends (a
+    /// shared request's task holds its own).
+    pub held: Option<Held>,
+}
+
+/// What a scrape with an exporter request of its own holds until its body ends.
+pub struct Held {
+    /// The exporter slot.
     pub slot: OwnedSemaphorePermit,
-    /// Keeps the in-flight gauge raised until the body ends.
+    /// Keeps the in-flight gauge raised.
     pub inflight: GaugeGuard,
+}
+
+/// Where the body comes from.
+pub enum Source {
+    /// The scrape's own exporter request (`PROXY_COALESCE=false`).
+    Exporter(Incoming),
+    /// This scraper's cursor on a shared exporter request's body, and the buffer bound (for the
+    /// message when it falls behind).
+    Shared(BodyReader, u64),
 }
 
 /// The exporter's body on its way to the scraper.
 pub struct ScrapeStream {
-    body: Incoming,
+    body: Source,
     deadline: Pin<Box<Sleep>>,
     bytes: u64,
     record: Option<ScrapeRecord>,
@@ -48,7 +69,7 @@ pub struct ScrapeStream {
 
 impl ScrapeStream {
     /// Streams `body`, cutting it off at `deadline`.
-    pub fn new(body: Incoming, deadline: tokio::time::Instant, record: ScrapeRecord) -> ScrapeStream {
+    pub fn new(body: Source, deadline: tokio::time::Instant, record: ScrapeRecord) -> ScrapeStream {
         ScrapeStream { body, deadline: Box::pin(tokio::time::sleep_until(deadline)), bytes: 0, record: Some(record) }
     }
 
@@ -66,7 +87,7 @@ impl ScrapeStream {
                 if outcome == Outcome::client_gone {
                     tracing::info!(
                         upstream = %record.upstream, bytes = self.bytes, elapsed_ms,
-                        "scraper disconnected mid-body; exporter request dropped"
+                        "scraper disconnected mid-body; its exporter request goes on only while another scraper shares it"
                     );
                 } else {
                     tracing::debug!(upstream = %record.upstream, status = record.status, bytes = self.bytes, elapsed_ms, "scrape done");
@@ -87,7 +108,20 @@ impl Body for ScrapeStream {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, ScrapeError>>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.body).poll_frame(cx) {
+        let polled = match &mut this.body {
+            Source::Exporter(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map(|next| next.map(|frame| frame.map_err(|error| ScrapeError::BodyFailed(innermost(&error))))),
+            Source::Shared(reader, limit) => reader.poll_next(cx).map(|next| {
+                next.map(|piece| {
+                    piece.map(Frame::data).map_err(|error| match error {
+                        ReadError::Failed(reason) => ScrapeError::BodyFailed(reason.to_string()),
+                        ReadError::Lagged => ScrapeError::Lagged { limit: *limit },
+                    })
+                })
+            }),
+        };
+        match polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     let n = data.len() as u64;
@@ -98,7 +132,7 @@ impl Body for ScrapeStream {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(error))) => this.fail(ScrapeError::BodyFailed(innermost(&error))),
+            Poll::Ready(Some(Err(error))) => this.fail(error),
             Poll::Ready(None) => {
                 this.finish(Ok(Outcome::ok));
                 Poll::Ready(None)
@@ -111,19 +145,27 @@ impl Body for ScrapeStream {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        match &self.body {
+            Source::Exporter(body) => body.is_end_stream(),
+            Source::Shared(reader, _) => reader.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        match &self.body {
+            Source::Exporter(body) => body.size_hint(),
+            // The exporter's Content-Length, if it sent one, is among the headers passed on.
+            Source::Shared(..) => SizeHint::default(),
+        }
     }
 }
 
 impl Drop for ScrapeStream {
     fn drop(&mut self) {
         // Dropped before its end: either nothing was left to send (HEAD, empty body) or the
-        // scraper went away, which also drops the exporter's connection.
-        let outcome = if self.body.is_end_stream() { Outcome::ok } else { Outcome::client_gone };
+        // scraper went away, which drops its own exporter connection, or its cursor on a
+        // shared one (the shared request goes on while others read it).
+        let outcome = if self.is_end_stream() { Outcome::ok } else { Outcome::client_gone };
         self.finish(Ok(outcome));
     }
 }

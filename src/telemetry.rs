@@ -2,7 +2,8 @@
 //!
 //! Everything an operator needs to tell "the exporter is slow" from "the proxy is struggling":
 //! scrapes by outcome and status, time to the exporter's response headers, bytes streamed,
-//! scrapes in flight and waiting for a slot, open client connections and why the proxy closed
+//! exporter requests sent and scrapes served from another scrape's request (coalescing),
+//! exporter requests in flight and scrapes waiting for a slot, open client connections and why the proxy closed
 //! them, and build info. All names start with `windows_exporter_proxy_`.
 //!
 //! The format is negotiated as Prometheus client libraries do: OpenMetrics when the scraper's
@@ -37,6 +38,9 @@ pub enum Outcome {
     client_gone,
     /// No exporter slot freed up within the deadline (503, `PROXY_MAX_INFLIGHT`).
     rejected,
+    /// The scraper fell more than `PROXY_COALESCE_MAX_BUFFER_BYTES` behind the shared exporter
+    /// request it was served from and was cut off.
+    lagged,
 }
 
 /// Labels of `windows_exporter_proxy_scrapes_total`.
@@ -81,6 +85,8 @@ pub struct Telemetry {
     connections: Gauge,
     closed: Family<CloseLabels, Counter>,
     tls: TlsMetrics,
+    exporter_requests: Counter,
+    coalesced: Counter,
 }
 
 impl Default for Telemetry {
@@ -113,7 +119,11 @@ impl Telemetry {
             streamed_bytes.clone(),
         );
         let inflight = Gauge::default();
-        registry.register("inflight_scrapes", "Scrapes holding an exporter slot now", inflight.clone());
+        registry.register(
+            "inflight_scrapes",
+            "Exporter requests holding a PROXY_MAX_INFLIGHT slot now (a shared request counts once)",
+            inflight.clone(),
+        );
         let waiting = Gauge::default();
         registry.register(
             "waiting_scrapes",
@@ -128,11 +138,35 @@ impl Telemetry {
             "Client connections the proxy closed, by reason (header_timeout, idle, drain)",
             closed.clone(),
         );
+        let exporter_requests = Counter::default();
+        registry.register(
+            "exporter_requests",
+            "Requests sent to the exporter for scrapes; with PROXY_COALESCE, one per group of identical concurrent scrapes",
+            exporter_requests.clone(),
+        );
+        let coalesced = Counter::default();
+        registry.register(
+            "coalesced_scrapes",
+            "Scrapes served from another scrape's exporter request instead of one of their own (PROXY_COALESCE)",
+            coalesced.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
         registry.register("build_info", "Always 1; the version label says which build runs", build);
         let tls = TlsMetrics::register(&mut registry);
-        Telemetry { registry, scrapes, upstream_seconds, streamed_bytes, inflight, waiting, connections, closed, tls }
+        Telemetry {
+            registry,
+            scrapes,
+            upstream_seconds,
+            streamed_bytes,
+            inflight,
+            waiting,
+            connections,
+            closed,
+            exporter_requests,
+            coalesced,
+            tls,
+        }
     }
 
     /// Counts one finished scrape.
@@ -148,6 +182,17 @@ impl Telemetry {
     /// Counts body bytes passed to a scraper.
     pub fn streamed(&self, bytes: u64) {
         self.streamed_bytes.inc_by(bytes);
+    }
+
+    /// Counts one request sent to the exporter for a scrape (a retry on a stale pooled
+    /// connection is the same request).
+    pub fn exporter_request_sent(&self) {
+        self.exporter_requests.inc();
+    }
+
+    /// Counts one scrape served from another scrape's exporter request.
+    pub fn scrape_coalesced(&self) {
+        self.coalesced.inc();
     }
 
     /// The in-flight scrape gauge.

@@ -5,6 +5,7 @@
 mod support;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use http::StatusCode;
@@ -37,12 +38,16 @@ async fn proxy_for(exporter: &FakeExporter) -> ProxyProcess {
         .await
 }
 
+/// One scrape. Each asks for a different `collect[]`, so that coalescing (on by default) never
+/// serves two of them from one exporter request: every scrape here needs a slot of its own.
 fn scrape(proxy: &ProxyProcess, timeout: Option<&'static str>) -> JoinHandle<Scraped> {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let path = format!("/metrics?collect[]=c{}", NEXT.fetch_add(1, Ordering::Relaxed));
     let addr = proxy.addr;
     tokio::spawn(async move {
         let headers: Vec<(&str, &str)> =
             timeout.map(|t| ("x-prometheus-scrape-timeout-seconds", t)).into_iter().collect();
-        Client::connect(addr).await.get("/metrics", &headers).await
+        Client::connect(addr).await.get(&path, &headers).await
     })
 }
 

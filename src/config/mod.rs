@@ -16,6 +16,7 @@
 //! Tests feed [`Config::from_vars`] a list of pairs instead of changing the process environment;
 //! clippy's `disallowed-methods` keeps every other module from reading it.
 
+pub mod coalesce;
 pub mod exporter;
 pub mod parse;
 pub mod variables;
@@ -28,6 +29,8 @@ use std::time::Duration;
 
 use http::uri::Authority;
 use tracing_subscriber::filter::Targets;
+
+pub use coalesce::Coalescing;
 
 use crate::logging::{self, LogFormat};
 use parse::{Host, Parser};
@@ -55,6 +58,8 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// Concurrent exporter requests.
     pub max_inflight: usize,
+    /// Coalescing of identical concurrent scrapes.
+    pub coalesce: Coalescing,
     /// Concurrent client connections.
     pub max_connections: usize,
     /// Time a client has to send its request headers.
@@ -180,6 +185,7 @@ impl Config {
             timeout_margin: values.value(&var::TIMEOUT_MARGIN_SECONDS, parse::seconds),
             connect_timeout: values.value(&var::CONNECT_TIMEOUT_SECONDS, parse::positive_seconds),
             max_inflight: values.value(&var::MAX_INFLIGHT, parse::count),
+            coalesce: Coalescing::read(&mut values),
             max_connections: values.value(&var::MAX_CONNECTIONS, parse::count),
             header_read_timeout: values.value(&var::HEADER_READ_TIMEOUT_SECONDS, parse::positive_seconds),
             idle_timeout: values.value(&var::IDLE_TIMEOUT_SECONDS, parse::positive_seconds),

@@ -125,6 +125,18 @@ pub const MAX_INFLIGHT: Variable = Variable::new(
     Value("2"),
     "concurrent scrapes sent to the exporter; more wait within their deadline, then get 503",
 );
+/// `PROXY_COALESCE`.
+pub const COALESCE: Variable = Variable::new(
+    "PROXY_COALESCE",
+    Value("true"),
+    "identical scrapes in flight at once share one exporter request and its one collection: true or false",
+);
+/// `PROXY_COALESCE_MAX_BUFFER_BYTES`.
+pub const COALESCE_MAX_BUFFER_BYTES: Variable = Variable::new(
+    "PROXY_COALESCE_MAX_BUFFER_BYTES",
+    Value("2097152"),
+    "body bytes a shared exporter request holds; a scraper further behind is cut off (at least 262144)",
+);
 /// `PROXY_MAX_CONNECTIONS`.
 pub const MAX_CONNECTIONS: Variable = Variable::new(
     "PROXY_MAX_CONNECTIONS",
@@ -184,6 +196,8 @@ pub const VARIABLES: &[Variable] = &[
     EXPORTER_BASIC_AUTH_USERNAME,
     EXPORTER_BASIC_AUTH_PASSWORD_FILE,
     MAX_INFLIGHT,
+    COALESCE,
+    COALESCE_MAX_BUFFER_BYTES,
     MAX_CONNECTIONS,
     HEADER_READ_TIMEOUT_SECONDS,
     IDLE_TIMEOUT_SECONDS,

@@ -43,6 +43,13 @@ pub enum ScrapeError {
     /// The body was not complete by the deadline (the scraper's connection is aborted).
     #[error("scrape deadline passed mid-body")]
     BodyDeadline,
+    /// The scraper fell more than `PROXY_COALESCE_MAX_BUFFER_BYTES` behind the shared exporter
+    /// request it was served from (its connection is aborted; the others go on).
+    #[error("scraper fell more than PROXY_COALESCE_MAX_BUFFER_BYTES ({limit} bytes) behind the exporter")]
+    Lagged {
+        /// `PROXY_COALESCE_MAX_BUFFER_BYTES`.
+        limit: u64,
+    },
 }
 
 fn budget_source(from_scraper: bool) -> &'static str {
@@ -61,6 +68,7 @@ impl ScrapeError {
             ScrapeError::Exporter(_) => Outcome::upstream_error,
             ScrapeError::NoAnswer { .. } | ScrapeError::BodyDeadline => Outcome::timeout,
             ScrapeError::BodyFailed(_) => Outcome::aborted,
+            ScrapeError::Lagged { .. } => Outcome::lagged,
         }
     }
 
@@ -70,7 +78,7 @@ impl ScrapeError {
             ScrapeError::NoSlot { .. } => Some(StatusCode::SERVICE_UNAVAILABLE),
             ScrapeError::Exporter(_) => Some(StatusCode::BAD_GATEWAY),
             ScrapeError::NoAnswer { .. } => Some(StatusCode::GATEWAY_TIMEOUT),
-            ScrapeError::BodyFailed(_) | ScrapeError::BodyDeadline => None,
+            ScrapeError::BodyFailed(_) | ScrapeError::BodyDeadline | ScrapeError::Lagged { .. } => None,
         }
     }
 
@@ -92,7 +100,9 @@ impl ScrapeError {
                 timeout_ms = timeout.as_millis() as u64,
                 "scrape failed: exporter sent no response headers before the deadline"
             ),
-            ScrapeError::BodyFailed(_) | ScrapeError::BodyDeadline => unreachable!("mid-body failures have no status"),
+            ScrapeError::BodyFailed(_) | ScrapeError::BodyDeadline | ScrapeError::Lagged { .. } => {
+                unreachable!("mid-body failures have no status")
+            }
         }
         telemetry.scrape_finished(self.outcome(), status.as_u16());
         response::text(status, format!("{exporter}: {self}"))
@@ -129,6 +139,7 @@ mod tests {
             ),
             (ScrapeError::BodyFailed("reset".into()), None, Outcome::aborted),
             (ScrapeError::BodyDeadline, None, Outcome::timeout),
+            (ScrapeError::Lagged { limit: 262144 }, None, Outcome::lagged),
         ];
         for (error, status, outcome) in cases {
             assert_eq!(error.status().map(|s| s.as_u16()), status, "{error}");

@@ -13,9 +13,14 @@
 //! the exporter where nobody can see it. Here the queue is visible
 //! (`windows_exporter_proxy_waiting_scrapes`) and bounded by each scrape's own deadline; a scrape
 //! that gets no slot in time is answered 503 so the scraper records a clear failure.
+//!
+//! With `PROXY_COALESCE` (the default), identical scrapes in flight at once share one exporter
+//! request, one slot and one collection ([`coalesce`]); each still keeps its own deadline.
 
+pub mod coalesce;
 mod error;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,8 +37,10 @@ use crate::deadline::{SCRAPE_TIMEOUT_HEADER, ScrapeBudget};
 use crate::exporter::{Exporter, ExporterError};
 use crate::headers;
 use crate::response::ResponseBody;
-use crate::stream::{ScrapeRecord, ScrapeStream};
+use crate::stream::{Held, ScrapeRecord, ScrapeStream, Source};
 use crate::telemetry::{GaugeGuard, Telemetry};
+use coalesce::key::ScrapeKey;
+use coalesce::{Coalescer, Joined, Member};
 
 /// The exporter path every scrape goes to.
 pub const METRICS_PATH: &str = "/metrics";
@@ -46,6 +53,8 @@ pub struct Scrape {
     default_timeout: Duration,
     margin: Duration,
     telemetry: Arc<Telemetry>,
+    /// `None` with `PROXY_COALESCE=false`.
+    coalescer: Option<Coalescer>,
 }
 
 impl Scrape {
@@ -58,6 +67,7 @@ impl Scrape {
             default_timeout: config.scrape_timeout,
             margin: config.timeout_margin,
             telemetry,
+            coalescer: config.coalesce.enabled.then(|| Coalescer::new(config.coalesce.max_buffer_bytes)),
         }
     }
 
@@ -80,32 +90,115 @@ impl Scrape {
         deadline: Instant,
         budget: &ScrapeBudget,
     ) -> Result<Response<ResponseBody>, ScrapeError> {
-        let slot = self.wait_for_slot(deadline, budget).await?;
-        let inflight = GaugeGuard::new(self.telemetry.inflight());
         let (parts, _body) = request.into_parts();
         let outgoing = self.outgoing(parts, budget);
+        match &self.coalescer {
+            Some(coalescer) => self.answer_shared(coalescer, outgoing, started, deadline, budget).await,
+            None => self.answer_alone(outgoing, started, deadline, budget).await,
+        }
+    }
 
-        let sent = Instant::now();
+    /// A scrape with an exporter request of its own (`PROXY_COALESCE=false`).
+    async fn answer_alone(
+        &self,
+        outgoing: Outgoing,
+        started: Instant,
+        deadline: Instant,
+        budget: &ScrapeBudget,
+    ) -> Result<Response<ResponseBody>, ScrapeError> {
+        let slot = self.wait_for_slot(deadline, budget).await?;
+        let inflight = GaugeGuard::new(self.telemetry.inflight());
         let answer = tokio::time::timeout_at(deadline, self.send(&outgoing))
             .await
-            .map_err(|_elapsed| ScrapeError::NoAnswer { timeout: budget.timeout, from_scraper: budget.from_scraper })?
+            .map_err(|_elapsed| no_answer(budget))?
             .map_err(ScrapeError::Exporter)?;
-        self.telemetry.upstream_responded(sent.elapsed());
-        let (mut parts, body) = answer.into_parts();
-        headers::remove_hop_by_hop(&mut parts.headers);
-        if parts.status.is_server_error() {
-            let upstream = self.exporter.label();
-            tracing::warn!(%upstream, status = parts.status.as_u16(), "exporter answered with a server error");
+        let (parts, body) = answer.into_parts();
+        let record = self.record(parts.status, started, Some(Held { slot, inflight }));
+        Ok(Response::from_parts(
+            parts,
+            ResponseBody::Scrape(ScrapeStream::new(Source::Exporter(body), deadline, record)),
+        ))
+    }
+
+    /// A scrape served from the identical exporter request in flight, or from a new one that
+    /// later identical scrapes can join. Its deadline is its own either way.
+    async fn answer_shared(
+        &self,
+        coalescer: &Coalescer,
+        outgoing: Outgoing,
+        started: Instant,
+        deadline: Instant,
+        budget: &ScrapeBudget,
+    ) -> Result<Response<ResponseBody>, ScrapeError> {
+        let key = ScrapeKey::new(&outgoing.method, outgoing.path.as_str(), &outgoing.headers);
+        let mut member = self.member(coalescer, key, outgoing, deadline, budget).await?;
+        let answer = match tokio::time::timeout_at(deadline, member.answer()).await {
+            Err(_elapsed) => return Err(no_answer(budget)),
+            Ok(Err(Some(error))) => return Err(ScrapeError::Exporter(error)),
+            // The request's task is gone without an answer: only while the runtime stops.
+            Ok(Err(None)) => return Err(no_answer(budget)),
+            Ok(Ok(answer)) => answer,
+        };
+        let mut response = Response::new(());
+        *response.status_mut() = answer.status;
+        *response.version_mut() = answer.version;
+        *response.headers_mut() = answer.headers.clone();
+        let record = self.record(answer.status, started, None);
+        let body = ScrapeStream::new(Source::Shared(member.into_reader(), coalescer.limit()), deadline, record);
+        Ok(response.map(|()| ResponseBody::Scrape(body)))
+    }
+
+    /// Joins the identical exporter request in flight; else waits (within the deadline) for a
+    /// slot and starts one, joining instead if an identical one starts meanwhile.
+    async fn member(
+        &self,
+        coalescer: &Coalescer,
+        key: ScrapeKey,
+        outgoing: Outgoing,
+        deadline: Instant,
+        budget: &ScrapeBudget,
+    ) -> Result<Member, ScrapeError> {
+        loop {
+            // Armed before looking, so a registration between the look and the wait is not missed.
+            let registered = coalescer.registered();
+            tokio::pin!(registered);
+            registered.as_mut().enable();
+            if let Some(member) = coalescer.join(&key) {
+                self.telemetry.scrape_coalesced();
+                return Ok(member);
+            }
+            let _waiting = GaugeGuard::new(self.telemetry.waiting());
+            tokio::select! {
+                permit = self.slots.clone().acquire_owned() => {
+                    let slot = permit.expect("the semaphore is never closed");
+                    let inflight = GaugeGuard::new(self.telemetry.inflight());
+                    let (member, joined) = coalescer.start(key, slot, inflight, self.send_owned(outgoing));
+                    if joined == Joined::Shared {
+                        self.telemetry.scrape_coalesced();
+                    }
+                    return Ok(member);
+                }
+                () = &mut registered => continue,
+                () = tokio::time::sleep_until(deadline) => {
+                    return Err(ScrapeError::NoSlot { max_inflight: self.max_inflight, timeout: budget.timeout });
+                }
+            }
         }
-        let record = ScrapeRecord {
+    }
+
+    /// What the stream records when the scrape ends.
+    fn record(&self, status: http::StatusCode, started: Instant, held: Option<Held>) -> ScrapeRecord {
+        if status.is_server_error() {
+            let upstream = self.exporter.label();
+            tracing::warn!(%upstream, status = status.as_u16(), "exporter answered with a server error");
+        }
+        ScrapeRecord {
             telemetry: self.telemetry.clone(),
             upstream: self.exporter.label().clone(),
-            status: parts.status.as_u16(),
+            status: status.as_u16(),
             started,
-            slot,
-            inflight,
-        };
-        Ok(Response::from_parts(parts, ResponseBody::Scrape(ScrapeStream::new(body, deadline, record))))
+            held,
+        }
     }
 
     /// Waits, within the deadline, for an exporter slot.
@@ -135,19 +228,47 @@ impl Scrape {
         Outgoing { method: scraper.method, path, headers }
     }
 
-    /// Sends the scrape; a pooled connection that the exporter closed just as the request went
-    /// out gets one fresh attempt (scrapes are idempotent GETs).
+    /// Sends the scrape (see [`send`]).
     async fn send(&self, outgoing: &Outgoing) -> Result<Response<Incoming>, ExporterError> {
-        let request =
-            || self.exporter.request(outgoing.method.clone(), outgoing.path.clone(), outgoing.headers.clone());
-        match self.exporter.send(request()).await {
-            Err(error) if error.is_stale_connection() => {
-                tracing::debug!(upstream = %self.exporter.label(), %error, "retrying scrape on a fresh connection");
-                self.exporter.send(request()).await
-            }
-            other => other,
-        }
+        send(&self.exporter, &self.telemetry, outgoing).await
     }
+
+    /// [`send`] as a future that owns what it needs, for a shared request's own task.
+    fn send_owned(
+        &self,
+        outgoing: Outgoing,
+    ) -> impl Future<Output = Result<Response<Incoming>, ExporterError>> + Send + 'static {
+        let (exporter, telemetry) = (self.exporter.clone(), self.telemetry.clone());
+        async move { send(&exporter, &telemetry, &outgoing).await }
+    }
+}
+
+/// The 504 for a scrape whose deadline passed before the exporter's response head.
+fn no_answer(budget: &ScrapeBudget) -> ScrapeError {
+    ScrapeError::NoAnswer { timeout: budget.timeout, from_scraper: budget.from_scraper }
+}
+
+/// Sends one scrape's exporter request and counts it; a pooled connection that the exporter
+/// closed just as the request went out gets one fresh attempt (scrapes are idempotent GETs).
+/// The answer comes back with its hop-by-hop headers removed and its time to headers recorded.
+async fn send(
+    exporter: &Exporter,
+    telemetry: &Telemetry,
+    outgoing: &Outgoing,
+) -> Result<Response<Incoming>, ExporterError> {
+    telemetry.exporter_request_sent();
+    let request = || exporter.request(outgoing.method.clone(), outgoing.path.clone(), outgoing.headers.clone());
+    let sent = Instant::now();
+    let mut answer = match exporter.send(request()).await {
+        Err(error) if error.is_stale_connection() => {
+            tracing::debug!(upstream = %exporter.label(), %error, "retrying scrape on a fresh connection");
+            exporter.send(request()).await
+        }
+        other => other,
+    }?;
+    telemetry.upstream_responded(sent.elapsed());
+    headers::remove_hop_by_hop(answer.headers_mut());
+    Ok(answer)
 }
 
 /// The exporter request for one scrape, kept so a retry can send it again.

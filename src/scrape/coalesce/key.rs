@@ -1,0 +1,151 @@
+//! Which scrapes are the same exporter request: the identity two scrapes must share before one
+//! exporter answer may serve both.
+//!
+//! The key is taken from the request the proxy would send the exporter, not from what the
+//! scraper sent, so it is exactly what the exporter would see: the method (GET and HEAD never
+//! share), the path and query byte for byte (a different `collect[]` is a different answer), and
+//! every forwarded header that can change the answer:
+//! - `Accept`: OpenMetrics versus Prometheus text;
+//! - `Accept-Encoding`: gzip versus identity;
+//! - `Authorization`: an exporter behind authentication may answer differently per credential;
+//! - `X-Prometheus-Scrape-Timeout-Seconds`: the proxy's budget, which windows_exporter uses to
+//!   time out collectors, so a shorter budget can mean a different (partial) answer.
+//!
+//! Other forwarded headers (`User-Agent`, tracing headers) do not change what windows_exporter
+//! returns; the exporter sees the first scraper's. Header values are compared exactly, every
+//! occurrence in order. The key holds credentials, so its `Debug` never shows `Authorization`.
+
+use std::fmt;
+
+use http::header::{ACCEPT, ACCEPT_ENCODING, AUTHORIZATION};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+
+use crate::deadline::SCRAPE_TIMEOUT_HEADER;
+
+/// The forwarded headers that take part in the key, in a fixed order.
+const VARYING: [&HeaderName; 3] = [&ACCEPT, &ACCEPT_ENCODING, &AUTHORIZATION];
+
+/// The identity of an exporter request.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct ScrapeKey {
+    method: Method,
+    path_and_query: String,
+    /// The values of each of [`VARYING`] and then the scrape timeout, every occurrence in order.
+    headers: [Vec<HeaderValue>; 4],
+}
+
+impl ScrapeKey {
+    /// The key of an exporter request with this method, path and query, and forwarded headers.
+    pub fn new(method: &Method, path_and_query: &str, headers: &HeaderMap) -> ScrapeKey {
+        let values = |name: &str| headers.get_all(name).iter().cloned().collect::<Vec<_>>();
+        ScrapeKey {
+            method: method.clone(),
+            path_and_query: path_and_query.to_owned(),
+            headers: [
+                values(VARYING[0].as_str()),
+                values(VARYING[1].as_str()),
+                values(VARYING[2].as_str()),
+                values(SCRAPE_TIMEOUT_HEADER),
+            ],
+        }
+    }
+}
+
+impl fmt::Debug for ScrapeKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [accept, encoding, authorization, timeout] = &self.headers;
+        f.debug_struct("ScrapeKey")
+            .field("method", &self.method)
+            .field("path_and_query", &self.path_and_query)
+            .field("accept", accept)
+            .field("accept_encoding", encoding)
+            .field("authorization", &if authorization.is_empty() { "none" } else { "<redacted>" })
+            .field("scrape_timeout", timeout)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(k, v)| (HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap()))
+            .collect()
+    }
+
+    fn prometheus() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("accept", PROMETHEUS_ACCEPT),
+            ("accept-encoding", "gzip"),
+            ("user-agent", "Prometheus/2.42.0"),
+            ("x-prometheus-scrape-timeout-seconds", "9.500"),
+        ]
+    }
+
+    fn key(method: Method, path: &str, pairs: &[(&str, &str)]) -> ScrapeKey {
+        ScrapeKey::new(&method, path, &headers(pairs))
+    }
+
+    #[test]
+    fn an_ha_pair_of_the_same_prometheus_shares_and_the_user_agent_does_not_matter() {
+        let mut other = prometheus();
+        other[2] = ("user-agent", "Prometheus/2.53.0");
+        assert_eq!(key(Method::GET, "/metrics", &prometheus()), key(Method::GET, "/metrics", &other));
+    }
+
+    #[test]
+    fn every_part_that_can_change_the_answer_separates() {
+        let base = key(Method::GET, "/metrics", &prometheus());
+        let variants = [
+            key(Method::HEAD, "/metrics", &prometheus()),
+            key(Method::GET, "/metrics?collect[]=cpu", &prometheus()),
+            key(
+                Method::GET,
+                "/metrics",
+                &[("accept", PROMETHEUS_ACCEPT), ("x-prometheus-scrape-timeout-seconds", "9.500")],
+            ),
+            key(
+                Method::GET,
+                "/metrics",
+                &[
+                    ("accept", "text/plain"),
+                    ("accept-encoding", "gzip"),
+                    ("x-prometheus-scrape-timeout-seconds", "9.500"),
+                ],
+            ),
+            key(
+                Method::GET,
+                "/metrics",
+                &[
+                    ("accept", PROMETHEUS_ACCEPT),
+                    ("accept-encoding", "gzip"),
+                    ("x-prometheus-scrape-timeout-seconds", "4.500"),
+                ],
+            ),
+            key(Method::GET, "/metrics", &[prometheus(), vec![("authorization", "Bearer a")]].concat()),
+        ];
+        for (i, variant) in variants.iter().enumerate() {
+            assert_ne!(&base, variant, "variant {i}");
+        }
+        assert_ne!(
+            key(Method::GET, "/metrics", &[("authorization", "Bearer a")]),
+            key(Method::GET, "/metrics", &[("authorization", "Bearer b")])
+        );
+        assert_ne!(
+            key(Method::GET, "/metrics?collect[]=cpu&collect[]=os", &[]),
+            key(Method::GET, "/metrics?collect[]=os&collect[]=cpu", &[])
+        );
+    }
+
+    #[test]
+    fn debug_never_shows_credentials() {
+        let shown = format!("{:?}", key(Method::GET, "/metrics", &[("authorization", "Bearer s3cr3t")]));
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(shown.contains("<redacted>"));
+    }
+}

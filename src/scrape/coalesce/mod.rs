@@ -1,0 +1,292 @@
+//! Coalescing: one exporter request for every identical scrape in flight at once.
+//!
+//! windows_exporter v0.31+ serialises collections behind one lock, so a second identical scrape
+//! (an HA Prometheus pair, an agent, an operator's curl) waits for the first collection and then
+//! runs a second one: twice the load on the node, and the second scraper may time out. Here a
+//! scrape that arrives while an identical exporter request ([`key::ScrapeKey`]) is in flight,
+//! from the moment it is sent until its body ends, is served from it: same status, headers and
+//! body bytes, from byte 0, as they arrive ([`buffer`]). Nothing is cached: once the body has
+//! ended (or its start is no longer held), the next scrape sends a new request.
+//!
+//! The exporter request is driven by a task of its own ([`Coalescer::start`]), so it belongs to
+//! no scraper: the first scraper hanging up does not cut off the others, and when the last one
+//! is gone the task drops the request (and its `PROXY_MAX_INFLIGHT` slot, which the task holds:
+//! one slot per exporter request, however many scrapers it serves). Every scraper keeps its own
+//! deadline: it waits for the answer's head within it ([`Member::answer`]) and streams the body
+//! within it, so one scraper's 504 or abort leaves the others going. A failure before the head
+//! reaches every waiting scraper as the same error; a failure mid-body aborts every scraper.
+//!
+//! The registry lock is held only for map lookups and inserts, never across an await.
+
+pub mod buffer;
+pub mod key;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use http::{HeaderMap, Response, StatusCode, Version};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use tokio::sync::{Notify, OwnedSemaphorePermit, watch};
+
+use self::buffer::{BodyReader, BodyWriter, Joiner, Room};
+use self::key::ScrapeKey;
+use crate::exporter::{ExporterError, innermost};
+use crate::telemetry::GaugeGuard;
+
+/// The head of the exporter's answer, as every scraper of the request gets it.
+#[derive(Debug)]
+pub struct Answer {
+    /// The exporter's status.
+    pub status: StatusCode,
+    /// Its HTTP version (always 1.1 or 1.0 from the pooled HTTP/1 client).
+    pub version: Version,
+    /// Its headers, hop-by-hop ones already removed.
+    pub headers: HeaderMap,
+}
+
+/// Where an exporter request stands, as its scrapers see it.
+#[derive(Clone)]
+enum Head {
+    /// Sent; no response head yet.
+    Waiting,
+    /// The head arrived; the body follows through the buffer.
+    Answered(Arc<Answer>),
+    /// No head: the request failed (each scraper answers 502 with this error).
+    Failed(ExporterError),
+}
+
+/// One scraper's share of an exporter request: the answer's head when it comes, then its own
+/// cursor on the body.
+pub struct Member {
+    head: watch::Receiver<Head>,
+    reader: BodyReader,
+}
+
+impl Member {
+    /// Waits for the answer's head (the caller bounds this with its own deadline). `Err(None)`:
+    /// the driving task went away without an answer, which happens only while the runtime stops.
+    pub async fn answer(&mut self) -> Result<Arc<Answer>, Option<ExporterError>> {
+        let head = self.head.wait_for(|h| !matches!(h, Head::Waiting)).await.map(|h| h.clone());
+        match head {
+            Ok(Head::Answered(answer)) => Ok(answer),
+            Ok(Head::Failed(error)) => Err(Some(error)),
+            Ok(Head::Waiting) | Err(_) => Err(None),
+        }
+    }
+
+    /// The body cursor, once the head is in hand.
+    pub fn into_reader(self) -> BodyReader {
+        self.reader
+    }
+}
+
+/// An exporter request in the registry.
+struct Entry {
+    id: u64,
+    joiner: Joiner,
+    head: watch::Receiver<Head>,
+}
+
+type Registry = Arc<Mutex<HashMap<ScrapeKey, Entry>>>;
+
+/// The exporter requests in flight, by [`ScrapeKey`].
+pub struct Coalescer {
+    registry: Registry,
+    /// Woken whenever a request is registered, so scrapes waiting for a slot look again.
+    registered: Notify,
+    next_id: AtomicU64,
+    limit: u64,
+}
+
+/// How a scrape got its [`Member`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Joined {
+    /// It started the exporter request.
+    Started,
+    /// It joined another scrape's exporter request.
+    Shared,
+}
+
+impl Coalescer {
+    /// A registry whose requests each hold at most `limit` body bytes (`PROXY_COALESCE_MAX_BUFFER_BYTES`).
+    pub fn new(limit: u64) -> Coalescer {
+        Coalescer { registry: Arc::default(), registered: Notify::new(), next_id: AtomicU64::new(0), limit }
+    }
+
+    /// `PROXY_COALESCE_MAX_BUFFER_BYTES`.
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// Joins the identical exporter request in flight, if there is one that can still serve a
+    /// new scraper from byte 0.
+    pub fn join(&self, key: &ScrapeKey) -> Option<Member> {
+        let mut registry = lock(&self.registry);
+        let entry = registry.get(key)?;
+        match entry.joiner.join() {
+            Some(reader) => Some(Member { head: entry.head.clone(), reader }),
+            None => {
+                // Ended, abandoned or past byte 0: it no longer counts as in flight.
+                registry.remove(key);
+                None
+            }
+        }
+    }
+
+    /// Completes when a request is registered after this call (for scrapes waiting for a slot,
+    /// which then try [`Coalescer::join`] again).
+    pub fn registered(&self) -> tokio::sync::futures::Notified<'_> {
+        self.registered.notified()
+    }
+
+    /// Starts the exporter request for `key` with the `slot` the scrape obtained, unless an
+    /// identical one was registered meanwhile (then the scrape joins it and `slot` is released).
+    ///
+    /// `send` sends the request and yields the exporter's answer with hop-by-hop headers
+    /// removed; it runs on its own task together with the body, and `inflight` is held for as
+    /// long as that task runs.
+    pub fn start<F>(
+        &self,
+        key: ScrapeKey,
+        slot: OwnedSemaphorePermit,
+        inflight: GaugeGuard,
+        send: F,
+    ) -> (Member, Joined)
+    where
+        F: Future<Output = Result<Response<Incoming>, ExporterError>> + Send + 'static,
+    {
+        let mut registry = lock(&self.registry);
+        if let Some(entry) = registry.get(&key) {
+            if let Some(reader) = entry.joiner.join() {
+                return (Member { head: entry.head.clone(), reader }, Joined::Shared);
+            }
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (writer, reader) = buffer::shared(self.limit);
+        let (head_tx, head) = watch::channel(Head::Waiting);
+        registry.insert(key.clone(), Entry { id, joiner: writer.joiner(), head: head.clone() });
+        drop(registry);
+        self.registered.notify_waiters();
+        let request = Request {
+            registry: self.registry.clone(),
+            key,
+            id,
+            head: head_tx,
+            writer,
+            _slot: slot,
+            _inflight: inflight,
+        };
+        tokio::spawn(request.drive(send));
+        (Member { head, reader }, Joined::Started)
+    }
+}
+
+fn lock(registry: &Registry) -> std::sync::MutexGuard<'_, HashMap<ScrapeKey, Entry>> {
+    registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// One shared exporter request, owned by its task.
+struct Request {
+    registry: Registry,
+    key: ScrapeKey,
+    id: u64,
+    head: watch::Sender<Head>,
+    writer: BodyWriter,
+    _slot: OwnedSemaphorePermit,
+    _inflight: GaugeGuard,
+}
+
+impl Request {
+    /// Sends, publishes the head, then reads the body into the buffer until it ends, fails, or
+    /// nobody reads any more. The exporter is read whenever the fastest scraper is close to the
+    /// newest byte, never held back by a slower one (those are cut by the buffer).
+    async fn drive<F>(mut self, send: F)
+    where
+        F: Future<Output = Result<Response<Incoming>, ExporterError>>,
+    {
+        let answer = tokio::select! {
+            answer = send => answer,
+            () = self.writer.abandoned() => {
+                tracing::debug!(key = ?self.key, "every scraper left before the exporter answered; request dropped");
+                return self.unregister();
+            }
+        };
+        let mut body = match answer {
+            Err(error) => {
+                // Unregister first: a scrape arriving after the failure starts a new request.
+                self.unregister();
+                self.head.send_replace(Head::Failed(error));
+                return;
+            }
+            Ok(response) => {
+                let (parts, body) = response.into_parts();
+                let answer = Answer { status: parts.status, version: parts.version, headers: parts.headers };
+                self.head.send_replace(Head::Answered(Arc::new(answer)));
+                body
+            }
+        };
+        let largest = self.writer.largest_piece();
+        loop {
+            // hyper knows the end as soon as the last byte of a Content-Length body (or a HEAD
+            // answer) is in: finish then, so each scraper's stream reports its end with its last
+            // byte (hyper stops polling a body at its length) and the exporter connection goes
+            // back to the pool.
+            if body.is_end_stream() {
+                self.unregister();
+                return self.writer.finish();
+            }
+            if self.writer.room().await == Room::Abandoned {
+                tracing::debug!(key = ?self.key, "every scraper left mid-body; exporter request dropped");
+                return self.unregister();
+            }
+            let frame = tokio::select! {
+                frame = body.frame() => frame,
+                () = self.writer.abandoned() => {
+                    tracing::debug!(key = ?self.key, "every scraper left mid-body; exporter request dropped");
+                    return self.unregister();
+                }
+            };
+            match frame {
+                None => {
+                    self.unregister();
+                    return self.writer.finish();
+                }
+                Some(Err(error)) => {
+                    // Each scraper's stream logs and counts its own abort, with this cause.
+                    self.unregister();
+                    return self.writer.fail(innermost(&error));
+                }
+                Some(Ok(frame)) => {
+                    // Trailers carry no body bytes; windows_exporter sends none.
+                    let Ok(mut data) = frame.into_data() else { continue };
+                    // Reads are at most hyper's 128 KiB, within the largest piece for any valid
+                    // limit; split anyway so each piece is covered by the room it waited for.
+                    while data.len() > largest {
+                        let piece = data.split_to(largest);
+                        self.writer.push(piece);
+                        if self.writer.room().await == Room::Abandoned {
+                            return self.unregister();
+                        }
+                    }
+                    self.writer.push(data);
+                    if !self.writer.is_joinable() {
+                        // Byte 0 is gone: later scrapes must not find this request.
+                        self.unregister();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Removes this request from the registry (if the key still names it).
+    fn unregister(&self) {
+        let mut registry = lock(&self.registry);
+        if registry.get(&self.key).is_some_and(|entry| entry.id == self.id) {
+            registry.remove(&self.key);
+        }
+    }
+}
