@@ -3,7 +3,9 @@
 //!
 //! A scrape reads as its steps: work out its deadline, wait (within it) for one of
 //! `PROXY_MAX_INFLIGHT` exporter slots, build the exporter request with the scraper's end-to-end
-//! headers, send it (one retry on a stale pooled connection), and answer with the exporter's
+//! headers, send it to the exporter's port (found first when `PROXY_PORT` lists several; a port
+//! that refuses is looked for again once), with one retry on a stale pooled connection, and
+//! answer with the exporter's
 //! status, headers and body unchanged but for hop-by-hop headers. The body is streamed by
 //! [`crate::stream`]; the proxy never decompresses, recompresses or parses it. Every failure is a
 //! [`ScrapeError`], logged, counted and answered in one place.
@@ -67,45 +69,73 @@ impl Scrape {
         let budget =
             ScrapeBudget::from_header(request.headers().get(SCRAPE_TIMEOUT_HEADER), self.margin, self.default_timeout);
         let deadline = started + budget.timeout;
-        match self.answer(request, started, deadline, &budget).await {
+        let mut port = None;
+        match self.answer(request, started, deadline, &budget, &mut port).await {
             Ok(response) => response,
-            Err(error) => error.respond(self.exporter.label(), &self.telemetry),
+            Err(error) => {
+                let exporter = match (&error, port) {
+                    (ScrapeError::NoPort { .. }, _) => self.exporter.host_label(),
+                    (_, Some(port)) => self.exporter.label(port),
+                    (_, None) => self.exporter.current_label(),
+                };
+                error.respond(exporter, &self.telemetry)
+            }
         }
     }
 
+    /// The scrape up to the exporter's response headers; `port` is where it went, for the
+    /// failure's message.
     async fn answer<B>(
         &self,
         request: Request<B>,
         started: Instant,
         deadline: Instant,
         budget: &ScrapeBudget,
+        port: &mut Option<u16>,
     ) -> Result<Response<ResponseBody>, ScrapeError> {
         let slot = self.wait_for_slot(deadline, budget).await?;
         let inflight = GaugeGuard::new(self.telemetry.inflight());
         let (parts, _body) = request.into_parts();
         let outgoing = self.outgoing(parts, budget);
 
-        let sent = Instant::now();
-        let answer = tokio::time::timeout_at(deadline, self.send(&outgoing))
-            .await
+        let discovery = self.exporter.discovery();
+        let mut to = *port.insert(self.port(deadline, budget).await?);
+        let mut sent = Instant::now();
+        let mut result = tokio::time::timeout_at(deadline, self.send(&outgoing, to)).await;
+        // With a port list, a refusal means the exporter stopped or moved: look again, once and
+        // within the deadline, and send the scrape where it answers now.
+        if discovery.is_list() && matches!(result, Ok(Err(ExporterError::Refused))) {
+            discovery.refused(to);
+            *port = None;
+            to = *port.insert(self.port(deadline, budget).await?);
+            sent = Instant::now();
+            result = tokio::time::timeout_at(deadline, self.send(&outgoing, to)).await;
+        }
+        let answer = result
             .map_err(|_elapsed| ScrapeError::NoAnswer { timeout: budget.timeout, from_scraper: budget.from_scraper })?
             .map_err(ScrapeError::Exporter)?;
         self.telemetry.upstream_responded(sent.elapsed());
+        let upstream = self.exporter.label(to);
         let (mut parts, body) = answer.into_parts();
         headers::remove_hop_by_hop(&mut parts.headers);
         if parts.status.is_server_error() {
-            let upstream = self.exporter.label();
             tracing::warn!(%upstream, status = parts.status.as_u16(), "exporter answered with a server error");
         }
         let record = ScrapeRecord {
             telemetry: self.telemetry.clone(),
-            upstream: self.exporter.label().clone(),
+            upstream: upstream.clone(),
             status: parts.status.as_u16(),
             started,
             slot,
             inflight,
         };
         Ok(Response::from_parts(parts, ResponseBody::Scrape(ScrapeStream::new(body, deadline, record))))
+    }
+
+    /// The exporter's port: at once when known, else after a discovery round, within the deadline.
+    async fn port(&self, deadline: Instant, budget: &ScrapeBudget) -> Result<u16, ScrapeError> {
+        let discovery = self.exporter.discovery();
+        discovery.port(deadline).await.map_err(|error| ScrapeError::NoPort { error, timeout: budget.timeout })
     }
 
     /// Waits, within the deadline, for an exporter slot.
@@ -137,12 +167,12 @@ impl Scrape {
 
     /// Sends the scrape; a pooled connection that the exporter closed just as the request went
     /// out gets one fresh attempt (scrapes are idempotent GETs).
-    async fn send(&self, outgoing: &Outgoing) -> Result<Response<Incoming>, ExporterError> {
+    async fn send(&self, outgoing: &Outgoing, port: u16) -> Result<Response<Incoming>, ExporterError> {
         let request =
-            || self.exporter.request(outgoing.method.clone(), outgoing.path.clone(), outgoing.headers.clone());
+            || self.exporter.request(port, outgoing.method.clone(), outgoing.path.clone(), outgoing.headers.clone());
         match self.exporter.send(request()).await {
             Err(error) if error.is_stale_connection() => {
-                tracing::debug!(upstream = %self.exporter.label(), %error, "retrying scrape on a fresh connection");
+                tracing::debug!(upstream = %self.exporter.label(port), %error, "retrying scrape on a fresh connection");
                 self.exporter.send(request()).await
             }
             other => other,
