@@ -191,6 +191,9 @@ impl Discovery {
     /// The port to send a request to. Waits for a round in progress (starting one if nothing is
     /// known) but never past `deadline`.
     pub async fn port(&self, deadline: Instant) -> Result<u16, DiscoveryError> {
+        if let Some(port) = self.inner.ports.single() {
+            return Ok(port);
+        }
         let mut state = self.inner.state.subscribe();
         loop {
             let now = state.borrow_and_update().clone();

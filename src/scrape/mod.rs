@@ -4,11 +4,10 @@
 //! A scrape reads as its steps: work out its deadline, wait (within it) for one of
 //! `PROXY_MAX_INFLIGHT` exporter slots, build the exporter request with the scraper's end-to-end
 //! headers, send it to the exporter's port (found first when `PROXY_PORT` lists several; a port
-//! that refuses is looked for again once), with one retry on a stale pooled connection, and
-//! answer with the exporter's
-//! status, headers and body unchanged but for hop-by-hop headers. The body is streamed by
-//! [`crate::stream`]; the proxy never decompresses, recompresses or parses it. Every failure is a
-//! [`ScrapeError`], logged, counted and answered in one place.
+//! that refuses is looked for again once) with one retry on a stale pooled connection, and answer
+//! with the exporter's status, headers and body unchanged but for hop-by-hop headers. The body
+//! is streamed by [`crate::stream`]; the proxy never decompresses, recompresses or parses it.
+//! Every failure is a [`ScrapeError`], logged, counted and answered in one place.
 //!
 //! The slot guard protects the host: windows_exporter's WMI and PDH collectors are expensive, and
 //! since v0.31 it serialises collections anyway, so a burst of scrapes would only queue inside
@@ -106,7 +105,6 @@ impl Scrape {
         // within the deadline, and send the scrape where it answers now.
         if discovery.is_list() && matches!(result, Ok(Err(ExporterError::Refused))) {
             discovery.refused(to);
-            *port = None;
             to = *port.insert(self.port(deadline, budget).await?);
             sent = Instant::now();
             result = tokio::time::timeout_at(deadline, self.send(&outgoing, to)).await;
