@@ -264,3 +264,19 @@ async fn a_single_port_is_never_probed_and_logs_as_before() {
     assert!(listening.get("ports").is_none(), "{listening}");
     assert_eq!(probes(&mut exporter), (0, 1), "no /health probe, only the scrape");
 }
+
+#[tokio::test]
+async fn an_exporter_that_asks_for_credentials_counts_as_answering() {
+    // windows_exporter with basic_auth_users answers every path, /health included, with 401.
+    let mut exporter = FakeExporter::start(|_| async {
+        support::reply(StatusCode::UNAUTHORIZED, &[("www-authenticate", "Basic realm=\"exporter\"")], "Unauthorized\n")
+    })
+    .await;
+    let mut proxy = proxy_with_ports(&[closed_port(), exporter.addr.port()], &[]).await;
+
+    let selected = proxy.wait_for_message("exporter port selected").await;
+    assert_eq!(selected["port"], exporter.addr.port());
+    let metrics = own_metrics(&mut Client::connect(proxy.addr).await).await;
+    assert_eq!(metric(&metrics, PORT_GAUGE), f64::from(exporter.addr.port()));
+    assert_eq!(probes(&mut exporter), (1, 0));
+}
