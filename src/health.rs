@@ -7,7 +7,9 @@
 //! headers counts, and so does a probe of the exporter's cheap `/health` endpoint (any HTTP
 //! answer proves it is serving; windows_exporter's `/health` runs no collector). Probes are
 //! single-flight and a failure is remembered for [`PROBE_RETRY_INTERVAL`], so however often
-//! `/ready` is asked, the exporter sees at most one probe at a time and a few per second.
+//! `/ready` is asked, the exporter sees at most one probe at a time and a few per second. With a
+//! `PROXY_PORT` list the probe goes to the port in use, found first if none is (a discovery round
+//! probes `/health` itself), and the body says which port of the list answered.
 
 use std::time::Duration;
 
@@ -16,7 +18,7 @@ use http::{HeaderMap, Method, StatusCode};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::exporter::Exporter;
+use crate::exporter::{Exporter, ExporterError};
 use crate::response::{self, ResponseBody};
 
 /// A failed readiness probe is not repeated for this long.
@@ -72,7 +74,7 @@ impl Readiness {
         match self.probe_exporter().await {
             Ok(()) => {
                 *last_failure = None;
-                self.ready_response(Duration::ZERO)
+                self.ready_response(self.answer_age().unwrap_or_default())
             }
             Err(reason) => {
                 let response = self.not_ready(&reason);
@@ -82,19 +84,46 @@ impl Readiness {
         }
     }
 
+    /// Probes `/health` on the port in use, within [`PROBE_TIMEOUT`] in all. With a port list and
+    /// none in use it waits for (or starts) a discovery round, whose own probe counts; a refused
+    /// port is given up so the next request looks again.
     async fn probe_exporter(&self) -> Result<(), String> {
-        let request = self.exporter.request(Method::GET, PathAndQuery::from_static("/health"), HeaderMap::new());
-        match tokio::time::timeout(PROBE_TIMEOUT, self.exporter.send(request)).await {
+        let deadline = Instant::now() + PROBE_TIMEOUT;
+        let discovery = self.exporter.discovery();
+        let port = discovery.port(deadline).await.map_err(|error| error.to_string())?;
+        if self.fresh().is_some() {
+            return Ok(());
+        }
+        let request = self.exporter.request(port, Method::GET, PathAndQuery::from_static("/health"), HeaderMap::new());
+        match tokio::time::timeout_at(deadline, self.exporter.send(request)).await {
             Ok(Ok(_response)) => Ok(()),
-            Ok(Err(error)) => Err(error.to_string()),
+            Ok(Err(error)) => {
+                if matches!(error, ExporterError::Refused) {
+                    discovery.refused(port);
+                }
+                Err(error.to_string())
+            }
             Err(_) => Err(format!("no answer within {:?}", PROBE_TIMEOUT)),
+        }
+    }
+
+    /// The exporter as `/ready` names it: `http://host:port` as always with one port; with a
+    /// list also which port of it answers, or every port while none does.
+    fn exporter_name(&self) -> String {
+        let discovery = self.exporter.discovery();
+        if !discovery.is_list() {
+            return self.exporter.current_label().to_string();
+        }
+        match discovery.current() {
+            Some(port) => format!("{} (port {port} of {})", self.exporter.label(port), discovery.ports()),
+            None => format!("{} (ports {})", self.exporter.host_label(), discovery.ports()),
         }
     }
 
     fn ready_response(&self, age: Duration) -> http::Response<ResponseBody> {
         response::text(
             StatusCode::OK,
-            format!("ready: exporter {} answered {}s ago", self.exporter.label(), age.as_secs()),
+            format!("ready: exporter {} answered {}s ago", self.exporter_name(), age.as_secs()),
         )
     }
 
@@ -105,7 +134,7 @@ impl Readiness {
         };
         response::text(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: exporter {} {since}; probe of /health: {reason}", self.exporter.label()),
+            format!("not ready: exporter {} {since}; probe of /health: {reason}", self.exporter_name()),
         )
     }
 }

@@ -13,7 +13,7 @@
 //! | [`connection`] | one client connection: HTTP/1.1 limits, header-read and idle clocks, its part in a drain |
 //! | [`router`] | which endpoint a request is for, and the 404/405 answers |
 //! | [`scrape`] | the `/metrics` handler: deadline, in-flight slot, exporter request, answer; [`scrape::ScrapeError`]; [`scrape::coalesce`]: identical concurrent scrapes share one exporter request |
-//! | [`exporter`] | the exporter's address, the pooled client (plain or TLS, with the proxy's own credentials), when it last answered; [`exporter::ExporterError`] |
+//! | [`exporter`] | the exporter's address, the pooled client (plain or TLS, with the proxy's own credentials), when it last answered; [`exporter::ExporterError`]; [`exporter::discovery`]: which of `PROXY_PORT`'s ports answers |
 //! | [`stream`] | the streamed response body: deadline, byte counting, abort on failure |
 //! | [`health`] | `/health` (liveness) and `/ready` (readiness, cached exporter check) |
 //! | [`telemetry`] | the proxy's own metrics, served on `/proxy/metrics` |

@@ -73,7 +73,13 @@ async fn serve(config: Config) -> ExitCode {
     let local = listener.local_addr().map_or_else(|_| config.listen.to_string(), |a| a.to_string());
 
     let telemetry = Arc::new(Telemetry::new());
-    let exporter = Exporter::with_hop(config.exporter.clone(), config.connect_timeout, &config.hop);
+    let exporter = Exporter::with_ports(
+        config.exporter.clone(),
+        config.exporter_ports.clone(),
+        config.connect_timeout,
+        &config.hop,
+        telemetry.exporter_port().clone(),
+    );
     hop_started(&config, &exporter, &telemetry);
     let readiness = Arc::new(Readiness::new(exporter.clone(), config.ready_max_age));
     let scrape = Scrape::new(&config, exporter.clone(), telemetry.clone());
@@ -88,9 +94,13 @@ async fn serve(config: Config) -> ExitCode {
         shutdown_grace: config.shutdown_grace,
     };
 
+    // With one port the line reads as it always has; with a list it names the host and the
+    // ports, and discovery logs the port it picks.
+    let ports = exporter.discovery().is_list().then(|| config.exporter_ports.to_string());
     tracing::info!(
         listen = %local,
-        upstream = %exporter.label(),
+        upstream = %exporter.current_label(),
+        ports,
         version = env!("CARGO_PKG_VERSION"),
         scrape_timeout_s = config.scrape_timeout.as_secs_f64(),
         timeout_margin_s = config.timeout_margin.as_secs_f64(),
@@ -106,6 +116,7 @@ async fn serve(config: Config) -> ExitCode {
         ready_max_age_s = config.ready_max_age.as_secs_f64(),
         "listening"
     );
+    exporter.discovery().start();
 
     let (stop_tx, stop_rx) = tokio::sync::mpsc::channel(2);
     tokio::spawn(async move {

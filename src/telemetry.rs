@@ -87,6 +87,7 @@ pub struct Telemetry {
     tls: TlsMetrics,
     exporter_requests: Counter,
     coalesced: Counter,
+    exporter_port: Gauge,
 }
 
 impl Default for Telemetry {
@@ -150,6 +151,12 @@ impl Telemetry {
             "Scrapes served from another scrape's exporter request instead of one of their own (PROXY_COALESCE)",
             coalesced.clone(),
         );
+        let exporter_port = Gauge::default();
+        registry.register(
+            "exporter_port",
+            "Port scrapes go to (PROXY_PORT; with a list, the first that answered); 0 while no listed port answers",
+            exporter_port.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
         registry.register("build_info", "Always 1; the version label says which build runs", build);
@@ -166,6 +173,7 @@ impl Telemetry {
             exporter_requests,
             coalesced,
             tls,
+            exporter_port,
         }
     }
 
@@ -208,6 +216,11 @@ impl Telemetry {
     /// The open client connection gauge.
     pub fn connections(&self) -> &Gauge {
         &self.connections
+    }
+
+    /// The gauge of the exporter port in use, kept by [`crate::exporter::discovery::Discovery`].
+    pub fn exporter_port(&self) -> &Gauge {
+        &self.exporter_port
     }
 
     /// Counts a connection the proxy closed.
@@ -325,6 +338,7 @@ mod tests {
             "windows_exporter_proxy_inflight_scrapes 1",
             "windows_exporter_proxy_waiting_scrapes 0",
             "windows_exporter_proxy_client_connections 0",
+            "windows_exporter_proxy_exporter_port 0",
             "windows_exporter_proxy_connections_closed_total{reason=\"idle\"} 1",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");

@@ -4,11 +4,13 @@ output, values.schema.json rejections, the DaemonSet contract, NOTES.txt, packag
 
 from __future__ import annotations
 
+import socket
 import tarfile
 from pathlib import Path
 
 import helm_python as helm
 import pytest
+import yaml
 
 import kubehelpers as kh
 
@@ -26,6 +28,9 @@ VALUE_SETS: dict[str, dict] = {
         "jobLabel": "windows-nodes",
     },
     "original-labels": {"podLabels": ORIGINAL_LABELS},
+    "single-port": {"proxy": {"port": 9182}},
+    # The documented value set for AKS's own windows_exporter (deploy/README.md).
+    "aks-native": yaml.safe_load((kh.DEPLOY / "helm" / "values-aks-native.yaml").read_text()),
     "everything": {
         "fullnameOverride": "wep",
         "image": {"repository": "registry.example.com:5000/team/wep", "tag": "0.1.0-ltsc2022",
@@ -113,7 +118,40 @@ def test_daemonset_contract_with_dockerfile() -> None:
 def test_defaults_render_only_non_default_proxy_variables() -> None:
     env = kh.manifest_env(kh.proxy_container(kh.one(kh.helm_render(), "DaemonSet")))
     assert list(env) == ["PROXY_HOSTIP", "PROXY_PORT"], env
-    assert env["PROXY_PORT"] == "9182"
+    assert env["PROXY_PORT"] == "19100,19182,9182"
+
+
+@pytest.mark.parametrize(
+    ("port", "rendered"),
+    [(9182, "9182"), ([9182], "9182"), ([19100, 19182], "19100,19182"), ([9182, 19182, 19100], "9182,19182,19100")],
+)
+def test_proxy_port_renders_one_port_or_the_list_in_order(port, rendered) -> None:
+    env = kh.manifest_env(kh.proxy_container(kh.one(kh.helm_render({"proxy": {"port": port}}), "DaemonSet")))
+    assert env["PROXY_PORT"] == rendered
+
+
+def test_aks_native_values_render_both_aks_ports() -> None:
+    env = kh.manifest_env(kh.proxy_container(kh.one(kh.helm_render(VALUE_SETS["aks-native"]), "DaemonSet")))
+    assert env["PROXY_PORT"] == "19100,19182"
+
+
+def test_a_rendered_port_list_finds_the_exporter_on_its_second_port() -> None:
+    """The list as the chart writes it is what the binary reads: with nothing on the first port and
+    the exporter on the second, /ready names the second and /metrics passes through."""
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        absent = free.getsockname()[1]
+    with kh.FakeExporter() as exporter:
+        env = kh.manifest_env(
+            kh.proxy_container(kh.one(kh.helm_render({"proxy": {"port": [absent, exporter.port]}}), "DaemonSet"))
+        )
+        assert env["PROXY_PORT"] == f"{absent},{exporter.port}"
+        literal = {k: v for k, v in env.items() if isinstance(v, str)}
+        with kh.run_proxy({**literal, "PROXY_HOSTIP": "127.0.0.1", "PROXY_LISTEN": "127.0.0.1:0"}) as proxy:
+            status, body = proxy.get("/ready")
+            assert status == 200 and f"127.0.0.1:{exporter.port}".encode() in body, (status, body)
+            status, body = proxy.get("/metrics")
+            assert status == 200 and b"windows_cpu_time_total" in body, (status, body[:200])
 
 
 def test_every_proxy_value_reaches_its_variable() -> None:
@@ -167,6 +205,10 @@ def test_every_values_key_is_in_the_schema() -> None:
         ({"listenPort": "9100"}, "at '/listenPort': got string, want integer"),
         ({"proxy": {"port": 65536}}, "at '/proxy/port': maximum"),
         ({"proxy": {"port": "abc"}}, "at '/proxy/port': got string, want integer"),
+        ({"proxy": {"port": []}}, "at '/proxy/port': minItems"),
+        ({"proxy": {"port": [19182, 9182, 19182]}}, "at '/proxy/port': items at 0 and 2 are equal"),
+        ({"proxy": {"port": [19100, 0]}}, "at '/proxy/port/1': minimum: got 0, want 1"),
+        ({"proxy": {"port": ["19100,9182"]}}, "at '/proxy/port/0': got string, want integer"),
         ({"proxy": {"maxInflight": 0}}, "at '/proxy/maxInflight': minimum"),
         ({"proxy": {"maxHeaderBytes": 4096}}, "at '/proxy/maxHeaderBytes': minimum: got 4,096, want 8,192"),
         ({"proxy": {"scrapeTimeoutSeconds": 0}}, "at '/proxy/scrapeTimeoutSeconds'"),

@@ -655,7 +655,8 @@ def test_notes_follow_tls_and_auth() -> None:
     token = notes(VALUE_SETS["tokenreview"])
     assert "need credentials (auth.methods tokenreview); without them: 401" in token
     assert 'Authorization: Bearer $(kubectl -n monitoring create token' in token
-    assert "https://<node IP>:9182/metrics" in notes(VALUE_SETS["exporter-hop"])
+    assert "https://<node IP>:<port>/metrics" in notes(VALUE_SETS["exporter-hop"])
+    assert "https://<node IP>:9182/metrics" in notes({**VALUE_SETS["exporter-hop"], "proxy": {"port": 9182}})
 
 
 # ---------------------------------------------------------------------------------------------

@@ -143,7 +143,10 @@ def test_extension_settings_name_existing_script_and_configuration():
 def test_parameters_line_up_terraform_dsc_install_script():
     settings = extension()["settings"]
     args = re.search(r'"configurationArguments": \{(.*?)\}, "privacy"', settings).group(1)
-    tf_keys = re.findall(r'"([A-Za-z0-9]+)": ', args)
+    # The DSC extension merges protectedSettings.configurationArguments (the web config's content).
+    protected = re.search(r'"configurationArguments": \{(.*?)\}', extension()["protected_settings"]).group(1)
+    tf_keys = re.findall(r'"([A-Za-z0-9]+)": ', args) + re.findall(r'"([A-Za-z0-9]+)": ', protected)
+    assert len(tf_keys) == len(set(tf_keys)), tf_keys
     dsc_params = ps_params(DSC.read_text(), r"Configuration WindowsExporter")
     install_params = ps_params(INSTALL.read_text(), r"\[CmdletBinding\(\)\]")
     assert set(tf_keys) == set(dsc_params), (tf_keys, dsc_params)
@@ -241,12 +244,34 @@ def plan(d, **overrides):
     return out.returncode, out.stdout + out.stderr
 
 
+WEB_CONFIG = """<<EOT
+tls_server_config:
+  cert_file: C:\\ProgramData\\windows_exporter\\tls.crt
+  key_file: C:\\ProgramData\\windows_exporter\\tls.key
+  client_auth_type: RequireAndVerifyClientCert
+  client_ca_file: C:\\ProgramData\\windows_exporter\\ca.crt
+basic_auth_users:
+  prometheus: $2y$10$X0h1gDsPszWURQaxFh.zoubFi6DXncSjhoQNJgRrnGs7EsimhC7zG
+EOT"""
+
+
 def test_valid_values_pass(variables_only):
     rc, out = plan(variables_only)
     assert rc == 0, out
     rc, out = plan(variables_only, enabled_collectors='["cpu","memory","logical_disk","net","os","system","service","process"]',
-                   listen_port="19182", msi_url='"https://example.blob.core.windows.net/mirror/windows_exporter-0.31.3-amd64.msi"',
+                   listen_port="9200", msi_url='"https://example.blob.core.windows.net/mirror/windows_exporter-0.31.3-amd64.msi"',
                    firewall_remote_addresses='["10.244.0.0/16", "fd00:10:244::/56"]', windows_exporter_version='"1.0.0"')
+    assert rc == 0, out
+
+
+@pytest.mark.parametrize("overrides", [
+    {"web_config_file": r'"C:\\ProgramData\\windows_exporter\\web-config.yml"'},
+    {"web_config_file": r'"d:\\Program Files\\windows_exporter\\web.yaml"'},
+    {"web_config": WEB_CONFIG},
+    {"web_config": '"basic_auth_users: {}"'},
+])
+def test_valid_web_config_passes(variables_only, overrides):
+    rc, out = plan(variables_only, **overrides)
     assert rc == 0, out
 
 
@@ -258,6 +283,15 @@ def test_valid_values_pass(variables_only):
     ("listen_port", "0", "1 to 65535"),
     ("listen_port", "65536", "1 to 65535"),
     ("listen_port", "9182.5", "1 to 65535"),
+    ("listen_port", "19100", "AKS's own windows_exporter"),
+    ("listen_port", "19182", "AKS's own windows_exporter"),
+    ("web_config_file", '"web-config.yml"', "absolute Windows path"),
+    ("web_config_file", r'"\\\\server\\share\\web-config.yml"', "absolute Windows path"),
+    ("web_config_file", r'"C:\\ProgramData\\web-config.json"', "absolute Windows path"),
+    ("web_config_file", r'"\"C:\\ProgramData\\web-config.yml\""', "absolute Windows path"),
+    ("web_config", '"just text"', "YAML mapping"),
+    ("web_config", '"tls_server_config: {}\\nlisten_address: 0.0.0.0"', "only have the exporter-toolkit keys"),
+    ("web_config", '"\\ufeffbasic_auth_users: {}"', "byte-order mark"),
     ("enabled_collectors", '["cpu","memory","logical_disk","net","os","system","Container"]', "lower case"),
     ("enabled_collectors", '["cpu","cpu","memory","logical_disk","net","os","system"]', "must not repeat"),
     ("enabled_collectors", '["cpu","memory","net","os","system"]', "must include"),
@@ -293,6 +327,15 @@ def test_install_script_msiexec_call():
     for prop in ('"LISTEN_PORT=$ListenPort"', '"ENABLED_COLLECTORS=$EnabledCollectors"',
                  "'ADDLOCAL=FirewallException'", "'ADD_FIREWALL_EXCEPTION=yes'", '"REMOTE_ADDR=$RemoteAddresses"'):
         assert prop in text, prop
+    # The web config: an absolute, quoted path in EXTRA_FLAGS (msiexec doubles inner quotes), the
+    # content written as UTF-8 without a BOM, and the file checked, all before msiexec runs.
+    extra = """$properties += ('EXTRA_FLAGS="--web.config.file=""' + $webConfigPath + '\"\"\"')"""
+    assert extra in text
+    assert "New-Object System.Text.UTF8Encoding($false)" in text
+    assert "[IO.File]::WriteAllText($webConfigPath, $WebConfig, $noBom)" in text
+    assert text.index("WriteAllText($webConfigPath") < text.index(extra) < install_at
+    assert text.index("Test-Path -LiteralPath $webConfigPath") < install_at
+    assert "Set-Content -Encoding UTF8 -Path $webConfigPath" not in text, "Windows PowerShell writes a BOM then"
     assert "@('/qn', '/norestart', '/l*v'" in text
     # v0.29+ uses ADDLOCAL, 0.26-0.28 the older property.
     branch = re.search(r"if \(\$major -gt 0 -or \$minor -ge 29\) \{ \$properties \+= 'ADDLOCAL=FirewallException' \}\s*"

@@ -32,6 +32,7 @@ use tracing_subscriber::filter::Targets;
 
 pub use coalesce::Coalescing;
 
+use crate::exporter::discovery::Ports;
 use crate::logging::{self, LogFormat};
 use parse::{Host, Parser};
 use variables::{self as var, WhenUnset};
@@ -46,8 +47,11 @@ pub const PREFIX: &str = "PROXY_";
 /// The checked configuration. Built only by [`Config::from_vars`].
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Where the exporter listens, e.g. `10.240.0.4:9182` or `[fd00::4]:9182`.
+    /// Where the exporter listens, e.g. `10.240.0.4:9182` or `[fd00::4]:9182`; with a port list,
+    /// its first port.
     pub exporter: Authority,
+    /// The ports `PROXY_PORT` names, in order: one, or a list to find the exporter on.
+    pub exporter_ports: Ports,
     /// Where this proxy listens.
     pub listen: SocketAddr,
     /// Deadline for a scrape that carries no timeout header.
@@ -177,9 +181,11 @@ impl Config {
     {
         let mut values = Reader::new(vars);
         let host = values.required(&var::HOSTIP, parse::host, HOSTIP_HINT);
-        let port = values.value(&var::PORT, parse::port);
+        let exporter_ports = values.value(&var::PORT, parse::ports);
+        let port = exporter_ports.first();
         let config = Config {
             exporter: Authority::from_static("unset:1"),
+            exporter_ports,
             listen: values.value(&var::LISTEN, parse::socket_address),
             scrape_timeout: values.value(&var::SCRAPE_TIMEOUT_SECONDS, parse::scrape_deadline),
             timeout_margin: values.value(&var::TIMEOUT_MARGIN_SECONDS, parse::seconds),

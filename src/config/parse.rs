@@ -9,6 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use crate::deadline::{MAX_DEADLINE, MIN_DEADLINE};
+use crate::exporter::discovery::Ports;
 
 /// Every parser's signature.
 pub type Parser<T> = fn(&str) -> Result<T, String>;
@@ -63,6 +64,22 @@ pub fn port(value: &str) -> Result<u16, String> {
         Ok(port) => u16::try_from(port).map_err(|_| "out of range; use 1-65535".into()),
         Err(_) => Err("not a port number; use 1-65535".into()),
     }
+}
+
+/// One port, or a comma-separated list of ports tried in that order (exporter port discovery).
+/// A single port reads exactly as [`port`] does.
+pub fn ports(value: &str) -> Result<Ports, String> {
+    if !value.contains(',') {
+        return Ports::new(vec![port(value)?]);
+    }
+    let mut ports = Vec::new();
+    for entry in value.split(',').map(str::trim) {
+        if entry.is_empty() {
+            return Err("the list has an empty entry; write ports like 19100,19182,9182".into());
+        }
+        ports.push(port(entry).map_err(|reason| format!("{entry:?} in the list: {reason}"))?);
+    }
+    Ports::new(ports)
 }
 
 /// `IP:PORT`.
@@ -166,6 +183,23 @@ pub fn list(value: &str) -> Result<Vec<String>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn port_lists_keep_their_order_and_name_the_bad_entry() {
+        assert_eq!(ports("9182").unwrap().single(), Some(9182));
+        assert_eq!(ports("19100, 19182,9182").unwrap().to_string(), "19100,19182,9182");
+        for (value, reason) in [
+            ("abc", "not a port number; use 1-65535"),
+            ("9182,abc", r#""abc" in the list: not a port number; use 1-65535"#),
+            ("9182,0", r#""0" in the list: port 0 cannot be dialled; use 1-65535"#),
+            ("9182,70000", r#""70000" in the list: out of range; use 1-65535"#),
+            ("9182,", "the list has an empty entry; write ports like 19100,19182,9182"),
+            (",9182", "the list has an empty entry; write ports like 19100,19182,9182"),
+            ("9182,19182,9182", "port 9182 is listed twice"),
+        ] {
+            assert_eq!(ports(value).unwrap_err(), reason, "{value}");
+        }
+    }
 
     #[test]
     fn lists_reject_empty_items() {

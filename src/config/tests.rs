@@ -71,6 +71,18 @@ fn port_zero_and_out_of_range_are_rejected() {
 }
 
 #[test]
+fn a_port_list_is_kept_in_order_and_a_bad_one_names_the_entry() {
+    let c = config(&[("PROXY_HOSTIP", "10.0.0.4"), ("PROXY_PORT", "19100,19182,9182")]).unwrap();
+    assert_eq!(c.exporter_ports.to_string(), "19100,19182,9182");
+    assert_eq!(c.exporter.as_str(), "10.0.0.4:19100");
+    assert_eq!(config(&[("PROXY_HOSTIP", "h")]).unwrap().exporter_ports.single(), Some(9182));
+    assert_eq!(
+        messages(&[("PROXY_HOSTIP", "h"), ("PROXY_PORT", "19100,x")]),
+        vec![r#"PROXY_PORT="19100,x" is not valid: "x" in the list: not a port number; use 1-65535"#]
+    );
+}
+
+#[test]
 fn every_error_is_reported_at_once() {
     let m = messages(&[("PROXY_PORT", "x"), ("PROXY_LISTEN", "9100"), ("PROXY_LOG_FORMAT", "xml")]);
     assert_eq!(m.len(), 4, "{m:?}");

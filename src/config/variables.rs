@@ -51,8 +51,11 @@ pub const HOSTIP: Variable = Variable::new(
     "exporter host: the node's IP from the downward API (status.hostIP); IPv4, IPv6 or DNS name",
 );
 /// `PROXY_PORT`.
-pub const PORT: Variable =
-    Variable::new("PROXY_PORT", Value("9182"), "exporter port (windows_exporter's default is 9182)");
+pub const PORT: Variable = Variable::new(
+    "PROXY_PORT",
+    Value("9182"),
+    "exporter port, or ports in order (19100,19182,9182): the first that answers GET /health is used",
+);
 /// `PROXY_LISTEN`.
 pub const LISTEN: Variable =
     Variable::new("PROXY_LISTEN", Value("0.0.0.0:9100"), "socket address to listen on ([::]:9100 for IPv6)");

@@ -1,6 +1,7 @@
-//! The exporter: its address, the pooled HTTP/1.1 client that talks to it over plain HTTP or
-//! TLS ([`tls`]) with the proxy's own credentials ([`credentials`]), the hop's files re-read
-//! while running ([`reload`]), and when it last answered (which `/ready` reads).
+//! The exporter: its address (the port in use, found by [`discovery`] when `PROXY_PORT` lists
+//! several), the pooled HTTP/1.1 client that talks to it over plain HTTP or TLS ([`tls`]) with
+//! the proxy's own credentials ([`credentials`]), the hop's files re-read while running
+//! ([`reload`]), and when it last answered (which `/ready` reads).
 //!
 //! Connections are kept alive between scrapes, for less than windows_exporter's 60 s idle cut-off
 //! so the pool drops them before the exporter does. Nagle's algorithm is off: a scrape is a
@@ -8,6 +9,7 @@
 //! milliseconds per scrape.
 
 pub mod credentials;
+pub mod discovery;
 mod error;
 pub mod reload;
 pub mod tls;
@@ -25,12 +27,15 @@ use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilde
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use prometheus_client::metrics::gauge::Gauge;
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::ServerName;
 
 use crate::config::exporter::{ExporterSettings, Trust};
+use crate::health::PROBE_TIMEOUT;
 use crate::timestamp::Timestamp;
 use credentials::Credentials;
+use discovery::{Discovery, Ports, Probe};
 pub use error::ExporterError;
 pub(crate) use error::{innermost, sources};
 use tls::HopContext;
@@ -46,12 +51,15 @@ const POOL_MAX_IDLE: usize = 8;
 /// with 4 MB bodies). 128 KiB kept throughput and halved that (bench/, BENCHMARKS.md).
 const READ_BUF_SIZE: usize = 128 * 1024;
 
-/// The exporter's address and a client for it. Cheap to clone.
+/// The exporter's addresses, which port is in use, and a client for it. Cheap to clone.
 #[derive(Clone)]
 pub struct Exporter {
-    authority: Authority,
+    /// Per configured port, in order: its authority and its `scheme://host:port` label.
+    addresses: Arc<[(u16, Authority, Arc<str>)]>,
+    /// `scheme://host`, for messages about every port.
+    host_label: Arc<str>,
+    discovery: Discovery,
     scheme: Scheme,
-    label: Arc<str>,
     connect_timeout: Duration,
     /// What a TLS client is made from, kept to make a new one when the client certificate
     /// changes.
@@ -89,8 +97,23 @@ impl Exporter {
         Exporter::with_hop(authority, connect_timeout, &ExporterSettings::default())
     }
 
-    /// A client for `authority` as `hop` says: plain or TLS, with or without credentials.
+    /// A client for `authority` (one port) as `hop` says: plain or TLS, with or without
+    /// credentials.
     pub fn with_hop(authority: Authority, connect_timeout: Duration, hop: &ExporterSettings) -> Exporter {
+        let port = authority.port_u16().expect("a configured exporter authority has a port");
+        let ports = Ports::new(vec![port]).expect("one port is a valid list");
+        Exporter::with_ports(authority, ports, connect_timeout, hop, Gauge::default())
+    }
+
+    /// A client for the exporter at `first`'s host on `ports` (`first` carries the host and the
+    /// first port), as `hop` says; `port_gauge` shows the port in use.
+    pub fn with_ports(
+        first: Authority,
+        ports: Ports,
+        connect_timeout: Duration,
+        hop: &ExporterSettings,
+        port_gauge: Gauge,
+    ) -> Exporter {
         let tls = hop.tls.as_ref().map(|tls| {
             Arc::new(TlsSetup {
                 trust: tls.trust.clone(),
@@ -104,10 +127,54 @@ impl Exporter {
         let identity = hop.tls.as_ref().and_then(|tls| tls.identity.as_ref()).map(|i| i.loaded.certified.clone());
         let credentials = hop.basic_auth.as_ref().map(|b| Credentials::basic(&b.username, &b.password));
         let scheme = if tls.is_some() { Scheme::HTTPS } else { Scheme::HTTP };
-        let label = Arc::from(format!("{scheme}://{authority}").as_str());
+        let host = first.host();
+        let addresses = ports
+            .iter()
+            .map(|port| {
+                let authority = format!("{host}:{port}").parse().expect("the checked host with a port is an authority");
+                (port, authority, Arc::from(format!("{scheme}://{host}:{port}").as_str()))
+            })
+            .collect();
+        let host_label: Arc<str> = Arc::from(format!("{scheme}://{host}").as_str());
         let transport = transport(tls.as_deref(), identity.clone(), connect_timeout);
         let current = Arc::new(RwLock::new(Arc::new(Current { transport, identity, credentials })));
-        Exporter { authority, scheme, label, connect_timeout, tls, current, last_answer: Arc::new(Timestamp::unset()) }
+        // The probes' copy of the exporter gets a discovery of its own that never probes: it only
+        // sends, and holding the real discovery would make the two hold each other.
+        let fixed = Ports::new(vec![ports.first()]).expect("one port is a valid list");
+        let never: Probe = Arc::new(|_| Box::pin(async { Err("not probed".to_owned()) }));
+        let prober = Exporter {
+            addresses,
+            host_label: host_label.clone(),
+            discovery: Discovery::new(fixed, host_label.clone(), never, PROBE_TIMEOUT, Gauge::default()),
+            scheme,
+            connect_timeout,
+            tls,
+            current,
+            last_answer: Arc::new(Timestamp::unset()),
+        };
+        let probing = prober.clone();
+        let probe: Probe = Arc::new(move |port| {
+            let exporter = probing.clone();
+            Box::pin(async move { exporter.probe(port).await })
+        });
+        // A port gets the connect timeout to accept, and at least /ready's probe time to answer.
+        let probe_limit = connect_timeout.max(PROBE_TIMEOUT);
+        Exporter { discovery: Discovery::new(ports, host_label, probe, probe_limit, port_gauge), ..prober }
+    }
+
+    /// Which port is in use, and the search for one.
+    pub fn discovery(&self) -> &Discovery {
+        &self.discovery
+    }
+
+    /// Discovery's probe of one port: any HTTP answer to `GET /health` counts, a 401 or 403 to
+    /// the proxy's credentials included (an exporter with basic auth answered).
+    async fn probe(&self, port: u16) -> Result<(), String> {
+        let request = self.request(port, Method::GET, PathAndQuery::from_static("/health"), HeaderMap::new());
+        match self.send(request).await {
+            Ok(_) | Err(ExporterError::Unauthorized { .. }) => Ok(()),
+            Err(error) => Err(error.to_string()),
+        }
     }
 
     /// Presents `identity` on new connections from now on. The old pool goes with the old
@@ -133,30 +200,51 @@ impl Exporter {
         self.current.read().expect("the hop lock is never poisoned").clone()
     }
 
-    /// `http://host:port` or `https://host:port`, for messages and log fields.
-    pub fn label(&self) -> &Arc<str> {
-        &self.label
+    /// `http://host:port` or `https://host:port` for one of the configured ports, for messages
+    /// and log fields.
+    pub fn label(&self, port: u16) -> &Arc<str> {
+        &self.address(port).2
     }
 
-    /// A bodiless request to the exporter for `path_and_query` (taken from a scraper's request
-    /// or fixed): the URI and `Host` always name the exporter, so a scraper can never choose
-    /// another host. The proxy's own credentials, if it has them, replace any `Authorization`
-    /// in `headers`: a credential meant for the proxy never reaches the exporter.
+    /// `scheme://host`, for messages about every port.
+    pub fn host_label(&self) -> &Arc<str> {
+        &self.host_label
+    }
+
+    /// The exporter as a message names it when no request has picked a port: the port in use
+    /// (the only port, with one), else the host.
+    pub fn current_label(&self) -> &Arc<str> {
+        match self.discovery.current() {
+            Some(port) => self.label(port),
+            None => self.host_label(),
+        }
+    }
+
+    fn address(&self, port: u16) -> &(u16, Authority, Arc<str>) {
+        self.addresses.iter().find(|(p, _, _)| *p == port).expect("only configured ports are dialled")
+    }
+
+    /// A bodiless request to the exporter on `port` for `path_and_query` (taken from a
+    /// scraper's request or fixed): the URI and `Host` always name the exporter, so a scraper can
+    /// never choose another host. The proxy's own credentials, if it has them, replace any
+    /// `Authorization` in `headers`: a credential meant for the proxy never reaches the exporter.
     pub fn request(
         &self,
+        port: u16,
         method: Method,
         path_and_query: PathAndQuery,
         mut headers: HeaderMap,
     ) -> Request<Empty<Bytes>> {
+        let authority = &self.address(port).1;
         let uri = Uri::builder()
             .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
+            .authority(authority.clone())
             .path_and_query(path_and_query)
             .build()
             .expect("scheme, checked authority and parsed path form a valid URI");
         headers.insert(
             header::HOST,
-            HeaderValue::from_str(self.authority.as_str()).expect("an authority is a valid header value"),
+            HeaderValue::from_str(authority.as_str()).expect("an authority is a valid header value"),
         );
         if let Some(credentials) = &self.current().credentials {
             headers.insert(header::AUTHORIZATION, credentials.authorization().clone());
@@ -191,7 +279,7 @@ impl Exporter {
         Ok(response)
     }
 
-    /// When the exporter last answered a request, if ever.
+    /// When the exporter last answered a request (a discovery probe included), if ever.
     pub fn last_answer(&self) -> &Timestamp {
         &self.last_answer
     }
@@ -252,18 +340,37 @@ mod tests {
         let exporter = Exporter::new("10.0.0.4:9182".parse().unwrap(), Duration::from_secs(1));
         let mut headers = HeaderMap::new();
         headers.insert(header::HOST, HeaderValue::from_static("elsewhere:80"));
-        let request = exporter.request(Method::GET, "/metrics?collect[]=cpu&collect[]=os".parse().unwrap(), headers);
+        let request =
+            exporter.request(9182, Method::GET, "/metrics?collect[]=cpu&collect[]=os".parse().unwrap(), headers);
         assert_eq!(request.uri().to_string(), "http://10.0.0.4:9182/metrics?collect[]=cpu&collect[]=os");
         assert_eq!(request.headers()[header::HOST], "10.0.0.4:9182");
-        assert_eq!(exporter.label().as_ref(), "http://10.0.0.4:9182");
+        assert_eq!(exporter.label(9182).as_ref(), "http://10.0.0.4:9182");
+        assert_eq!(exporter.current_label().as_ref(), "http://10.0.0.4:9182");
     }
 
     #[test]
     fn ipv6_exporter_is_bracketed() {
         let exporter = Exporter::new("[fd00::4]:9182".parse().unwrap(), Duration::from_secs(1));
-        let request = exporter.request(Method::HEAD, "/metrics".parse().unwrap(), HeaderMap::new());
+        let request = exporter.request(9182, Method::HEAD, "/metrics".parse().unwrap(), HeaderMap::new());
         assert_eq!(request.uri().to_string(), "http://[fd00::4]:9182/metrics");
         assert_eq!(request.headers()[header::HOST], "[fd00::4]:9182");
+    }
+
+    #[test]
+    fn every_listed_port_has_its_address_and_the_host_names_them_all() {
+        let ports = Ports::new(vec![19100, 9182]).unwrap();
+        let exporter = Exporter::with_ports(
+            "[fd00::4]:19100".parse().unwrap(),
+            ports,
+            Duration::from_secs(1),
+            &ExporterSettings::default(),
+            Gauge::default(),
+        );
+        let request = exporter.request(9182, Method::GET, "/metrics".parse().unwrap(), HeaderMap::new());
+        assert_eq!(request.uri().to_string(), "http://[fd00::4]:9182/metrics");
+        assert_eq!(exporter.label(19100).as_ref(), "http://[fd00::4]:19100");
+        // No port answered yet: messages name the host.
+        assert_eq!(exporter.current_label().as_ref(), "http://[fd00::4]");
     }
 
     #[test]
@@ -272,7 +379,7 @@ mod tests {
         exporter.set_credentials(Credentials::basic("Aladdin", "open sesame"));
         let mut headers = HeaderMap::new();
         headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer scrapers-token"));
-        let request = exporter.request(Method::GET, "/metrics".parse().unwrap(), headers);
+        let request = exporter.request(9182, Method::GET, "/metrics".parse().unwrap(), headers);
         let values: Vec<_> = request.headers().get_all(header::AUTHORIZATION).iter().collect();
         assert_eq!(values, vec!["Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="]);
     }

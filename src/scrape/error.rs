@@ -12,6 +12,7 @@ use std::time::Duration;
 use http::{Response, StatusCode};
 
 use crate::exporter::ExporterError;
+use crate::exporter::discovery::DiscoveryError;
 use crate::response::{self, ResponseBody};
 use crate::telemetry::{Outcome, Telemetry};
 
@@ -29,6 +30,15 @@ pub enum ScrapeError {
     /// The exporter could not be asked, or did not answer in HTTP (502).
     #[error("{0}")]
     Exporter(ExporterError),
+    /// With a `PROXY_PORT` list: no listed port answered (502), or the deadline passed while the
+    /// ports were still being probed (504).
+    #[error("{}", no_port(error, *timeout))]
+    NoPort {
+        /// What discovery found.
+        error: DiscoveryError,
+        /// The scrape's whole budget.
+        timeout: Duration,
+    },
     /// The exporter sent no response headers before the deadline (504).
     #[error("no response within {timeout:?} ({})", budget_source(*from_scraper))]
     NoAnswer {
@@ -52,6 +62,13 @@ pub enum ScrapeError {
     },
 }
 
+fn no_port(error: &DiscoveryError, timeout: Duration) -> String {
+    match error {
+        DiscoveryError::NoneAnswered(_) => error.to_string(),
+        DiscoveryError::StillProbing(_) => format!("{error} ({timeout:?})"),
+    }
+}
+
 fn budget_source(from_scraper: bool) -> &'static str {
     if from_scraper {
         "the scraper's timeout minus PROXY_TIMEOUT_MARGIN_SECONDS"
@@ -66,6 +83,8 @@ impl ScrapeError {
         match self {
             ScrapeError::NoSlot { .. } => Outcome::rejected,
             ScrapeError::Exporter(_) => Outcome::upstream_error,
+            ScrapeError::NoPort { error: DiscoveryError::NoneAnswered(_), .. } => Outcome::upstream_error,
+            ScrapeError::NoPort { error: DiscoveryError::StillProbing(_), .. } => Outcome::timeout,
             ScrapeError::NoAnswer { .. } | ScrapeError::BodyDeadline => Outcome::timeout,
             ScrapeError::BodyFailed(_) => Outcome::aborted,
             ScrapeError::Lagged { .. } => Outcome::lagged,
@@ -77,6 +96,8 @@ impl ScrapeError {
         match self {
             ScrapeError::NoSlot { .. } => Some(StatusCode::SERVICE_UNAVAILABLE),
             ScrapeError::Exporter(_) => Some(StatusCode::BAD_GATEWAY),
+            ScrapeError::NoPort { error: DiscoveryError::NoneAnswered(_), .. } => Some(StatusCode::BAD_GATEWAY),
+            ScrapeError::NoPort { error: DiscoveryError::StillProbing(_), .. } => Some(StatusCode::GATEWAY_TIMEOUT),
             ScrapeError::NoAnswer { .. } => Some(StatusCode::GATEWAY_TIMEOUT),
             ScrapeError::BodyFailed(_) | ScrapeError::BodyDeadline | ScrapeError::Lagged { .. } => None,
         }
@@ -95,6 +116,15 @@ impl ScrapeError {
             ScrapeError::Exporter(error) => {
                 tracing::warn!(upstream = exporter, %error, "scrape failed: exporter unreachable or reply invalid")
             }
+            ScrapeError::NoPort { error: error @ DiscoveryError::NoneAnswered(_), .. } => {
+                tracing::warn!(upstream = exporter, %error, "scrape failed: no exporter port answered")
+            }
+            ScrapeError::NoPort { error: error @ DiscoveryError::StillProbing(_), timeout } => tracing::warn!(
+                upstream = exporter,
+                %error,
+                timeout_ms = timeout.as_millis() as u64,
+                "scrape failed: exporter ports still being probed at the deadline"
+            ),
             ScrapeError::NoAnswer { timeout, .. } => tracing::warn!(
                 upstream = exporter,
                 timeout_ms = timeout.as_millis() as u64,
@@ -127,6 +157,8 @@ impl ScrapeError {
 mod tests {
     use super::*;
 
+    use crate::exporter::discovery::Ports;
+
     #[test]
     fn each_failure_knows_its_status_and_outcome() {
         let cases = [
@@ -138,6 +170,22 @@ mod tests {
                 Outcome::timeout,
             ),
             (ScrapeError::BodyFailed("reset".into()), None, Outcome::aborted),
+            (
+                ScrapeError::NoPort {
+                    error: DiscoveryError::NoneAnswered(vec![].into()),
+                    timeout: Duration::from_secs(1),
+                },
+                Some(502),
+                Outcome::upstream_error,
+            ),
+            (
+                ScrapeError::NoPort {
+                    error: DiscoveryError::StillProbing(Ports::new(vec![19100, 9182]).unwrap()),
+                    timeout: Duration::from_secs(1),
+                },
+                Some(504),
+                Outcome::timeout,
+            ),
             (ScrapeError::BodyDeadline, None, Outcome::timeout),
             (ScrapeError::Lagged { limit: 262144 }, None, Outcome::lagged),
         ];

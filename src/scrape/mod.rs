@@ -15,7 +15,8 @@
 //! that gets no slot in time is answered 503 so the scraper records a clear failure.
 //!
 //! With `PROXY_COALESCE` (the default), identical scrapes in flight at once share one exporter
-//! request, one slot and one collection ([`coalesce`]); each still keeps its own deadline.
+//! request, one slot and one collection ([`coalesce`]); each still keeps its own deadline. With a
+//! `PROXY_PORT` list, the port comes from [`crate::exporter::discovery`] first.
 
 pub mod coalesce;
 mod error;
@@ -77,41 +78,63 @@ impl Scrape {
         let budget =
             ScrapeBudget::from_header(request.headers().get(SCRAPE_TIMEOUT_HEADER), self.margin, self.default_timeout);
         let deadline = started + budget.timeout;
-        match self.answer(request, started, deadline, &budget).await {
+        let mut port = None;
+        match self.answer(request, started, deadline, &budget, &mut port).await {
             Ok(response) => response,
-            Err(error) => error.respond(self.exporter.label(), &self.telemetry),
+            Err(error) => {
+                let exporter = match (&error, port) {
+                    (ScrapeError::NoPort { .. }, _) => self.exporter.host_label(),
+                    (_, Some(port)) => self.exporter.label(port),
+                    (_, None) => self.exporter.current_label(),
+                };
+                error.respond(exporter, &self.telemetry)
+            }
         }
     }
 
+    /// The scrape up to the exporter's response headers; `port` is where it went first, for the
+    /// failure's message.
     async fn answer<B>(
         &self,
         request: Request<B>,
         started: Instant,
         deadline: Instant,
         budget: &ScrapeBudget,
+        port: &mut Option<u16>,
     ) -> Result<Response<ResponseBody>, ScrapeError> {
         let (parts, _body) = request.into_parts();
         let outgoing = self.outgoing(parts, budget);
+        let to = *port.insert(self.port(deadline, budget).await?);
         match &self.coalescer {
-            Some(coalescer) => self.answer_shared(coalescer, outgoing, started, deadline, budget).await,
-            None => self.answer_alone(outgoing, started, deadline, budget).await,
+            Some(coalescer) => self.answer_shared(coalescer, outgoing, to, started, deadline, budget).await,
+            None => self.answer_alone(outgoing, to, started, deadline, budget).await,
         }
+    }
+
+    /// The exporter's port: at once when known, else after a discovery round, within the deadline.
+    /// A scrape waiting for a discovery round counts as waiting.
+    async fn port(&self, deadline: Instant, budget: &ScrapeBudget) -> Result<u16, ScrapeError> {
+        let discovery = self.exporter.discovery();
+        let _waiting = discovery.is_list().then(|| GaugeGuard::new(self.telemetry.waiting()));
+        discovery.port(deadline).await.map_err(|error| ScrapeError::NoPort { error, timeout: budget.timeout })
     }
 
     /// A scrape with an exporter request of its own (`PROXY_COALESCE=false`).
     async fn answer_alone(
         &self,
         outgoing: Outgoing,
+        port: u16,
         started: Instant,
         deadline: Instant,
         budget: &ScrapeBudget,
     ) -> Result<Response<ResponseBody>, ScrapeError> {
         let slot = self.wait_for_slot(deadline, budget).await?;
         let inflight = GaugeGuard::new(self.telemetry.inflight());
-        let answer = tokio::time::timeout_at(deadline, self.send(&outgoing))
-            .await
-            .map_err(|_elapsed| no_answer(budget))?
-            .map_err(ScrapeError::Exporter)?;
+        let answer =
+            tokio::time::timeout_at(deadline, send(&self.exporter, &self.telemetry, &outgoing, port, deadline))
+                .await
+                .map_err(|_elapsed| no_answer(budget))?
+                .map_err(ScrapeError::Exporter)?;
         let (parts, body) = answer.into_parts();
         let record = self.record(parts.status, started, Some(Held { slot, inflight }));
         Ok(Response::from_parts(
@@ -126,12 +149,13 @@ impl Scrape {
         &self,
         coalescer: &Coalescer,
         outgoing: Outgoing,
+        port: u16,
         started: Instant,
         deadline: Instant,
         budget: &ScrapeBudget,
     ) -> Result<Response<ResponseBody>, ScrapeError> {
         let key = ScrapeKey::new(&outgoing.method, outgoing.path.as_str(), &outgoing.headers);
-        let mut member = self.member(coalescer, key, outgoing, deadline, budget).await?;
+        let mut member = self.member(coalescer, key, outgoing, port, deadline, budget).await?;
         let answer = match tokio::time::timeout_at(deadline, member.answer()).await {
             Err(_elapsed) => return Err(no_answer(budget)),
             Ok(Err(Some(error))) => return Err(ScrapeError::Exporter(error)),
@@ -155,6 +179,7 @@ impl Scrape {
         coalescer: &Coalescer,
         key: ScrapeKey,
         outgoing: Outgoing,
+        port: u16,
         deadline: Instant,
         budget: &ScrapeBudget,
     ) -> Result<Member, ScrapeError> {
@@ -172,7 +197,7 @@ impl Scrape {
                 permit = self.slots.clone().acquire_owned() => {
                     let slot = permit.expect("the semaphore is never closed");
                     let inflight = GaugeGuard::new(self.telemetry.inflight());
-                    let (member, joined) = coalescer.start(key, slot, inflight, self.send_owned(outgoing));
+                    let (member, joined) = coalescer.start(key, slot, inflight, self.send_owned(outgoing, port, deadline));
                     if joined == Joined::Shared {
                         self.telemetry.scrape_coalesced();
                     }
@@ -189,12 +214,12 @@ impl Scrape {
     /// What the stream records when the scrape ends.
     fn record(&self, status: http::StatusCode, started: Instant, held: Option<Held>) -> ScrapeRecord {
         if status.is_server_error() {
-            let upstream = self.exporter.label();
+            let upstream = self.exporter.current_label();
             tracing::warn!(%upstream, status = status.as_u16(), "exporter answered with a server error");
         }
         ScrapeRecord {
             telemetry: self.telemetry.clone(),
-            upstream: self.exporter.label().clone(),
+            upstream: self.exporter.current_label().clone(),
             status: status.as_u16(),
             started,
             held,
@@ -228,18 +253,17 @@ impl Scrape {
         Outgoing { method: scraper.method, path, headers }
     }
 
-    /// Sends the scrape (see [`send`]).
-    async fn send(&self, outgoing: &Outgoing) -> Result<Response<Incoming>, ExporterError> {
-        send(&self.exporter, &self.telemetry, outgoing).await
-    }
-
     /// [`send`] as a future that owns what it needs, for a shared request's own task.
+    /// The deadline is that of the scrape that started the request: it bounds a second look
+    /// for the exporter's port after a refusal.
     fn send_owned(
         &self,
         outgoing: Outgoing,
+        port: u16,
+        deadline: Instant,
     ) -> impl Future<Output = Result<Response<Incoming>, ExporterError>> + Send + 'static {
         let (exporter, telemetry) = (self.exporter.clone(), self.telemetry.clone());
-        async move { send(&exporter, &telemetry, &outgoing).await }
+        async move { send(&exporter, &telemetry, &outgoing, port, deadline).await }
     }
 }
 
@@ -248,20 +272,45 @@ fn no_answer(budget: &ScrapeBudget) -> ScrapeError {
     ScrapeError::NoAnswer { timeout: budget.timeout, from_scraper: budget.from_scraper }
 }
 
-/// Sends one scrape's exporter request and counts it; a pooled connection that the exporter
-/// closed just as the request went out gets one fresh attempt (scrapes are idempotent GETs).
-/// The answer comes back with its hop-by-hop headers removed and its time to headers recorded.
+/// Sends one scrape's exporter request to `port`. With a `PROXY_PORT` list, a refusal means the
+/// exporter stopped or moved: the port is looked for again, once and before `deadline`, and the
+/// request sent where the exporter answers now (a failed second look leaves the refusal as the
+/// answer).
 async fn send(
     exporter: &Exporter,
     telemetry: &Telemetry,
     outgoing: &Outgoing,
+    port: u16,
+    deadline: Instant,
+) -> Result<Response<Incoming>, ExporterError> {
+    let discovery = exporter.discovery();
+    match send_to(exporter, telemetry, outgoing, port).await {
+        Err(ExporterError::Refused) if discovery.is_list() => {
+            discovery.refused(port);
+            match discovery.port(deadline).await {
+                Ok(next) => send_to(exporter, telemetry, outgoing, next).await,
+                Err(_) => Err(ExporterError::Refused),
+            }
+        }
+        other => other,
+    }
+}
+
+/// Sends one exporter request to `port` and counts it; a pooled connection that the exporter
+/// closed just as the request went out gets one fresh attempt (scrapes are idempotent GETs).
+/// The answer comes back with its hop-by-hop headers removed and its time to headers recorded.
+async fn send_to(
+    exporter: &Exporter,
+    telemetry: &Telemetry,
+    outgoing: &Outgoing,
+    port: u16,
 ) -> Result<Response<Incoming>, ExporterError> {
     telemetry.exporter_request_sent();
-    let request = || exporter.request(outgoing.method.clone(), outgoing.path.clone(), outgoing.headers.clone());
+    let request = || exporter.request(port, outgoing.method.clone(), outgoing.path.clone(), outgoing.headers.clone());
     let sent = Instant::now();
     let mut answer = match exporter.send(request()).await {
         Err(error) if error.is_stale_connection() => {
-            tracing::debug!(upstream = %exporter.label(), %error, "retrying scrape on a fresh connection");
+            tracing::debug!(upstream = %exporter.label(port), %error, "retrying scrape on a fresh connection");
             exporter.send(request()).await
         }
         other => other,

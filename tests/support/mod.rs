@@ -93,8 +93,18 @@ impl FakeExporter {
         F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Response<ExporterBody>> + Send + 'static,
     {
+        FakeExporter::start_on(0, handler).await
+    }
+
+    /// Like [`FakeExporter::start`] on a chosen port of 127.0.0.1 (0: any), for an exporter that
+    /// appears on a port the proxy already knows (from [`closed_port`]).
+    pub async fn start_on<F, Fut>(port: u16, handler: F) -> FakeExporter
+    where
+        F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<ExporterBody>> + Send + 'static,
+    {
         let handler: Handler = Arc::new(move |request| Box::pin(handler(request)));
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind fake exporter");
+        let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind fake exporter");
         let addr = listener.local_addr().unwrap();
         let (seen_tx, requests) = mpsc::unbounded_channel();
         let (closed_tx, closed) = mpsc::unbounded_channel();

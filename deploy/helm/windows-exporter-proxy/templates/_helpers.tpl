@@ -91,3 +91,16 @@ and a float prints as "1e+06"; whole numbers are printed as integers instead.
 {{- . }}
 {{- end }}
 {{- end }}
+
+{{/*
+PROXY_PORT from proxy.port: one port (9182) or an ordered list ([19100, 19182, 9182] -> "19100,19182,9182").
+*/}}
+{{- define "wep.exporterPorts" -}}
+{{- if kindIs "slice" . }}
+{{- $ports := list }}
+{{- range . }}{{ $ports = append $ports (include "wep.envValue" .) }}{{ end }}
+{{- join "," $ports }}
+{{- else }}
+{{- include "wep.envValue" . }}
+{{- end }}
+{{- end }}

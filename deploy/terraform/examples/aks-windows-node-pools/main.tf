@@ -1,5 +1,13 @@
 # Example: install windows_exporter on the Windows node pools of an existing AKS cluster.
 #
+# First check whether you need it. AKS runs its own windows_exporter on Windows nodes in many
+# regions (port 19182, moving to 19100 in the node image); where it runs there is nothing to
+# install: deploy the proxy with the chart's default proxy.port (19100,19182,9182) or
+# deploy/helm/values-aks-native.yaml and skip this module. AKS does not support custom VM
+# extensions on its node scale sets ("use DaemonSets", AKS FAQ) and a node resource group
+# lockdown blocks them outright, so this module is best-effort, for pools without the native
+# exporter. deploy/README.md, "Getting windows_exporter onto the nodes", has the decision table.
+#
 #   terraform init && terraform apply \
 #     -var resource_group_name=rg-aks -var cluster_name=aks1 \
 #     -var 'windows_node_pools=["win1"]' -var storage_account_name=stdeployartifacts ...
@@ -80,6 +88,10 @@ module "windows_exporter" {
   firewall_exception = true
   # Pod CIDR (kubenet/overlay) so only pods, i.e. the proxy, reach the exporter.
   firewall_remote_addresses = [data.azurerm_kubernetes_cluster.this.network_profile[0].pod_cidr]
+  # TLS or basic auth on the exporter: the content of an exporter-toolkit web config (written to
+  # the node), or web_config_file = "C:\\ProgramData\\windows_exporter\\web-config.yml" for a
+  # file already there. The certificate and key files it names must be on the node first.
+  # web_config = file("${path.module}/web-config.yml")
 
   storage_account_name                = var.storage_account_name
   storage_account_resource_group_name = var.storage_account_resource_group_name

@@ -90,20 +90,30 @@ resource "azurerm_virtual_machine_scale_set_extension" "windows_exporter" {
       FirewallException = var.firewall_exception
       RemoteAddresses   = join(",", var.firewall_remote_addresses)
       MsiUrl            = local.msi_url
+      WebConfigFile     = var.web_config_file == null ? "" : var.web_config_file
     }
     privacy = {
       dataCollection = "Disable"
     }
   })
 
+  # The web config's content goes with the SAS in the protected (encrypted) settings: the DSC
+  # extension merges protectedSettings.configurationArguments into the public ones.
   protected_settings = jsonencode({
     configurationUrlSasToken = data.azurerm_storage_account_blob_container_sas.package.sas
+    configurationArguments = {
+      WebConfig = var.web_config == null ? "" : var.web_config
+    }
   })
 
   lifecycle {
     precondition {
       condition     = var.firewall_exception || length(var.firewall_remote_addresses) > 0
       error_message = "With firewall_exception = false nothing reaches the exporter from pods; set firewall_exception = true (restricted by firewall_remote_addresses) or open the port another way."
+    }
+    precondition {
+      condition     = var.web_config == null || var.web_config_file == null
+      error_message = "Set web_config (the content, written to the node) or web_config_file (a file already on the node), not both."
     }
   }
 }

@@ -14,7 +14,7 @@ output "msi_url" {
 }
 
 output "listen_port" {
-  description = "Port windows_exporter listens on; set the proxy's PROXY_PORT to this."
+  description = "Port windows_exporter listens on; the proxy's PROXY_PORT must name it (alone, or in its list)."
   value       = var.listen_port
 }
 

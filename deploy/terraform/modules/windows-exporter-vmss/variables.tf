@@ -51,13 +51,48 @@ variable "msi_url" {
 }
 
 variable "listen_port" {
-  description = "Port windows_exporter listens on (MSI property LISTEN_PORT). The proxy's PROXY_PORT must match."
+  description = "Port windows_exporter listens on (MSI property LISTEN_PORT). The proxy's PROXY_PORT must name it (the chart's default list 19100,19182,9182 ends with 9182). 19100 and 19182 are refused: AKS's own windows_exporter uses them, and where it runs there is nothing to install (deploy/README.md)."
   type        = number
   default     = 9182
 
   validation {
     condition     = var.listen_port >= 1 && var.listen_port <= 65535 && floor(var.listen_port) == var.listen_port
     error_message = "listen_port must be an integer from 1 to 65535."
+  }
+  validation {
+    condition     = !contains([19100, 19182], var.listen_port)
+    error_message = "listen_port must not be 19100 or 19182: AKS's own windows_exporter listens there (node image and VM extension), so the MSI's service would fail to bind on those nodes; use the native exporter instead (deploy/README.md), or another port such as 9182."
+  }
+}
+
+variable "web_config_file" {
+  description = "Absolute path, on the node, of an existing exporter-toolkit web config (TLS, basic auth) for windows_exporter, passed as --web.config.file through the MSI property EXTRA_FLAGS. It and the certificate and key files it names must exist before the install: the MSI starts the service and rolls back when it fails. null: none, unless web_config gives the content. Set one of web_config_file and web_config, not both."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.web_config_file == null || can(regex("^[A-Za-z]:\\\\[^\"*?<>|:]+\\.ya?ml$", var.web_config_file))
+    error_message = "web_config_file must be an absolute Windows path to a .yml or .yaml file, such as C:\\ProgramData\\windows_exporter\\web-config.yml, without quotes (a relative path fails under the service)."
+  }
+}
+
+variable "web_config" {
+  description = "Content (YAML) of an exporter-toolkit web config for windows_exporter: tls_server_config, http_server_config and/or basic_auth_users. The install script writes it as UTF-8 without a byte-order mark to C:\\ProgramData\\windows_exporter-install\\web-config.yml before installing and passes that path as --web.config.file (EXTRA_FLAGS). Certificate and key files it names must already be on the node. Sent in the extension's protected settings; basic_auth_users holds bcrypt hashes, never passwords. null: none. Set one of web_config and web_config_file, not both."
+  type        = string
+  default     = null
+  sensitive   = true
+
+  validation {
+    condition     = var.web_config == null || can(keys(yamldecode(var.web_config)))
+    error_message = "web_config must be a YAML mapping (an exporter-toolkit web config)."
+  }
+  validation {
+    condition     = var.web_config == null || try(length(setsubtract(keys(yamldecode(var.web_config)), ["tls_server_config", "http_server_config", "basic_auth_users"])) == 0, false)
+    error_message = "web_config may only have the exporter-toolkit keys tls_server_config, http_server_config and basic_auth_users."
+  }
+  validation {
+    condition     = var.web_config == null || !startswith(coalesce(var.web_config, " "), "\ufeff")
+    error_message = "web_config must not start with a byte-order mark: windows_exporter cannot read the file then (windows_exporter#2274)."
   }
 }
 

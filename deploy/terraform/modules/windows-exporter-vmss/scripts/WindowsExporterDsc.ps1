@@ -12,7 +12,9 @@ Configuration WindowsExporter {
     [string]$EnabledCollectors = 'cpu,memory,logical_disk,net,os,system,container',
     [bool]$FirewallException = $true,
     [string]$RemoteAddresses = '',
-    [string]$MsiUrl = ''
+    [string]$MsiUrl = '',
+    [string]$WebConfigFile = '',
+    [string]$WebConfig = ''
   )
   Import-DscResource -ModuleName PSDesiredStateConfiguration
 
@@ -28,13 +30,13 @@ Configuration WindowsExporter {
         & ([scriptblock]::Create($using:InstallScript)) -Version $using:Version -Sha256 $using:Sha256 `
           -ListenPort $using:ListenPort -EnabledCollectors $using:EnabledCollectors `
           -FirewallException $using:FirewallException -RemoteAddresses $using:RemoteAddresses `
-          -MsiUrl $using:MsiUrl -TestOnly
+          -MsiUrl $using:MsiUrl -WebConfigFile $using:WebConfigFile -WebConfig $using:WebConfig -TestOnly
       }
       SetScript  = {
         & ([scriptblock]::Create($using:InstallScript)) -Version $using:Version -Sha256 $using:Sha256 `
           -ListenPort $using:ListenPort -EnabledCollectors $using:EnabledCollectors `
           -FirewallException $using:FirewallException -RemoteAddresses $using:RemoteAddresses `
-          -MsiUrl $using:MsiUrl
+          -MsiUrl $using:MsiUrl -WebConfigFile $using:WebConfigFile -WebConfig $using:WebConfig
       }
     }
   }

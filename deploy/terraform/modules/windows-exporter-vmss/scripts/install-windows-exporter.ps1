@@ -14,6 +14,12 @@
   Firewall property: ADDLOCAL=FirewallException from v0.29, ADD_FIREWALL_EXCEPTION=yes in
   0.26-0.28; REMOTE_ADDR restricts the rule's source addresses. Since 0.26 the MSI opens no
   port unless asked.
+  Web config (TLS, basic auth): -WebConfig is the content, written before the install as UTF-8
+  without a byte-order mark (exporter-toolkit cannot read a BOM or UTF-16, which PowerShell 5.1's
+  Set-Content and Out-File may write; windows_exporter#2274); -WebConfigFile names a file already
+  on the node. Either path goes to the MSI as EXTRA_FLAGS="--web.config.file=""<path>""" (absolute
+  and quoted: a relative path fails under the service, #922), and must exist before the install
+  because the MSI starts the service and rolls back if it fails (#2167).
 #>
 [CmdletBinding()]
 param(
@@ -24,11 +30,23 @@ param(
   [bool]$FirewallException = $true,
   [string]$RemoteAddresses = '',
   [string]$MsiUrl = '',
+  [ValidatePattern('^$|^[A-Za-z]:\\[^"*?<>|:]+\.ya?ml$')][string]$WebConfigFile = '',
+  [string]$WebConfig = '',
   [string]$StateDir = "$env:ProgramData\windows_exporter-install",
   [switch]$TestOnly
 )
 $ErrorActionPreference = 'Stop'
 Set-StrictMode -Version Latest
+
+if ($WebConfig -and $WebConfigFile) { throw 'Give -WebConfig (content) or -WebConfigFile (a file on the node), not both' }
+$webConfigPath = if ($WebConfig) { Join-Path $StateDir 'web-config.yml' } else { $WebConfigFile }
+$noBom = New-Object System.Text.UTF8Encoding($false)
+
+function Get-TextSha256([string]$Text) {
+  $sha = [Security.Cryptography.SHA256]::Create()
+  try { return [BitConverter]::ToString($sha.ComputeHash($noBom.GetBytes($Text))).Replace('-', '') }
+  finally { $sha.Dispose() }
+}
 
 $wanted = [ordered]@{
   version            = $Version
@@ -37,6 +55,8 @@ $wanted = [ordered]@{
   enabled_collectors = $EnabledCollectors
   firewall_exception = $FirewallException
   remote_addresses   = $RemoteAddresses
+  web_config_file    = $webConfigPath
+  web_config_sha256  = if ($WebConfig) { Get-TextSha256 $WebConfig } else { '' }
 }
 $statePath = Join-Path $StateDir 'state.json'
 
@@ -45,7 +65,9 @@ function Test-Installed {
   $applied = Get-Content -Raw $statePath | ConvertFrom-Json
   foreach ($key in $wanted.Keys) {
     $property = $applied.PSObject.Properties[$key]
-    if ($null -eq $property -or "$($property.Value)" -ne "$($wanted[$key])") { return $false }
+    # A key the state predates (web_config_*) counts as empty, so adding it does not reinstall.
+    $value = if ($null -eq $property) { '' } else { "$($property.Value)" }
+    if ($value -ne "$($wanted[$key])") { return $false }
   }
   $service = Get-Service -Name windows_exporter -ErrorAction SilentlyContinue
   return ($null -ne $service -and $service.Status -eq 'Running')
@@ -90,20 +112,38 @@ if ($FirewallException) {
   else { $properties += 'ADD_FIREWALL_EXCEPTION=yes' }
   if ($RemoteAddresses) { $properties += "REMOTE_ADDR=$RemoteAddresses" }
 }
+if ($WebConfig) { [IO.File]::WriteAllText($webConfigPath, $WebConfig, $noBom) }
+if ($webConfigPath) {
+  if (-not (Test-Path -LiteralPath $webConfigPath)) {
+    throw "web config $webConfigPath does not exist: the MSI would start the service, fail and roll back"
+  }
+  $properties += ('EXTRA_FLAGS="--web.config.file=""' + $webConfigPath + '"""')
+}
 Invoke-Msiexec (@('/i', "`"$msi`"") + $properties) (Join-Path $StateDir "msiexec-install-$Version-$stamp.log")
 
 Set-Service -Name windows_exporter -StartupType Automatic
 Start-Service -Name windows_exporter
 # Fail the extension loudly if the exporter does not answer (wrong port, crashed collector).
-$deadline = (Get-Date).AddSeconds(60)
-while ($true) {
+# Any HTTP answer counts, as for the proxy's port discovery: with a web config the plain request
+# gets 401 (basic auth) or Go's 400 for plain HTTP on a TLS port, and both prove it is serving.
+$script:lastError = 'no attempt yet'
+function Test-Answers {
   try {
     Invoke-WebRequest -UseBasicParsing -TimeoutSec 5 -Uri "http://127.0.0.1:$ListenPort/health" | Out-Null
-    break
+    return $true
+  } catch [System.Net.WebException] {
+    if ($null -ne $_.Exception.Response) { return $true }
+    $script:lastError = $_
+    return $false
   } catch {
-    if ((Get-Date) -gt $deadline) { throw "windows_exporter does not answer on port ${ListenPort}: $_" }
-    Start-Sleep -Seconds 2
+    $script:lastError = $_
+    return $false
   }
+}
+$deadline = (Get-Date).AddSeconds(60)
+while (-not (Test-Answers)) {
+  if ((Get-Date) -gt $deadline) { throw "windows_exporter does not answer on port ${ListenPort}: $script:lastError" }
+  Start-Sleep -Seconds 2
 }
 $wanted | ConvertTo-Json | Set-Content -Encoding UTF8 -Path $statePath
 Write-Output "windows_exporter $Version installed on port $ListenPort"
