@@ -45,8 +45,8 @@ pub async fn within_for<T>(limit: Duration, what: &str, future: impl Future<Outp
     }
 }
 
-/// A real scrape captured from windows_exporter (see /work/shared/samples/SOURCES.md; copied
-/// into tests/fixtures with its attribution).
+/// A real scrape captured from windows_exporter (its source and licence are in
+/// tests/fixtures/SOURCES.md).
 pub fn windows_sample() -> Bytes {
     fixture("windows_exporter-0.13-cs-service.prom")
 }
