@@ -10,9 +10,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use http_body_util::BodyExt;
+use support::scenarios::{self, Native};
 use support::{
-    Client, ExporterBody, FakeExporter, HeldScrape, ProxyProcess, closed_port, health_within, reply, streaming_reply,
-    within,
+    Client, ExporterBody, FakeExporter, HeldScrape, ProxyProcess, health_within, reply, streaming_reply, within,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -40,22 +40,8 @@ async fn scrapes_total(proxy: &ProxyProcess, outcome: &str, status: u16) -> f64 
 
 #[tokio::test]
 async fn refused_connection_is_502_naming_the_exporter() {
-    let port = closed_port();
-    let mut proxy = proxy_on(port).await;
-
-    let scraped = Client::connect(proxy.addr).await.get("/metrics", &[]).await;
+    let proxy = scenarios::refused_connection_is_502_naming_the_exporter(&Native).await;
     health_within(proxy.addr, HEALTH).await;
-
-    assert_eq!(scraped.status, StatusCode::BAD_GATEWAY);
-    let body = scraped.text();
-    assert_eq!(body.trim_end().lines().count(), 1, "one line: {body:?}");
-    assert!(body.starts_with(&format!("http://127.0.0.1:{port}: connection refused")), "{body:?}");
-    let line = proxy
-        .wait_for_log("the refused warning", |l| is_warning(l, "scrape failed: exporter unreachable or reply invalid"))
-        .await;
-    assert_eq!(line["upstream"], format!("http://127.0.0.1:{port}"));
-    assert!(line["error"].as_str().unwrap().starts_with("connection refused"), "{line}");
-    assert_eq!(scrapes_total(&proxy, "upstream_error", 502).await, 1.0);
 }
 
 #[tokio::test]

@@ -6,6 +6,8 @@
 //! bare sleeps.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod scenarios;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
