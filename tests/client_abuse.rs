@@ -50,6 +50,7 @@ fn first_status(raw: &str) -> &str {
 
 /// Raises this process's open-file soft limit to at least `want` (children inherit it).
 #[cfg(unix)]
+#[allow(unsafe_code)] // getrlimit(2)/setrlimit(2): libc has no safe wrapper
 fn raise_nofile(want: u64) {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit/setrlimit write to / read from a valid rlimit struct we own.

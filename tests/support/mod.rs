@@ -337,6 +337,7 @@ impl ProxyProcess {
 
     /// Sends a Unix signal.
     #[cfg(unix)]
+    #[allow(unsafe_code)] // kill(2): the one way to send SIGTERM/SIGINT; libc has no safe wrapper
     pub fn signal(&self, signal: i32) {
         let pid = self.child.id().expect("the proxy is running") as i32;
         // SAFETY: kill(2) with a live child's pid has no memory-safety preconditions.
