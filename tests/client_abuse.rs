@@ -16,12 +16,11 @@ use bytes::Bytes;
 use http::{Method, StatusCode};
 use http_body_util::BodyExt;
 use support::{
-    Client, FakeExporter, ProxyProcess, SeenRequest, health_within, metric, raw_exchange, streaming_reply, within,
+    Client, FakeExporter, HeldScrape, ProxyProcess, SeenRequest, health_within, metric, raw_exchange, within,
     within_for,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 
 const HEALTH: Duration = Duration::from_secs(1);
 const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -51,6 +50,7 @@ fn first_status(raw: &str) -> &str {
 
 /// Raises this process's open-file soft limit to at least `want` (children inherit it).
 #[cfg(unix)]
+#[allow(unsafe_code)] // getrlimit(2)/setrlimit(2): libc has no safe wrapper
 fn raise_nofile(want: u64) {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit/setrlimit write to / read from a valid rlimit struct we own.
@@ -321,37 +321,27 @@ async fn other_spellings_of_paths_are_404_and_reach_nothing() {
 
 #[tokio::test]
 async fn scraper_hanging_up_mid_body_drops_the_exporter_connection() {
-    let (senders_tx, mut senders) = mpsc::unbounded_channel();
-    let mut exporter = FakeExporter::start(move |_| {
-        let (mut sender, response) = streaming_reply(&[("content-type", TEXT)]);
-        let senders_tx = senders_tx.clone();
-        async move {
-            sender.send_data(Bytes::from_static(b"# first chunk\n")).await.unwrap();
-            senders_tx.send(sender).unwrap();
-            response
-        }
-    })
-    .await;
-    let mut proxy = proxy_for(&exporter, &[]).await;
+    let mut held = HeldScrape::with_headers(&[("content-type", TEXT)]).await;
+    let mut proxy = proxy_for(&held.exporter, &[]).await;
     let fd_baseline = proxy.fd_baseline().await;
 
     let mut client = Client::connect(proxy.addr).await;
     let response = client.send(Method::GET, "/metrics", &[]).await.unwrap();
     let mut body = response.into_body();
     let first = within("the first chunk", body.frame()).await.unwrap().unwrap().into_data().unwrap();
-    assert_eq!(first, "# first chunk\n");
-    let _sender = within("the exporter's sender", senders.recv()).await.unwrap();
+    assert_eq!(&first[..], HeldScrape::FIRST);
+    held.started().await;
     drop(body);
     drop(client);
 
     // The proxy notices and drops its exporter connection rather than reading the rest.
-    exporter.connection_closed().await;
+    held.exporter.connection_closed().await;
     let line = proxy
         .wait_for_message(
             "scraper disconnected mid-body; its exporter request goes on only while another scraper shares it",
         )
         .await;
-    assert_eq!(line["upstream"], format!("http://{}", exporter.addr));
+    assert_eq!(line["upstream"], format!("http://{}", held.exporter.addr));
     let m = proxy
         .wait_for_metrics("the client_gone outcome", |m| {
             metric(m, "windows_exporter_proxy_scrapes_total{outcome=\"client_gone\",status=\"200\"}") == 1.0

@@ -4,6 +4,7 @@
 mod support;
 
 use support::run_to_exit;
+use support::scenarios::{self, Native};
 
 const EX_USAGE: i32 = 64;
 
@@ -13,21 +14,12 @@ fn stderr_lines(output: &std::process::Output) -> Vec<String> {
 
 #[tokio::test]
 async fn missing_hostip_names_the_variable_and_exits_64() {
-    let output = run_to_exit(&[], &[]).await;
-
-    assert_eq!(output.status.code(), Some(EX_USAGE));
-    let lines = stderr_lines(&output);
-    assert_eq!(lines.len(), 1, "{lines:?}");
-    assert!(lines[0].starts_with("PROXY_HOSTIP is required but not set"), "{lines:?}");
-    assert!(output.stdout.is_empty(), "logged before validating: {}", String::from_utf8_lossy(&output.stdout));
+    scenarios::missing_hostip_names_the_variable_and_exits_64(&Native).await;
 }
 
 #[tokio::test]
 async fn bad_port_names_the_variable_and_its_value() {
-    let output = run_to_exit(&[], &[("PROXY_HOSTIP", "10.240.0.4"), ("PROXY_PORT", "abc")]).await;
-
-    assert_eq!(output.status.code(), Some(EX_USAGE));
-    assert_eq!(stderr_lines(&output), vec![r#"PROXY_PORT="abc" is not valid: not a port number; use 1-65535"#]);
+    scenarios::bad_port_names_the_variable_and_its_value(&Native).await;
 }
 
 #[tokio::test]
@@ -119,13 +111,7 @@ async fn help_lists_every_variable_with_its_default() {
 
 #[tokio::test]
 async fn version_prints_the_crate_version() {
-    let output = run_to_exit(&["--version"], &[]).await;
-
-    assert_eq!(output.status.code(), Some(0));
-    assert_eq!(
-        String::from_utf8(output.stdout).unwrap(),
-        format!("windows-exporter-proxy {}\n", env!("CARGO_PKG_VERSION"))
-    );
+    scenarios::version_prints_the_crate_version(&Native).await;
 }
 
 #[tokio::test]

@@ -8,36 +8,17 @@ mod support;
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::Method;
 use http_body_util::BodyExt;
-use support::{Client, FakeExporter, ProxyProcess, streaming_reply, within, within_for};
-use tokio::sync::mpsc;
-
-/// An exporter that sends the first line of its body and then stalls for as long as the test
-/// keeps the body's sender.
-async fn stalling_exporter()
--> (FakeExporter, mpsc::UnboundedReceiver<http_body_util::channel::Sender<Bytes, std::io::Error>>) {
-    let (senders_tx, senders) = mpsc::unbounded_channel();
-    let exporter = FakeExporter::start(move |_| {
-        let (mut sender, response) = streaming_reply(&[("content-type", "text/plain")]);
-        let senders_tx = senders_tx.clone();
-        async move {
-            sender.send_data(Bytes::from_static(b"stuck_collector_started 1\n")).await.unwrap();
-            senders_tx.send(sender).unwrap();
-            response
-        }
-    })
-    .await;
-    (exporter, senders)
-}
+use support::{Client, HeldScrape, ProxyProcess, within, within_for};
 
 #[tokio::test]
 async fn second_signal_ends_the_drain_promptly_with_exit_1() {
-    let (exporter, mut senders) = stalling_exporter().await;
-    let mut proxy = ProxyProcess::start(&[("PROXY_HOSTIP", "127.0.0.1"), ("PROXY_PORT", &exporter.port())]).await;
+    // The exporter sends a first line and then stalls for as long as `held` lives.
+    let mut held = HeldScrape::start().await;
+    let mut proxy = ProxyProcess::start(&[("PROXY_HOSTIP", "127.0.0.1"), ("PROXY_PORT", &held.exporter.port())]).await;
     let response = Client::connect(proxy.addr).await.send(Method::GET, "/metrics", &[]).await.unwrap();
-    let _stuck = within("the stuck scrape to start", senders.recv()).await.unwrap();
+    held.started().await;
 
     proxy.signal(libc::SIGTERM);
     let draining = proxy.wait_for_message("stop requested; draining").await;
@@ -55,15 +36,15 @@ async fn second_signal_ends_the_drain_promptly_with_exit_1() {
 
 #[tokio::test]
 async fn grace_period_ends_a_stuck_drain_with_exit_1() {
-    let (exporter, mut senders) = stalling_exporter().await;
+    let mut held = HeldScrape::start().await;
     let mut proxy = ProxyProcess::start(&[
         ("PROXY_HOSTIP", "127.0.0.1"),
-        ("PROXY_PORT", &exporter.port()),
+        ("PROXY_PORT", &held.exporter.port()),
         ("PROXY_SHUTDOWN_GRACE_SECONDS", "1"),
     ])
     .await;
     let response = Client::connect(proxy.addr).await.send(Method::GET, "/metrics", &[]).await.unwrap();
-    let _stuck = within("the stuck scrape to start", senders.recv()).await.unwrap();
+    held.started().await;
 
     proxy.signal(libc::SIGTERM);
     proxy.wait_for_message("stop requested; draining").await;

@@ -10,12 +10,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use http_body_util::BodyExt;
+use support::scenarios::{self, Native};
 use support::{
-    Client, ExporterBody, FakeExporter, ProxyProcess, closed_port, health_within, reply, streaming_reply, within,
+    Client, ExporterBody, FakeExporter, HeldScrape, ProxyProcess, health_within, reply, streaming_reply, within,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 
 /// How fast `/health` must answer while a fault is in progress: a bound on a health check.
 const HEALTH: Duration = Duration::from_secs(1);
@@ -40,22 +40,8 @@ async fn scrapes_total(proxy: &ProxyProcess, outcome: &str, status: u16) -> f64 
 
 #[tokio::test]
 async fn refused_connection_is_502_naming_the_exporter() {
-    let port = closed_port();
-    let mut proxy = proxy_on(port).await;
-
-    let scraped = Client::connect(proxy.addr).await.get("/metrics", &[]).await;
+    let proxy = scenarios::refused_connection_is_502_naming_the_exporter(&Native).await;
     health_within(proxy.addr, HEALTH).await;
-
-    assert_eq!(scraped.status, StatusCode::BAD_GATEWAY);
-    let body = scraped.text();
-    assert_eq!(body.trim_end().lines().count(), 1, "one line: {body:?}");
-    assert!(body.starts_with(&format!("http://127.0.0.1:{port}: connection refused")), "{body:?}");
-    let line = proxy
-        .wait_for_log("the refused warning", |l| is_warning(l, "scrape failed: exporter unreachable or reply invalid"))
-        .await;
-    assert_eq!(line["upstream"], format!("http://127.0.0.1:{port}"));
-    assert!(line["error"].as_str().unwrap().starts_with("connection refused"), "{line}");
-    assert_eq!(scrapes_total(&proxy, "upstream_error", 502).await, 1.0);
 }
 
 #[tokio::test]
@@ -109,30 +95,20 @@ async fn read_until_error(response: http::Response<hyper::body::Incoming>) -> (V
 #[tokio::test]
 async fn exporter_stalling_mid_body_leaves_the_scraper_an_incomplete_body() {
     for framing in [Framing::ContentLength, Framing::Chunked] {
-        let (senders_tx, mut senders) = mpsc::unbounded_channel();
-        let mut exporter = FakeExporter::start(move |_| {
-            let (mut sender, response) = streaming_reply(&framing.headers());
-            let senders_tx = senders_tx.clone();
-            async move {
-                sender.send_data(Bytes::from_static(b"# HELP partial\n")).await.unwrap();
-                // Kept alive and silent: the body stalls.
-                senders_tx.send(sender).unwrap();
-                response
-            }
-        })
-        .await;
-        let mut proxy = proxy_on(exporter.addr.port()).await;
+        let mut held = HeldScrape::with_headers(&framing.headers()).await;
+        let mut proxy = proxy_on(held.exporter.addr.port()).await;
         let fd_baseline = proxy.fd_baseline().await;
 
         let mut client = Client::connect(proxy.addr).await;
         let response = client.send(Method::GET, "/metrics", &[ONE_SECOND]).await.expect("response headers");
         assert_eq!(response.status(), StatusCode::OK, "{framing:?}");
-        let _stalled = within("the exporter's body sender", senders.recv()).await.unwrap();
+        // Held and silent from here on: the body stalls.
+        held.started().await;
         let reading = tokio::spawn(read_until_error(response));
         health_within(proxy.addr, HEALTH).await;
         let (read, error) = within("the cut-off", reading).await.unwrap();
 
-        assert_eq!(read, b"# HELP partial\n", "{framing:?}");
+        assert_eq!(read, HeldScrape::FIRST, "{framing:?}");
         assert!(error.is_some(), "{framing:?}: the stalled body ended cleanly; a scraper would store a partial scrape");
         let line = proxy
             .wait_for_log("the mid-body warning", |l| {
@@ -140,7 +116,7 @@ async fn exporter_stalling_mid_body_leaves_the_scraper_an_incomplete_body() {
             })
             .await;
         assert_eq!(line["outcome"], "timeout", "{framing:?}");
-        exporter.connection_closed().await;
+        held.exporter.connection_closed().await;
         assert_eq!(scrapes_total(&proxy, "timeout", 200).await, 1.0);
         proxy.wait_until_settled(fd_baseline).await;
     }
@@ -196,30 +172,19 @@ async fn slowly_dripped_body_that_finishes_in_time_succeeds() {
 #[tokio::test]
 async fn exporter_reset_mid_body_is_an_error_for_the_scraper() {
     for framing in [Framing::ContentLength, Framing::Chunked] {
-        let (go_tx, go) = mpsc::unbounded_channel::<()>();
-        let go = std::sync::Arc::new(tokio::sync::Mutex::new(go));
-        let mut exporter = FakeExporter::start(move |_| {
-            let (mut sender, response) = streaming_reply(&framing.headers());
-            let go = go.clone();
-            tokio::spawn(async move {
-                sender.send_data(Bytes::from_static(b"# HELP partial\n")).await.unwrap();
-                // Reset once the test has seen the first bytes arrive and checked /health.
-                go.lock().await.recv().await;
-                sender.abort(std::io::Error::other("exporter reset"));
-            });
-            async move { response }
-        })
-        .await;
-        let mut proxy = proxy_on(exporter.addr.port()).await;
+        let mut held = HeldScrape::with_headers(&framing.headers()).await;
+        let mut proxy = proxy_on(held.exporter.addr.port()).await;
         let fd_baseline = proxy.fd_baseline().await;
 
         let mut client = Client::connect(proxy.addr).await;
         let response = client.send(Method::GET, "/metrics", &[]).await.expect("response headers");
         let mut body = response.into_body();
         let first = within("the first bytes", body.frame()).await.unwrap().unwrap().into_data().unwrap();
-        assert_eq!(first, "# HELP partial\n", "{framing:?}");
+        assert_eq!(&first[..], HeldScrape::FIRST, "{framing:?}");
+        held.started().await;
         health_within(proxy.addr, HEALTH).await;
-        go_tx.send(()).unwrap();
+        // Reset once the test has seen the first bytes arrive and checked /health.
+        held.abort();
         let rest = within("the rest of the body", body.collect()).await;
 
         assert!(rest.is_err(), "{framing:?}: a reset exporter gave the scraper a body that ends cleanly");
@@ -231,7 +196,7 @@ async fn exporter_reset_mid_body_is_an_error_for_the_scraper() {
         assert_eq!(line["outcome"], "aborted", "{framing:?}");
         // One line says it all, cause included: the failure is not logged a second time.
         assert!(line["error"].as_str().unwrap().starts_with("exporter connection failed mid-body"), "{line}");
-        exporter.connection_closed().await;
+        held.exporter.connection_closed().await;
         assert_eq!(scrapes_total(&proxy, "aborted", 200).await, 1.0);
         proxy.wait_until_settled(fd_baseline).await;
     }
@@ -317,85 +282,6 @@ async fn oversized_response_headers_are_502() {
     proxy
         .wait_for_log("the protocol warning", |l| is_warning(l, "scrape failed: exporter unreachable or reply invalid"))
         .await;
-}
-
-/// Reads peak RSS from /proc: Linux only.
-#[cfg(target_os = "linux")]
-mod constant_memory {
-    use std::pin::Pin;
-    use std::task::{Context, Poll};
-
-    use http_body::{Body, Frame, SizeHint};
-
-    use super::*;
-
-    /// A body of `len` bytes made on the fly from one repeated chunk, so the test holds 64 KiB, not
-    /// the whole body.
-    struct Generated {
-        remaining: u64,
-        chunk: Bytes,
-    }
-
-    impl Body for Generated {
-        type Data = Bytes;
-        type Error = std::io::Error;
-
-        fn poll_frame(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
-            let this = self.get_mut();
-            if this.remaining == 0 {
-                return Poll::Ready(None);
-            }
-            let n = this.remaining.min(this.chunk.len() as u64);
-            this.remaining -= n;
-            Poll::Ready(Some(Ok(Frame::data(this.chunk.slice(..n as usize)))))
-        }
-
-        fn is_end_stream(&self) -> bool {
-            self.remaining == 0
-        }
-
-        fn size_hint(&self) -> SizeHint {
-            SizeHint::with_exact(self.remaining)
-        }
-    }
-
-    #[tokio::test]
-    async fn one_gib_body_streams_in_constant_memory() {
-        const SIZE: u64 = 1 << 30;
-        let line = Bytes::from("windows_cpu_time_total{core=\"0,0\",mode=\"idle\"} 123456.789\n".repeat(1200));
-        let chunk = line.slice(..64 * 1024);
-        let exporter = FakeExporter::start(move |_| {
-            let body = Generated { remaining: SIZE, chunk: chunk.clone() };
-            async move {
-                let mut response = http::Response::new(body.boxed());
-                response.headers_mut().insert("content-type", TEXT.parse().unwrap());
-                response
-            }
-        })
-        .await;
-        let proxy = proxy_on(exporter.addr.port()).await;
-        // One small scrape first so the baseline includes the client pool and buffers.
-        let warm_up = Client::connect(proxy.addr).await.send(Method::GET, "/health", &[]).await.unwrap();
-        support::read_all(warm_up).await.unwrap();
-        let before = support::proc_status(proxy.pid(), "VmHWM");
-
-        let response = Client::connect(proxy.addr).await.send(Method::GET, "/metrics", &[]).await.unwrap();
-        assert_eq!(response.headers()["content-length"], SIZE.to_string());
-        let mut body = response.into_body();
-        let mut total = 0u64;
-        let counted = tokio::time::timeout(support::WAIT * 4, async {
-            while let Some(frame) = body.frame().await {
-                total += frame.expect("an intact body").into_data().map_or(0, |d| d.len() as u64);
-            }
-        })
-        .await;
-        assert!(counted.is_ok(), "the 1 GiB body did not finish in {:?} ({total} bytes)", support::WAIT * 4);
-        let after = support::proc_status(proxy.pid(), "VmHWM");
-
-        assert_eq!(total, SIZE);
-        let growth = after.saturating_sub(before);
-        assert!(growth < 16 << 20, "peak RSS grew by {} KiB streaming 1 GiB ({before} -> {after} bytes)", growth >> 10);
-    }
 }
 
 /// A raw HTTP exporter whose every connection answers one request with keep-alive and then

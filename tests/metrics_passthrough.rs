@@ -5,7 +5,8 @@
 mod support;
 
 use http::{Method, StatusCode};
-use support::{Client, FakeExporter, ProxyProcess, gzip, reply, windows_sample};
+use support::scenarios::{self, Native};
+use support::{Client, FakeExporter, ProxyProcess, reply, windows_sample};
 
 const TEXT_0_0_4: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -15,44 +16,12 @@ async fn proxy_for(exporter: &FakeExporter) -> ProxyProcess {
 
 #[tokio::test]
 async fn body_and_content_type_are_byte_identical() {
-    let sample = windows_sample();
-    let exporter = FakeExporter::serving(sample.clone(), TEXT_0_0_4).await;
-    let proxy = proxy_for(&exporter).await;
-
-    let scraped = support::get(proxy.addr, "/metrics").await;
-
-    assert_eq!(scraped.status, StatusCode::OK);
-    assert_eq!(scraped.headers["content-type"], TEXT_0_0_4);
-    assert_eq!(scraped.body.len(), sample.len());
-    assert!(scraped.body == sample, "body differs from the exporter's");
+    scenarios::metrics_body_and_content_type_are_byte_identical(&Native).await;
 }
 
 #[tokio::test]
 async fn gzip_body_passes_compressed_and_unchanged() {
-    let compressed = gzip(&windows_sample());
-    let body = compressed.clone();
-    let mut exporter = FakeExporter::start(move |request| {
-        let body = body.clone();
-        async move {
-            assert_eq!(request.headers()["accept-encoding"], "gzip");
-            reply(
-                StatusCode::OK,
-                &[("content-type", TEXT_0_0_4), ("content-encoding", "gzip"), ("vary", "Accept-Encoding")],
-                body,
-            )
-        }
-    })
-    .await;
-    let proxy = proxy_for(&exporter).await;
-
-    let scraped = Client::connect(proxy.addr).await.get("/metrics", &[("accept-encoding", "gzip")]).await;
-
-    assert_eq!(exporter.next_request().await.headers["accept-encoding"], "gzip");
-    assert_eq!(scraped.status, StatusCode::OK);
-    assert_eq!(scraped.headers["content-encoding"], "gzip");
-    assert_eq!(scraped.headers["vary"], "Accept-Encoding");
-    assert_eq!(scraped.headers["content-type"], TEXT_0_0_4);
-    assert!(scraped.body == compressed, "gzip body was altered");
+    scenarios::gzip_body_passes_compressed_and_unchanged(&Native).await;
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@
 mod support;
 
 use http::StatusCode;
-use support::{FakeExporter, ProxyProcess, closed_port};
+use support::{FakeExporter, ProxyProcess, closed_port, metric};
 
 fn sample(metrics: &str, series: &str) -> Option<f64> {
     metrics.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
@@ -20,19 +20,26 @@ async fn successful_scrapes_are_counted_with_bytes_and_latency() {
         assert_eq!(support::get(proxy.addr, "/metrics").await.status, StatusCode::OK);
     }
     let own = support::get(proxy.addr, "/proxy/metrics").await;
-
     assert_eq!(own.status, StatusCode::OK);
     // No Accept header: the text format 0.0.4 (tests/telemetry_format.rs covers the negotiation).
     assert_eq!(own.headers["content-type"], "text/plain; version=0.0.4; charset=utf-8");
-    let text = own.text();
-    assert_eq!(sample(&text, r#"windows_exporter_proxy_scrapes_total{outcome="ok",status="200"}"#), Some(3.0));
-    assert_eq!(sample(&text, "windows_exporter_proxy_streamed_bytes_total"), Some(3.0 * body.len() as f64));
-    assert_eq!(sample(&text, "windows_exporter_proxy_upstream_response_seconds_count"), Some(3.0));
-    assert_eq!(sample(&text, "windows_exporter_proxy_inflight_scrapes"), Some(0.0));
-    assert_eq!(sample(&text, "windows_exporter_proxy_waiting_scrapes"), Some(0.0));
-    assert_eq!(sample(&text, "windows_exporter_proxy_client_connections"), Some(1.0));
+    // The three scrapers' connections close on the proxy's side a moment after their responses
+    // end: wait for the gauge to show only the connection asking, then read every value from the
+    // scrape that showed it.
+    let metrics = proxy
+        .wait_for_metrics("the three scrapers' connections to be closed", |m| {
+            metric(m, "windows_exporter_proxy_client_connections") == 1.0
+        })
+        .await;
+    let value = |series: &str| metrics.get(series).copied();
+    assert_eq!(value(r#"windows_exporter_proxy_scrapes_total{outcome="ok",status="200"}"#), Some(3.0));
+    assert_eq!(value("windows_exporter_proxy_streamed_bytes_total"), Some(3.0 * body.len() as f64));
+    assert_eq!(value("windows_exporter_proxy_upstream_response_seconds_count"), Some(3.0));
+    assert_eq!(value("windows_exporter_proxy_inflight_scrapes"), Some(0.0));
+    assert_eq!(value("windows_exporter_proxy_waiting_scrapes"), Some(0.0));
+    assert_eq!(value("windows_exporter_proxy_client_connections"), Some(1.0));
     let build = format!(r#"windows_exporter_proxy_build_info{{version="{}"}}"#, env!("CARGO_PKG_VERSION"));
-    assert_eq!(sample(&text, &build), Some(1.0));
+    assert_eq!(value(&build), Some(1.0));
 }
 
 #[tokio::test]

@@ -7,18 +7,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::StatusCode;
+use support::scenarios::{self, Native};
 use support::{FakeExporter, ProxyProcess, closed_port, reply, within_for};
 
 #[tokio::test]
 async fn health_is_200_even_when_the_exporter_is_down() {
-    let port = closed_port().to_string();
-    let proxy = ProxyProcess::start(&[("PROXY_HOSTIP", "127.0.0.1"), ("PROXY_PORT", &port)]).await;
-
-    let health = support::get(proxy.addr, "/health").await;
-    assert_eq!(health.status, StatusCode::OK);
-    assert_eq!(health.text(), "ok\n");
-    let head = support::Client::connect(proxy.addr).await.send(http::Method::HEAD, "/health", &[]).await.unwrap();
-    assert_eq!(head.status(), StatusCode::OK);
+    scenarios::health_answers_ok_with_the_exporter_down(&Native).await;
 }
 
 #[tokio::test]

@@ -19,11 +19,9 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use http::{Method, StatusCode};
-use support::{Client, FakeExporter, HeldScrape, ProxyProcess, closed_port, gzip, reply, windows_sample, within_for};
+use support::scenarios::{self, Launcher};
+use support::{ProxyProcess, within_for};
 use tokio::process::Command;
-
-const TEXT_0_0_4: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// A required input from the environment; a missing one fails the test, never skips it.
 #[allow(clippy::disallowed_methods)] // the test harness's inputs, not the proxy's configuration
@@ -66,7 +64,9 @@ impl Wine {
     fn with<'a>(&'a self, vars: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
         self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).chain(vars.iter().copied()).collect()
     }
+}
 
+impl Launcher for Wine {
     /// Starts the proxy under wine and waits for its "listening" line (which names the port
     /// Windows gave it for `127.0.0.1:0`).
     async fn start(&self, vars: &[(&str, &str)]) -> ProxyProcess {
@@ -111,103 +111,40 @@ const WINE_STARTUP: Duration = Duration::from_secs(120);
 /// Numbers `run_to_exit`'s output files, which tests running in parallel must not share.
 static NEXT_RUN: AtomicUsize = AtomicUsize::new(0);
 
-async fn proxy_for(wine: &Wine, exporter_port: &str) -> ProxyProcess {
-    wine.start(&[("PROXY_HOSTIP", "127.0.0.1"), ("PROXY_PORT", exporter_port)]).await
-}
-
 #[tokio::test]
 #[ignore = "needs wine and the Windows build; scripts/test-windows runs it"]
 async fn health_answers_ok() {
-    let wine = Wine::from_env();
-    // The exporter's port is closed: /health must not depend on it.
-    let proxy = proxy_for(&wine, &closed_port().to_string()).await;
-
-    let scraped = support::get(proxy.addr, "/health").await;
-
-    assert_eq!(scraped.status, StatusCode::OK);
-    assert_eq!(scraped.text().trim_end(), "ok");
+    scenarios::health_answers_ok_with_the_exporter_down(&Wine::from_env()).await;
 }
 
 #[tokio::test]
 #[ignore = "needs wine and the Windows build; scripts/test-windows runs it"]
 async fn metrics_body_is_byte_identical() {
-    let wine = Wine::from_env();
-    let sample = windows_sample();
-    let exporter = FakeExporter::serving(sample.clone(), TEXT_0_0_4).await;
-    let proxy = proxy_for(&wine, &exporter.port()).await;
-
-    let scraped = support::get(proxy.addr, "/metrics").await;
-
-    assert_eq!(scraped.status, StatusCode::OK);
-    assert_eq!(scraped.headers["content-type"], TEXT_0_0_4);
-    assert_eq!(scraped.body.len(), sample.len());
-    assert!(scraped.body == sample, "body differs from the exporter's");
+    scenarios::metrics_body_and_content_type_are_byte_identical(&Wine::from_env()).await;
 }
 
 #[tokio::test]
 #[ignore = "needs wine and the Windows build; scripts/test-windows runs it"]
 async fn gzip_metrics_pass_through_compressed_and_unchanged() {
-    let wine = Wine::from_env();
-    let compressed = gzip(&windows_sample());
-    let body = compressed.clone();
-    // gzip only when asked for, as windows_exporter does.
-    let mut exporter = FakeExporter::start(move |request| {
-        let asked = request.headers().get("accept-encoding").is_some_and(|v| v.as_bytes() == b"gzip");
-        let body = body.clone();
-        async move {
-            if asked {
-                reply(StatusCode::OK, &[("content-type", TEXT_0_0_4), ("content-encoding", "gzip")], body)
-            } else {
-                reply(StatusCode::NOT_ACCEPTABLE, &[], "this test only serves gzip\n")
-            }
-        }
-    })
-    .await;
-    let proxy = proxy_for(&wine, &exporter.port()).await;
-
-    let scraped = Client::connect(proxy.addr).await.get("/metrics", &[("accept-encoding", "gzip")]).await;
-
-    assert_eq!(exporter.next_request().await.headers["accept-encoding"], "gzip");
-    assert_eq!(scraped.status, StatusCode::OK);
-    assert_eq!(scraped.headers["content-encoding"], "gzip");
-    assert!(scraped.body == compressed, "gzip body was altered");
+    scenarios::gzip_body_passes_compressed_and_unchanged(&Wine::from_env()).await;
 }
 
 #[tokio::test]
 #[ignore = "needs wine and the Windows build; scripts/test-windows runs it"]
 async fn closed_exporter_port_gives_502_with_a_reason() {
-    let wine = Wine::from_env();
-    let proxy = proxy_for(&wine, &closed_port().to_string()).await;
-
-    let scraped = support::get(proxy.addr, "/metrics").await;
-
-    assert_eq!(scraped.status, StatusCode::BAD_GATEWAY);
-    assert!(!scraped.text().trim().is_empty(), "a 502 must say what to check");
+    scenarios::refused_connection_is_502_naming_the_exporter(&Wine::from_env()).await;
 }
 
 #[tokio::test]
 #[ignore = "needs wine and the Windows build; scripts/test-windows runs it"]
 async fn missing_hostip_exits_64_and_names_the_variable() {
-    let wine = Wine::from_env();
-
-    let output = wine.run_to_exit(&[], &[("PROXY_LISTEN", "127.0.0.1:0")]).await;
-
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(64), "exit status {:?}; stderr: {stderr}", output.status);
-    assert!(stderr.contains("PROXY_HOSTIP"), "stderr does not name PROXY_HOSTIP: {stderr}");
-    assert!(output.stdout.is_empty(), "nothing is logged before the config is valid");
+    scenarios::missing_hostip_names_the_variable_and_exits_64(&Wine::from_env()).await;
 }
 
 #[tokio::test]
 #[ignore = "needs wine and the Windows build; scripts/test-windows runs it"]
 async fn bad_port_exits_64_naming_variable_and_value() {
-    let wine = Wine::from_env();
-
-    let output = wine.run_to_exit(&[], &[("PROXY_HOSTIP", "127.0.0.1"), ("PROXY_PORT", "abc")]).await;
-
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(64), "exit status {:?}; stderr: {stderr}", output.status);
-    assert!(stderr.contains(r#"PROXY_PORT="abc" is not valid"#), "{stderr}");
+    scenarios::bad_port_names_the_variable_and_its_value(&Wine::from_env()).await;
 }
 
 /// wine turns SIGINT into CTRL_C_EVENT for the console process, so this drives the
@@ -217,30 +154,11 @@ async fn bad_port_exits_64_naming_variable_and_value() {
 #[tokio::test]
 #[ignore = "needs wine and the Windows build; scripts/test-windows runs it"]
 async fn ctrl_c_lets_an_in_flight_scrape_finish_then_exits_0() {
-    let wine = Wine::from_env();
-    let mut held = HeldScrape::start().await;
-    let mut proxy = proxy_for(&wine, &held.exporter.port()).await;
-
-    let response = Client::connect(proxy.addr).await.send(Method::GET, "/metrics", &[]).await.unwrap();
-    held.started().await;
-
-    proxy.signal(libc::SIGINT);
-    let stop = proxy.wait_for_message("stop requested; draining").await;
-    assert_eq!(stop["signal"], "CTRL_C", "the Windows console handler must have seen it: {stop}");
-
-    held.release_and_expect_complete(response).await;
-    proxy.expect_clean_drain().await;
+    scenarios::stop_lets_an_in_flight_scrape_finish_then_exits_0(&Wine::from_env(), libc::SIGINT, "CTRL_C").await;
 }
 
 #[tokio::test]
 #[ignore = "needs wine and the Windows build; scripts/test-windows runs it"]
 async fn version_flag_prints_the_crate_version() {
-    let wine = Wine::from_env();
-    let output = wine.run_to_exit(&["--version"], &[]).await;
-
-    assert!(output.status.success(), "{:?}", output.status);
-    assert_eq!(
-        String::from_utf8_lossy(&output.stdout).trim_end(),
-        format!("windows-exporter-proxy {}", env!("CARGO_PKG_VERSION"))
-    );
+    scenarios::version_prints_the_crate_version(&Wine::from_env()).await;
 }

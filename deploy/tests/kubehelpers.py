@@ -1,6 +1,6 @@
 """Helpers for the Kubernetes and Helm tests (test_kubernetes.py, test_helm.py).
 
-Kept out of conftest.py, which is shared with the Prometheus/Terraform tests. Everything here works
+What any deploy test needs (tools, ports, waits) is in helpers.py. Everything here works
 offline and talks to loopback only: Helm renders through the helm-python-sdk library, kustomize
 through `kubectl kustomize`, and the contract checks start the real proxy binary on 127.0.0.1.
 """
@@ -31,6 +31,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+import helpers
+
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 CHART = DEPLOY / "helm" / "windows-exporter-proxy"
@@ -44,8 +46,8 @@ import render_base  # noqa: E402  (deploy/render_base.py: the chart -> kustomize
 # Kubernetes version the manifests are validated against (the newest kubernetes-validate ships).
 KUBE_VERSION = kubernetes_validate.utils.latest_version()
 RELEASE = render_base.RELEASE
-# Generous bound on every wait in these tests; a healthy run takes milliseconds per wait.
-WAIT_SECONDS = 20
+# The bound on every wait, shared with the other deploy tests (kh.WAIT_SECONDS).
+WAIT_SECONDS = helpers.WAIT_SECONDS
 
 
 # ---------------------------------------------------------------------------------------------
@@ -266,6 +268,13 @@ def run_proxy(env: dict[str, str], https: bool = False) -> Iterator[RunningProxy
             address = found.get(timeout=WAIT_SECONDS)
         except queue.Empty:
             address = None
+        if address is None:
+            # The output ended (or never said "listening"): name the exit status, which the
+            # process may report a moment after closing its output.
+            try:
+                process.wait(timeout=WAIT_SECONDS)
+            except subprocess.TimeoutExpired:
+                pass
         assert address, f"proxy did not log 'listening' (exit {process.poll()}); output:\n" + "\n".join(lines)
         host, _, port = address.rpartition(":")
         yield RunningProxy(process, host.strip("[]"), int(port), lines, https)
@@ -476,7 +485,7 @@ def check_daemonset_against_binary(daemonset: dict) -> None:
         #    so, without credentials, without verifying); nothing needs to listen on PROXY_PORT.
         with run_proxy({**literal, **loopback}, https=https) as proxy:
             status, body = proxy.get(container["livenessProbe"]["httpGet"]["path"])
-            assert (status, body.strip()) == (200, b"ok"), (status, body)
+            assert (status, body.strip()) == (200, b"ok"), f"liveness path answered {status} {body!r}, not 200 ok"
             status, body = proxy.get(container["readinessProbe"]["httpGet"]["path"])
             assert status in (200, 503), f"readiness path answered {status} {body!r}: not a path the proxy serves"
 
@@ -487,7 +496,7 @@ def check_daemonset_against_binary(daemonset: dict) -> None:
             {**literal, **loopback, "PROXY_PORT": str(exporter.port)}, https=https
         ) as proxy:
             status, body = proxy.get(container["livenessProbe"]["httpGet"]["path"])
-            assert (status, body.strip()) == (200, b"ok"), (status, body)
+            assert (status, body.strip()) == (200, b"ok"), f"liveness path answered {status} {body!r}, not 200 ok"
             status, body = proxy.get(container["readinessProbe"]["httpGet"]["path"])
             assert status == 200, f"readiness with a healthy exporter: {status} {body!r}"
             status, body = proxy.get("/metrics")

@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
-import time
 import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
+import helpers
 import kubehelpers as kh
 
 BUILDS = [d for d in kh.kustomizations() if not kh.is_component(d)]
@@ -178,33 +175,6 @@ def test_scrape_config_is_a_pod_role_job_relabelling_to_node_name() -> None:
     assert not any(r.get("source_labels") == ["__meta_kubernetes_pod_ready"] for r in rules), "must not drop NotReady pods"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get_json(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=kh.WAIT_SECONDS) as response:
-        return json.load(response)
-
-
-def _wait_for(what: str, condition, process: subprocess.Popen, log: Path):
-    """Polls condition() until it returns something truthy; fails after WAIT_SECONDS."""
-    deadline = time.monotonic() + kh.WAIT_SECONDS
-    last = None
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"prometheus exited {process.returncode}:\n{log.read_text()[-3000:]}"
-        try:
-            last = condition()
-            if last:
-                return last
-        except OSError as error:
-            last = error
-        threading.Event().wait(0.1)
-    raise AssertionError(f"timed out waiting for {what}; last: {last}\n{log.read_text()[-3000:]}")
-
-
 def _pod_target(address: str, node: str, port_name: str = "metrics", phase: str = "Running") -> dict:
     """A file_sd group standing in for what kubernetes_sd role=pod discovers for one pod."""
     return {
@@ -229,6 +199,7 @@ def test_relabelling_in_a_real_prometheus(tmp_path: Path) -> None:
     Debian's Prometheus is built without kubernetes_sd, so a file_sd carrying the same
     __meta_kubernetes_* labels stands in for the discovery; the relabelling is Prometheus' own.
     """
+    promtool, prometheus_binary = helpers.tool("promtool"), helpers.tool("prometheus")
     scrape_job = yaml.safe_load(SCRAPE_CONFIG.read_text())["scrape_configs"][0]
     monitor = kh.one(kh.kustomize(kh.KUBERNETES / "overlays" / "servicemonitor"), "ServiceMonitor")
     monitor_rules = [kh.operator_to_prometheus_relabel(r) for r in monitor["spec"]["endpoints"][0]["relabelings"]]
@@ -256,25 +227,24 @@ def test_relabelling_in_a_real_prometheus(tmp_path: Path) -> None:
             ],
         }
         (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-        check = subprocess.run(["promtool", "check", "config", str(tmp_path / "prometheus.yml")],
-                               capture_output=True, text=True, timeout=60, check=False)
+        check = helpers.run([promtool, "check", "config", str(tmp_path / "prometheus.yml")], timeout=60)
         assert check.returncode == 0, check.stdout + check.stderr
 
-        web = f"127.0.0.1:{_free_port()}"
+        web = f"127.0.0.1:{helpers.free_port()}"
         log = tmp_path / "prometheus.log"
         with open(log, "w") as log_file:
             prometheus = subprocess.Popen(
-                ["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}",
+                [prometheus_binary, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}",
                  f"--web.listen-address={web}"],
                 stdout=log_file, stderr=subprocess.STDOUT,
             )
         try:
             def up_series():
                 query = urllib.parse.quote('up{job="windows-exporter-proxy"}')
-                result = _get_json(f"http://{web}/api/v1/query?query={query}")["data"]["result"]
+                result = helpers.get_json(f"http://{web}/api/v1/query?query={query}")["data"]["result"]
                 return result if len({r["metric"]["instance"] for r in result}) == 2 else None
 
-            series = _wait_for("both jobs' first scrape", up_series, prometheus, log)
+            series = helpers.wait_for("both jobs' first scrape", up_series, [prometheus], log)
             by_instance = {r["metric"]["instance"]: r for r in series}
             assert set(by_instance) == {"akswin000000", "akswin000001"}, by_instance
             for instance, result in by_instance.items():
@@ -283,10 +253,10 @@ def test_relabelling_in_a_real_prometheus(tmp_path: Path) -> None:
             assert by_instance["akswin000000"]["metric"]["pod"] == "windows-exporter-proxy-0000"
             assert by_instance["akswin000000"]["metric"]["namespace"] == "monitoring"
 
-            targets = _get_json(f"http://{web}/api/v1/targets?state=dropped")["data"]["droppedTargets"]
+            targets = helpers.get_json(f"http://{web}/api/v1/targets?state=dropped")["data"]["droppedTargets"]
             assert len(targets) == 2, targets
             query = urllib.parse.quote('windows_cpu_time_total{instance="akswin000000"}')
-            samples = _get_json(f"http://{web}/api/v1/query?query={query}")["data"]["result"]
+            samples = helpers.get_json(f"http://{web}/api/v1/query?query={query}")["data"]["result"]
             assert samples and samples[0]["metric"]["mode"] == "idle", samples
         finally:
             prometheus.terminate()
@@ -303,32 +273,46 @@ def _broken(mutate) -> dict:
     return daemonset
 
 
+# case -> (how the DaemonSet is broken, what the check's message must say)
 BROKEN_FOR_BINARY = {
-    "unknown variable": lambda pod, c: c["env"].append({"name": "PROXY_PORTT", "value": "9182"}),
-    "port not the listen port": lambda pod, c: c["ports"][0].update(containerPort=8080),
-    "bad value": lambda pod, c: c["env"].append({"name": "PROXY_MAX_INFLIGHT", "value": "many"}),
-    "probe path not served": lambda pod, c: c["livenessProbe"]["httpGet"].update(path="/healthz"),
-    "readiness path not served": lambda pod, c: c["readinessProbe"]["httpGet"].update(path="/readyz"),
-    "grace too short": lambda pod, c: pod.update(terminationGracePeriodSeconds=20),
+    "unknown variable": (lambda pod, c: c["env"].append({"name": "PROXY_PORTT", "value": "9182"}),
+                         r"the DaemonSet sets \['PROXY_PORTT'\], which the binary does not read"),
+    "port not the listen port": (lambda pod, c: c["ports"][0].update(containerPort=8080),
+                                 r"containerPort metrics=8080 but the proxy listens on 0\.0\.0\.0:9100"),
+    "bad value": (lambda pod, c: c["env"].append({"name": "PROXY_MAX_INFLIGHT", "value": "many"}),
+                  r'exit 64\).*\nPROXY_MAX_INFLIGHT="many" is not valid'),
+    "probe path not served": (lambda pod, c: c["livenessProbe"]["httpGet"].update(path="/healthz"),
+                              r"liveness path answered 404 .*/healthz.*, not 200 ok"),
+    "readiness path not served": (lambda pod, c: c["readinessProbe"]["httpGet"].update(path="/readyz"),
+                                  r"readiness path answered 404 .*/readyz.*: not a path the proxy serves"),
+    "grace too short": (lambda pod, c: pod.update(terminationGracePeriodSeconds=20),
+                        r"terminationGracePeriodSeconds 20 must exceed the drain grace 20"),
 }
 
 BROKEN_FOR_POD_SECURITY = {
-    "linux-only field": lambda pod, c: c["securityContext"].update(allowPrivilegeEscalation=False),
-    "seccomp on windows": lambda pod, c: pod["securityContext"].update(seccompProfile={"type": "RuntimeDefault"}),
-    "hostprocess": lambda pod, c: pod["securityContext"]["windowsOptions"].update(hostProcess=True),
-    "host network": lambda pod, c: pod.update(hostNetwork=True),
-    "root": lambda pod, c: (pod["securityContext"].pop("runAsNonRoot"), c["securityContext"].pop("runAsNonRoot")),
-    "hostpath": lambda pod, c: pod.update(volumes=[{"name": "h", "hostPath": {"path": "C:\\"}}]),
+    "linux-only field": (lambda pod, c: c["securityContext"].update(allowPrivilegeEscalation=False),
+                         r"containers\[\*\]\.securityContext\.allowPrivilegeEscalation is set, which the API server rejects"),
+    "seccomp on windows": (lambda pod, c: pod["securityContext"].update(seccompProfile={"type": "RuntimeDefault"}),
+                           r"spec\.securityContext\.seccompProfile is set, which the API server rejects"),
+    "hostprocess": (lambda pod, c: pod["securityContext"]["windowsOptions"].update(hostProcess=True),
+                    r"HostProcess breaks Pod Security baseline"),
+    "host network": (lambda pod, c: pod.update(hostNetwork=True), r"spec\.hostNetwork breaks Pod Security baseline"),
+    "root": (lambda pod, c: (pod["securityContext"].pop("runAsNonRoot"), c["securityContext"].pop("runAsNonRoot")),
+             r"restricted requires runAsNonRoot: true"),
+    "hostpath": (lambda pod, c: pod.update(volumes=[{"name": "h", "hostPath": {"path": "C:\\"}}]),
+                 r"volume h uses \{'hostPath'\}, not allowed by restricted"),
 }
 
 
 @pytest.mark.parametrize("case", BROKEN_FOR_BINARY)
 def test_binary_contract_rejects(case: str) -> None:
-    with pytest.raises(AssertionError):
-        kh.check_daemonset_against_binary(_broken(BROKEN_FOR_BINARY[case]))
+    mutate, message = BROKEN_FOR_BINARY[case]
+    with pytest.raises(AssertionError, match=message):
+        kh.check_daemonset_against_binary(_broken(mutate))
 
 
 @pytest.mark.parametrize("case", BROKEN_FOR_POD_SECURITY)
 def test_pod_security_check_rejects(case: str) -> None:
-    with pytest.raises(AssertionError):
-        kh.check_pod_security_restricted(_broken(BROKEN_FOR_POD_SECURITY[case]))
+    mutate, message = BROKEN_FOR_POD_SECURITY[case]
+    with pytest.raises(AssertionError, match=message):
+        kh.check_pod_security_restricted(_broken(mutate))

@@ -11,16 +11,16 @@ import json
 import pathlib
 import re
 import shutil
-import socket
 import subprocess
 import threading
-import time
-import urllib.error
 import urllib.parse
 import urllib.request
 
 import pytest
 import yaml
+
+import helpers
+from helpers import free_port, run, wait_for
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PROM = ROOT / "deploy" / "prometheus"
@@ -30,9 +30,17 @@ UNIT_TESTS = sorted((PROM / "tests").glob("*.test.yml"))
 FAMILIES_FILE = PROM / "windows_exporter_metric_families.txt"
 COMPAT_RULES = PROM / "rules" / "windows-node-exporter-compat.rules.yml"
 
-PROMTOOL = shutil.which("promtool")
-PROMETHEUS = shutil.which("prometheus")
-needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool missing: run bash .ci/install")
+
+
+@pytest.fixture(scope="module")
+def promtool():
+    return helpers.tool("promtool")
+
+
+@pytest.fixture(scope="module")
+def prometheus():
+    return helpers.tool("prometheus")
+
 
 # What each remote-write entry must forward, written out independently of the regexes.
 NODE_COLLECTORS_KEPT_WHOLE = {"logical_disk", "memory", "os", "system"}
@@ -154,22 +162,16 @@ def rule_exprs():
                 yield path.name, rule
 
 
-def run(cmd, **kw):
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, **kw)
-
-
 # --------------------------------------------------------------------------- promtool
 
 
-@needs_promtool
-def test_promtool_is_debian_prometheus_2():
-    out = run([PROMTOOL, "--version"])
+def test_promtool_is_debian_prometheus_2(promtool):
+    out = run([promtool, "--version"])
     assert out.returncode == 0
     assert re.search(r"promtool, version 2\.\d+", out.stdout + out.stderr), out.stdout
 
 
-@needs_promtool
-def test_promtool_check_config(tmp_path):
+def test_promtool_check_config(promtool, tmp_path):
     """promtool check config on the plain config, rule files included.
 
     Debian's prometheus package is built without Kubernetes service discovery
@@ -182,7 +184,7 @@ def test_promtool_check_config(tmp_path):
     job["static_configs"] = [{"targets": ["127.0.0.1:9100"]}]
     shutil.copytree(PROM / "rules", tmp_path / "rules")
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-    out = run([PROMTOOL, "check", "config", str(tmp_path / "prometheus.yml")])
+    out = run([promtool, "check", "config", str(tmp_path / "prometheus.yml")])
     assert out.returncode == 0, out.stdout + out.stderr
     assert f"{len(RULES)} rule files found" in out.stdout + out.stderr
 
@@ -194,23 +196,20 @@ def test_scrape_job_is_the_kubernetes_areas_job():
     assert yaml.safe_load(CONFIG.read_text())["scrape_configs"] == theirs["scrape_configs"]
 
 
-@needs_promtool
-def test_promtool_check_rules():
-    out = run([PROMTOOL, "check", "rules", *map(str, RULES)])
+def test_promtool_check_rules(promtool):
+    out = run([promtool, "check", "rules", *map(str, RULES)])
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.count("SUCCESS") == len(RULES)
 
 
-@needs_promtool
 @pytest.mark.parametrize("unit", UNIT_TESTS, ids=lambda p: p.name)
-def test_promtool_unit_tests(unit):
-    out = run([PROMTOOL, "test", "rules", str(unit)])
+def test_promtool_unit_tests(promtool, unit):
+    out = run([promtool, "test", "rules", str(unit)])
     assert out.returncode == 0, out.stdout + out.stderr
     assert "SUCCESS" in out.stdout
 
 
-@needs_promtool
-def test_unit_tests_catch_privileged_double_count(tmp_path):
+def test_unit_tests_catch_privileged_double_count(promtool, tmp_path):
     """The unit tests fail for the naive mapping privileged -> system (interrupt and DPC time
     then count twice): proof that they check values, not just syntax."""
     text = COMPAT_RULES.read_text()
@@ -226,7 +225,7 @@ def test_unit_tests_catch_privileged_double_count(tmp_path):
     (tmp_path / "rules" / COMPAT_RULES.name).write_text(naive)
     unit = PROM / "tests" / "windows-node-exporter-compat.test.yml"
     (tmp_path / "tests" / unit.name).write_text(unit.read_text())
-    out = run([PROMTOOL, "test", "rules", str(tmp_path / "tests" / unit.name)])
+    out = run([promtool, "test", "rules", str(tmp_path / "tests" / unit.name)])
     assert out.returncode != 0
     assert 'mode="system"' in out.stdout + out.stderr
 
@@ -329,12 +328,6 @@ def test_keep_rules_model():
 # --------------------------------------------------------------------------- keep rules, real Prometheus
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def exposition(families, step):
     """A windows_exporter v0.31-like scrape: one series per documented family (the cpu time
     series for every mode) plus non-windows series. Counters grow with each scrape."""
@@ -376,42 +369,19 @@ class Exporter(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def get(url):
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        return resp.read().decode()
-
-
-def wait_for(what, check, timeout=90, procs=()):
-    """Poll check() until it returns a truthy value; fail with `what` after timeout."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        for p in procs:
-            assert p.poll() is None, f"{p.args[0]} exited early: {p.returncode}"
-        try:
-            last = check()
-            if last:
-                return last
-        except (urllib.error.URLError, ConnectionError, json.JSONDecodeError) as exc:
-            last = exc
-        time.sleep(0.2)
-    pytest.fail(f"timed out waiting for {what}; last: {last!r}")
-
-
-def start_prometheus(tmp, name, config, port, *extra):
+def start_prometheus(prometheus, tmp, name, config, port, *extra):
     cfg = tmp / f"{name}.yml"
     cfg.write_text(yaml.safe_dump(config, sort_keys=False))
     log = open(tmp / f"{name}.log", "w")
     proc = subprocess.Popen(
-        [PROMETHEUS, f"--config.file={cfg}", f"--storage.tsdb.path={tmp / name}",
+        [prometheus, f"--config.file={cfg}", f"--storage.tsdb.path={tmp / name}",
          f"--web.listen-address=127.0.0.1:{port}", *extra],
         stdout=log, stderr=subprocess.STDOUT,
     )
     return proc
 
 
-@pytest.mark.skipif(PROMETHEUS is None, reason="prometheus missing: run bash .ci/install")
-def test_remote_write_end_to_end(tmp_path):
+def test_remote_write_end_to_end(prometheus, tmp_path):
     """A real Prometheus scrapes a fake v0.31 exporter on loopback, evaluates our recording
     rules and remote-writes with our write_relabel_configs into a second Prometheus (remote-write
     receiver). Each entry tags what it sends with rw_endpoint (appended after our keep rule), so
@@ -439,15 +409,15 @@ def test_remote_write_end_to_end(tmp_path):
 
     procs = []
     try:
-        procs.append(start_prometheus(tmp_path, "receiver", {"global": {}}, receiver_port,
+        procs.append(start_prometheus(prometheus, tmp_path, "receiver", {"global": {}}, receiver_port,
                                       "--web.enable-remote-write-receiver"))
-        wait_for("receiver ready", lambda: "Ready" in get(f"http://127.0.0.1:{receiver_port}/-/ready"), procs=procs)
-        procs.append(start_prometheus(tmp_path, "sender", config, sender_port))
-        wait_for("sender ready", lambda: "Ready" in get(f"http://127.0.0.1:{sender_port}/-/ready"), procs=procs)
+        wait_for("receiver ready", lambda: "Ready" in helpers.get_text(f"http://127.0.0.1:{receiver_port}/-/ready"), procs, timeout=90)
+        procs.append(start_prometheus(prometheus, tmp_path, "sender", config, sender_port))
+        wait_for("sender ready", lambda: "Ready" in helpers.get_text(f"http://127.0.0.1:{sender_port}/-/ready"), procs, timeout=90)
 
         def forwarded():
             query = urllib.parse.urlencode({"match[]": '{rw_endpoint!=""}'})
-            data = json.loads(get(f"http://127.0.0.1:{receiver_port}/api/v1/series?{query}"))["data"]
+            data = json.loads(helpers.get_text(f"http://127.0.0.1:{receiver_port}/api/v1/series?{query}"))["data"]
             got = {}
             for series in data:
                 got.setdefault(series["rw_endpoint"], set()).add(series["__name__"])
@@ -463,7 +433,7 @@ def test_remote_write_end_to_end(tmp_path):
             got = forwarded()
             return all(expected[k] <= got.get(k, set()) for k in expected)
 
-        wait_for("every expected series at the receiver", complete, procs=procs)
+        wait_for("every expected series at the receiver", complete, procs, timeout=90)
 
         # Everything the sender appended so far has been sent by every queue: only then is
         # "nothing else arrived" meaningful.
@@ -471,21 +441,21 @@ def test_remote_write_end_to_end(tmp_path):
             return [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                     if line.startswith(name + "{") or line.startswith(name + " ")]
 
-        appended = max(metric(get(f"http://127.0.0.1:{sender_port}/metrics"),
+        appended = max(metric(helpers.get_text(f"http://127.0.0.1:{sender_port}/metrics"),
                               "prometheus_remote_storage_highest_timestamp_in_seconds"))
 
         def drained():
-            sent = metric(get(f"http://127.0.0.1:{sender_port}/metrics"),
+            sent = metric(helpers.get_text(f"http://127.0.0.1:{sender_port}/metrics"),
                           "prometheus_remote_storage_queue_highest_sent_timestamp_seconds")
             return len(sent) == 3 and min(sent) >= appended
 
-        wait_for("remote-write queues drained", drained, procs=procs)
+        wait_for("remote-write queues drained", drained, procs, timeout=90)
 
         got = forwarded()
         assert got == expected
         # The recorded node-like series carry os="windows" and the scrape's labels.
         query = urllib.parse.urlencode({"match[]": 'node_cpu_seconds_total{rw_endpoint="windows-node-compat"}'})
-        series = json.loads(get(f"http://127.0.0.1:{receiver_port}/api/v1/series?{query}"))["data"]
+        series = json.loads(helpers.get_text(f"http://127.0.0.1:{receiver_port}/api/v1/series?{query}"))["data"]
         assert {(s["cpu"], s["mode"]) for s in series} == {
             (c, m) for c in ("0,0", "0,1") for m in ("idle", "user", "irq", "softirq", "system")}
         assert all(s["os"] == "windows" and s["node"] == "akswin000000" for s in series)

@@ -151,22 +151,24 @@ def test_validation_catches_what_the_crds_refuse() -> None:
     """The strict schemas are not a rubber stamp: each broken object below is rejected."""
     objects = render(VALUE_SETS["everything"])
     certificate, monitor = kh.one(objects, "Certificate"), kh.one(objects, "ServiceMonitor")
-    broken = []
-    for mutate in (
-        lambda c, m: c["spec"].pop("issuerRef"),
-        lambda c, m: c["spec"]["privateKey"].update(algorithm="DSA"),
-        lambda c, m: c["spec"]["privateKey"].update(size=255),
-        lambda c, m: c["spec"].update(usages=["server-auth"]),
-        lambda c, m: c["spec"].update(keyAlgorithm="ecdsa"),  # a v1alpha2 field, gone in v1
-        lambda c, m: endpoints(m)[0].update(bearerTokenSecret={"name": "x", "key": "token"}, authorization={"credentials": {"name": "x", "key": "t"}}, bearerTokenFile="/t"),
-        lambda c, m: endpoints(m)[0]["tlsConfig"].update(ca={"secret": {"name": "a", "key": "ca.crt"}, "configMap": {"name": "b", "key": "ca.crt"}}),
-        lambda c, m: endpoints(m)[0].update(basicAuth={"username": {"name": "a", "key": "u"}}, bearerTokenFile="/t"),
+    # (how the objects are broken, what the validation error must say)
+    for mutate, message in (
+        (lambda c, m: c["spec"].pop("issuerRef"), r"Certificate/.*: spec: 'issuerRef' is a required property"),
+        (lambda c, m: c["spec"]["privateKey"].update(algorithm="DSA"), r"spec\.privateKey\.algorithm: 'DSA' is not one of"),
+        (lambda c, m: c["spec"]["privateKey"].update(size=255), r"spec\.privateKey\.size: 255 is less than the minimum of 2048"),
+        (lambda c, m: c["spec"].update(usages=["server-auth"]), r"spec\.usages\.0: 'server-auth' is not one of"),
+        # a v1alpha2 field, gone in v1
+        (lambda c, m: c["spec"].update(keyAlgorithm="ecdsa"), r"spec: Additional properties are not allowed \('keyAlgorithm' was unexpected\)"),
+        (lambda c, m: endpoints(m)[0].update(bearerTokenSecret={"name": "x", "key": "token"}, authorization={"credentials": {"name": "x", "key": "t"}}, bearerTokenFile="/t"),
+         r"ServiceMonitor/.*: spec\.endpoints\.0: Additional properties are not allowed \('bearerTokenSecret' was unexpected\)"),
+        (lambda c, m: endpoints(m)[0]["tlsConfig"].update(ca={"secret": {"name": "a", "key": "ca.crt"}, "configMap": {"name": "b", "key": "ca.crt"}}),
+         r"spec\.endpoints\.0\.tlsConfig\.ca: .* has too many properties"),
+        (lambda c, m: endpoints(m)[0].update(basicAuth={"username": {"name": "a", "key": "u"}}, bearerTokenFile="/t"),
+         r"spec\.endpoints\.0: .*the operator accepts at most one of basicAuth, authorization and bearer token"),
     ):
         c, m = copy.deepcopy(certificate), copy.deepcopy(monitor)
         mutate(c, m)
-        broken.append((c, m))
-    for c, m in broken:
-        with pytest.raises(AssertionError):
+        with pytest.raises(AssertionError, match=message):
             kh.validate(c)
             kh.validate(m)
     pod_monitor = copy.deepcopy(kh.one(render(VALUE_SETS["https"]), "PodMonitor"))

@@ -21,6 +21,8 @@ import subprocess
 import hcl2
 import pytest
 
+import helpers
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TF = ROOT / "deploy" / "terraform"
 MODULE = TF / "modules" / "windows-exporter-vmss"
@@ -30,8 +32,6 @@ DSC = SCRIPTS / "WindowsExporterDsc.ps1"
 FAMILIES = ROOT / "deploy" / "prometheus" / "windows_exporter_metric_families.txt"
 PROM_RULES = sorted((ROOT / "deploy" / "prometheus" / "rules").glob("*.rules.yml"))
 
-TERRAFORM = shutil.which("terraform") or ("/usr/local/bin/terraform" if os.path.exists("/usr/local/bin/terraform") else None)
-needs_terraform = pytest.mark.skipif(TERRAFORM is None, reason="terraform missing")
 ENV = {**os.environ, "TF_CLI_CONFIG_FILE": "/dev/null", "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1"}
 
 # Variables that take any value of their type; every other variable must have a validation.
@@ -89,9 +89,14 @@ def ps_params(text, start_pattern):
 # --------------------------------------------------------------------------- formatting and parsing
 
 
-@needs_terraform
-def test_terraform_fmt_clean():
-    out = subprocess.run([TERRAFORM, "fmt", "-check", "-recursive", "-no-color", str(TF)],
+@pytest.fixture(scope="module")
+def terraform():
+    """Terraform is in the machine image (Debian 12 does not package it; .ci/install checks)."""
+    return helpers.tool("terraform", "/usr/local/bin/terraform")
+
+
+def test_terraform_fmt_clean(terraform):
+    out = subprocess.run([terraform, "fmt", "-check", "-recursive", "-no-color", str(TF)],
                          capture_output=True, text=True, env=ENV, timeout=60)
     assert out.returncode == 0, f"terraform fmt would change: {out.stdout}{out.stderr}"
 
@@ -224,22 +229,21 @@ def test_example_uses_module_and_finds_windows_vmss_by_pool_tag():
 
 
 @pytest.fixture(scope="module")
-def variables_only(tmp_path_factory):
+def variables_only(terraform, tmp_path_factory):
     """Scratch root module holding just variables.tf: plan evaluates the validations offline."""
-    if TERRAFORM is None:
-        pytest.skip("terraform missing")
     d = tmp_path_factory.mktemp("tfvars")
     shutil.copy(MODULE / "variables.tf", d / "variables.tf")
-    out = subprocess.run([TERRAFORM, "init", "-input=false", "-no-color", "-backend=false"],
+    out = subprocess.run([terraform, "init", "-input=false", "-no-color", "-backend=false"],
                          cwd=d, capture_output=True, text=True, env=ENV, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
-    return d
+    return terraform, d
 
 
-def plan(d, **overrides):
+def plan(variables_only, **overrides):
+    terraform, d = variables_only
     values = {**VALID, **overrides}
     (d / "test.auto.tfvars").write_text("".join(f"{k} = {v}\n" for k, v in values.items() if v is not None))
-    out = subprocess.run([TERRAFORM, "plan", "-input=false", "-no-color", "-lock=false", "-refresh=false"],
+    out = subprocess.run([terraform, "plan", "-input=false", "-no-color", "-lock=false", "-refresh=false"],
                          cwd=d, capture_output=True, text=True, env=ENV, timeout=120)
     return out.returncode, out.stdout + out.stderr
 

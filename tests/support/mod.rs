@@ -6,6 +6,8 @@
 //! bare sleeps.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod scenarios;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
@@ -45,8 +47,8 @@ pub async fn within_for<T>(limit: Duration, what: &str, future: impl Future<Outp
     }
 }
 
-/// A real scrape captured from windows_exporter (see /work/shared/samples/SOURCES.md; copied
-/// into tests/fixtures with its attribution).
+/// A real scrape captured from windows_exporter (its source and licence are in
+/// tests/fixtures/SOURCES.md).
 pub fn windows_sample() -> Bytes {
     fixture("windows_exporter-0.13-cs-service.prom")
 }
@@ -345,6 +347,7 @@ impl ProxyProcess {
 
     /// Sends a Unix signal.
     #[cfg(unix)]
+    #[allow(unsafe_code)] // kill(2): the one way to send SIGTERM/SIGINT; libc has no safe wrapper
     pub fn signal(&self, signal: i32) {
         let pid = self.child.id().expect("the proxy is running") as i32;
         // SAFETY: kill(2) with a live child's pid has no memory-safety preconditions.
@@ -619,13 +622,18 @@ pub async fn health_within(addr: SocketAddr, limit: Duration) {
 // ---------------------------------------------------------------------------------------------
 // A scrape held open
 
-/// An exporter whose one scrape sends [`HeldScrape::FIRST`] at once and the rest only when the
-/// test calls [`HeldScrape::release`]: for what must happen while a scrape is in flight
-/// (streaming without buffering, draining on stop).
+/// The exporter's end of a streamed body: what [`streaming_reply`] returns.
+pub type BodySender = http_body_util::channel::Sender<Bytes, std::io::Error>;
+
+/// An exporter that answers every scrape with its headers and [`HeldScrape::FIRST`] at once, then
+/// holds the body open until the test says what happens next: [`HeldScrape::release`] sends
+/// [`HeldScrape::REST`] and ends the body, [`HeldScrape::abort`] resets the connection mid-body,
+/// and doing nothing stalls it for as long as the `HeldScrape` lives. For what must happen while
+/// a scrape is in flight: streaming without buffering, draining on stop, mid-body faults.
 pub struct HeldScrape {
     pub exporter: FakeExporter,
-    started: mpsc::UnboundedReceiver<()>,
-    release: Option<tokio::sync::oneshot::Sender<()>>,
+    held: mpsc::UnboundedReceiver<BodySender>,
+    body: Option<BodySender>,
 }
 
 impl HeldScrape {
@@ -634,35 +642,58 @@ impl HeldScrape {
     /// The rest, sent on release.
     pub const REST: &'static [u8] = b"slow_collector_done 1\n";
 
-    /// Starts the exporter.
+    /// Starts the exporter, answering Prometheus text format 0.0.4 of unknown length (chunked).
     pub async fn start() -> HeldScrape {
-        let (started_tx, started) = mpsc::unbounded_channel::<()>();
-        let (release, release_rx) = tokio::sync::oneshot::channel::<()>();
-        let release_rx = std::sync::Mutex::new(Some(release_rx));
+        HeldScrape::with_headers(&[("content-type", "text/plain; version=0.0.4")]).await
+    }
+
+    /// Starts the exporter, answering with `headers` (a `content-length` promises a length that
+    /// the held body may never reach).
+    pub async fn with_headers(headers: &[(&str, &str)]) -> HeldScrape {
+        let headers: Vec<(String, String)> = headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let (held_tx, held) = mpsc::unbounded_channel();
         let exporter = FakeExporter::start(move |_| {
-            let release_rx = release_rx.lock().unwrap().take().expect("a HeldScrape serves one scrape");
-            let started_tx = started_tx.clone();
-            let (mut sender, response) = streaming_reply(&[("content-type", "text/plain; version=0.0.4")]);
-            tokio::spawn(async move {
+            let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let (mut sender, response) = streaming_reply(&headers);
+            let held_tx = held_tx.clone();
+            async move {
+                // The body channel has room for it, so this completes before the response goes out.
                 sender.send_data(Bytes::from_static(HeldScrape::FIRST)).await.unwrap();
-                let _ = started_tx.send(());
-                release_rx.await.unwrap();
-                sender.send_data(Bytes::from_static(HeldScrape::REST)).await.unwrap();
-            });
-            async move { response }
+                let _ = held_tx.send(sender);
+                response
+            }
         })
         .await;
-        HeldScrape { exporter, started, release: Some(release) }
+        HeldScrape { exporter, held, body: None }
     }
 
-    /// Waits until the exporter has sent the first line.
+    /// Waits until a scrape has reached the exporter and its first line is on its way; the body
+    /// is held from then on.
     pub async fn started(&mut self) {
-        within("the held scrape to start", self.started.recv()).await.expect("the exporter is running");
+        let sender = within("the held scrape to start", self.held.recv()).await.expect("the exporter is running");
+        self.body = Some(sender);
     }
 
-    /// Lets the exporter send the rest.
+    /// The held body's sender, once the scrape has started.
+    fn take_body(&mut self) -> BodySender {
+        self.body
+            .take()
+            .or_else(|| self.held.try_recv().ok())
+            .expect("the held scrape has started (and is released or aborted once)")
+    }
+
+    /// Lets the exporter send the rest and end the body.
     pub fn release(&mut self) {
-        self.release.take().expect("released once").send(()).unwrap();
+        let mut sender = self.take_body();
+        tokio::spawn(async move {
+            // An error means the proxy hung up first, which the test itself checks.
+            let _ = sender.send_data(Bytes::from_static(HeldScrape::REST)).await;
+        });
+    }
+
+    /// Resets the exporter's connection mid-body.
+    pub fn abort(&mut self) {
+        self.take_body().abort(std::io::Error::other("exporter reset"));
     }
 
     /// The whole body the scraper must end up with.
