@@ -17,6 +17,7 @@ use windows_exporter_proxy::scrape::Scrape;
 use windows_exporter_proxy::server::{self, Settings, Stopped};
 use windows_exporter_proxy::shutdown::StopSignals;
 use windows_exporter_proxy::telemetry::Telemetry;
+use windows_exporter_proxy::tls::acceptor::Acceptor;
 
 fn main() -> ExitCode {
     match cli::parse(std::env::args().skip(1)) {
@@ -63,6 +64,19 @@ async fn serve(config: Config) -> ExitCode {
             return exit(1);
         }
     };
+    let telemetry = Arc::new(Telemetry::new());
+    // Before binding: files that changed into something unusable since the configuration was
+    // checked are a configuration error too.
+    let tls = match &config.tls {
+        None => None,
+        Some(settings) => match Acceptor::load(settings, telemetry.tls()) {
+            Ok(acceptor) => Some(acceptor),
+            Err(error) => {
+                eprintln!("{error}");
+                return exit(EXIT_USAGE);
+            }
+        },
+    };
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(listener) => listener,
         Err(error) => {
@@ -72,7 +86,6 @@ async fn serve(config: Config) -> ExitCode {
     };
     let local = listener.local_addr().map_or_else(|_| config.listen.to_string(), |a| a.to_string());
 
-    let telemetry = Arc::new(Telemetry::new());
     let exporter = Exporter::with_hop(config.exporter.clone(), config.connect_timeout, &config.hop);
     hop_started(&config, &exporter, &telemetry);
     let readiness = Arc::new(Readiness::new(exporter.clone(), config.ready_max_age));
@@ -86,10 +99,12 @@ async fn serve(config: Config) -> ExitCode {
         },
         max_connections: config.max_connections,
         shutdown_grace: config.shutdown_grace,
+        tls,
     };
 
     tracing::info!(
         listen = %local,
+        scheme = if config.tls.is_some() { "https" } else { "http" },
         upstream = %exporter.label(),
         version = env!("CARGO_PKG_VERSION"),
         scrape_timeout_s = config.scrape_timeout.as_secs_f64(),

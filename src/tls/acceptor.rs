@@ -28,9 +28,10 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 
-use crate::tls::certificate::{self, CertificateError};
+use crate::config::tls::TlsSettings;
+use crate::tls::certificate::{self, CertificateError, PairFile};
 use crate::tls::metrics::{HandshakeFailure, TlsMetrics};
-use crate::tls::resolver::WatchedKeyPair;
+use crate::tls::resolver::{POLL_INTERVAL, WatchedKeyPair};
 use crate::tls::{ClientCertificate, provider};
 
 /// The ALPN protocol served.
@@ -57,6 +58,35 @@ pub struct Acceptor {
 }
 
 impl Acceptor {
+    /// The listener's TLS from its checked settings: loads the certificate and key and starts
+    /// watching them for rotation, and loads the client CA. The settings were checked moments
+    /// ago, so an error here means the files changed in between; it reads like a config error.
+    pub fn load(settings: &TlsSettings, metrics: &TlsMetrics) -> Result<Acceptor, String> {
+        let certificate = WatchedKeyPair::load(
+            &settings.certificate_file,
+            &settings.key_file,
+            "serving certificate",
+            metrics.clone(),
+        )
+        .map_err(|error| {
+            let (name, path) = match error.file {
+                PairFile::Certificate => ("PROXY_TLS_CERT_FILE", &settings.certificate_file),
+                PairFile::Key => ("PROXY_TLS_KEY_FILE", &settings.key_file),
+            };
+            format!("{name}={:?} is not valid: {error}", path.display().to_string())
+        })?;
+        certificate
+            .watch(POLL_INTERVAL)
+            .map_err(|error| format!("cannot start the certificate reload thread: {error}"))?;
+        let client_verifier = match &settings.client_ca_file {
+            None => None,
+            Some(ca_file) => Some(client_verifier(ca_file, metrics).map_err(|error| {
+                format!("PROXY_CLIENT_CA_FILE={:?} is not valid: {error}", ca_file.display().to_string())
+            })?),
+        };
+        Ok(Acceptor::new(certificate, settings.min_version, client_verifier, metrics.clone()))
+    }
+
     /// Serves `certificate`; `client_verifier` from [`client_verifier`] when client certificates
     /// are asked for.
     pub fn new(
@@ -150,7 +180,9 @@ fn classify(error: &io::Error) -> HandshakeFailure {
             PeerIncompatible::SupportedVersionsExtensionRequired
             | PeerIncompatible::Tls12NotOffered
             | PeerIncompatible::Tls12NotOfferedOrEnabled
-            | PeerIncompatible::Tls13RequiredForQuic,
+            | PeerIncompatible::Tls13RequiredForQuic
+            // What a TLS 1.0 or 1.1 ClientHello lacks first.
+            | PeerIncompatible::SignatureAlgorithmsExtensionRequired,
         ) => HandshakeFailure::protocol_version,
         rustls::Error::PeerIncompatible(_) => HandshakeFailure::no_shared_parameters,
         rustls::Error::NoApplicationProtocol => HandshakeFailure::no_application_protocol,

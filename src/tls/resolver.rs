@@ -94,6 +94,13 @@ impl WatchedKeyPair {
     ) -> Result<Arc<WatchedKeyPair>, PairError> {
         let (fingerprint, pair) = read(certificate_file, key_file);
         let pair = pair?;
+        tracing::info!(
+            purpose,
+            file = %certificate_file.display(),
+            serial = %pair.leaf.serial_hex(),
+            not_after = pair.not_after,
+            "certificate loaded"
+        );
         metrics.certificate_loaded(certificate_file, pair.not_after);
         warn_if_expired(purpose, certificate_file, &pair);
         Ok(Arc::new(WatchedKeyPair {
