@@ -183,7 +183,8 @@ impl WatchedKeyPair {
             loop {
                 std::thread::sleep(interval);
                 let Some(pair) = pair.upgrade() else { return };
-                pair.check();
+                let outcome = pair.check();
+                tracing::trace!(purpose = pair.purpose, ?outcome, "certificate files checked");
             }
         })?;
         Ok(())
