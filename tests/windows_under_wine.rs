@@ -244,3 +244,44 @@ async fn version_flag_prints_the_crate_version() {
         format!("windows-exporter-proxy {}", env!("CARGO_PKG_VERSION"))
     );
 }
+
+/// A Unix path as the Windows process sees it through wine's `Z:` drive (the whole Unix tree).
+fn wine_path(path: &std::path::Path) -> String {
+    format!("Z:{}", path.display()).replace('/', "\\")
+}
+
+/// HTTPS with the .exe's own crypto (aws-lc-rs, built by mingw): the handshake presents the
+/// configured chain, and probes and scrapes answer over it exactly as on Linux.
+#[tokio::test]
+#[ignore = "needs wine and the Windows build; scripts/test-windows runs it"]
+async fn https_health_and_metrics() {
+    use support::pki::{Leaf, Pki};
+    use support::tls::TlsClient;
+
+    let wine = Wine::from_env();
+    let pki = Pki::new("wine");
+    let server = pki.issue("server", &Leaf::server(0x77));
+    let sample = windows_sample();
+    let exporter = FakeExporter::serving(sample.clone(), TEXT_0_0_4).await;
+    let (certificate, key) = (wine_path(&server.chain), wine_path(&server.key));
+    let proxy = wine
+        .start(&[
+            ("PROXY_HOSTIP", "127.0.0.1"),
+            ("PROXY_PORT", &exporter.port()),
+            ("PROXY_TLS_CERT_FILE", &certificate),
+            ("PROXY_TLS_KEY_FILE", &key),
+        ])
+        .await;
+    let client = TlsClient::new(&pki.ca);
+
+    let (health, handshake) = client.get(proxy.addr, "/health").await.unwrap();
+    assert_eq!(health.status, StatusCode::OK);
+    assert_eq!(handshake.leaf, server.leaf_der());
+    assert_eq!(handshake.version, rustls::ProtocolVersion::TLSv1_3);
+    let (metrics, _) = client.get(proxy.addr, "/metrics").await.unwrap();
+    assert_eq!(metrics.status, StatusCode::OK);
+    assert!(metrics.body == sample, "the body differs from the exporter's over HTTPS");
+    let (own, _) = client.get(proxy.addr, "/proxy/metrics").await.unwrap();
+    let expiry = format!("windows_exporter_proxy_tls_certificate_expiry_timestamp_seconds{{file=\"{certificate}\"}}");
+    assert!(own.text().contains(&expiry), "{expiry} missing from\n{}", own.text());
+}
