@@ -282,6 +282,8 @@ async fn https_health_and_metrics() {
     assert_eq!(metrics.status, StatusCode::OK);
     assert!(metrics.body == sample, "the body differs from the exporter's over HTTPS");
     let (own, _) = client.get(proxy.addr, "/proxy/metrics").await.unwrap();
-    let expiry = format!("windows_exporter_proxy_tls_certificate_expiry_timestamp_seconds{{file=\"{certificate}\"}}");
+    // The text format escapes the path's backslashes.
+    let label = certificate.replace('\\', "\\\\");
+    let expiry = format!("windows_exporter_proxy_tls_certificate_expiry_timestamp_seconds{{file=\"{label}\"}}");
     assert!(own.text().contains(&expiry), "{expiry} missing from\n{}", own.text());
 }
