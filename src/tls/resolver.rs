@@ -136,18 +136,21 @@ impl WatchedKeyPair {
         }
         match pair {
             Ok(pair) => {
-                tracing::info!(
-                    purpose = self.purpose,
-                    file = %self.certificate_file.display(),
-                    serial = %pair.leaf.serial_hex(),
-                    not_after = pair.not_after,
-                    "certificate reloaded"
-                );
-                self.metrics.certificate_loaded(&self.certificate_file, pair.not_after);
+                let (serial, not_after) = (pair.leaf.serial_hex(), pair.not_after);
                 warn_if_expired(self.purpose, &self.certificate_file, &pair);
+                // Swapped before it is logged or counted: whoever reads the log line and connects
+                // gets the new pair.
                 *self.current.write().expect("no code panics while holding the lock") = Arc::new(pair);
                 self.generation.fetch_add(1, Ordering::AcqRel);
                 *seen = Seen { serving: fingerprint, pending: None, reported: None };
+                self.metrics.certificate_loaded(&self.certificate_file, not_after);
+                tracing::info!(
+                    purpose = self.purpose,
+                    file = %self.certificate_file.display(),
+                    %serial,
+                    not_after,
+                    "certificate reloaded"
+                );
                 Reload::Reloaded
             }
             Err(_) if seen.reported == Some(fingerprint) => Reload::StillRejected,
