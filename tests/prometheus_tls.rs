@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
 
-use support::pki::{Leaf, Pki};
+use support::certificates::{Leaf, Pki};
 use support::{FakeExporter, ProxyProcess, closed_port, within};
 use tokio::process::Command;
 

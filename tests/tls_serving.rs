@@ -11,7 +11,7 @@ use std::path::Path;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use support::certificates::{self, KeyFormat, Leaf, Pki};
+use support::certificates::{self as pki, KeyFormat, Leaf, Pki};
 use support::tls::TlsClient;
 use support::{FakeExporter, ProxyProcess, metric, run_to_exit, within, within_for};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -255,7 +255,7 @@ fn wine_path(path: &std::path::Path) -> String {
 #[tokio::test]
 #[ignore = "needs wine and the Windows build; scripts/test-windows runs it"]
 async fn https_health_and_metrics() {
-    use support::pki::{Leaf, Pki};
+    use support::certificates::{Leaf, Pki};
     use support::tls::TlsClient;
 
     let wine = Wine::from_env();

@@ -1,5 +1,7 @@
 //! Certificates made at test time with the `openssl` CLI: a CA per test, and leaf certificates it
 //! issues (server or client, EC or RSA, PKCS#8, SEC1 or PKCS#1 keys, chosen serials and SANs).
+//! `pki.rs` (the exporter hop's tests) is the same idea with another API; the two should become
+//! one module.
 //!
 //! Every file lives in a directory of its own, removed when the [`Pki`] is dropped. Nothing is
 //! committed: a test that needs a certificate makes it, so none ever expires in the repository.
