@@ -36,6 +36,9 @@ use crate::router::App;
 use crate::scrape::ScrapeError;
 use crate::telemetry::CloseReason;
 use crate::timestamp::Timestamp;
+use crate::tls::ClientCertificate;
+use crate::tls::acceptor::{self, Acceptor};
+use crate::tls::metrics::HandshakeFailure;
 
 /// How often a connection that is closing behind a streaming response re-checks its clocks.
 const OVERDUE_RECHECK: Duration = Duration::from_secs(1);
@@ -51,14 +54,61 @@ pub struct Limits {
     pub max_header_bytes: usize,
 }
 
-/// Serves `stream` until the client closes it, a timeout ends it, or a drain finishes it.
-pub async fn serve(stream: TcpStream, app: Arc<App>, limits: Limits, mut drain: watch::Receiver<bool>) {
-    let telemetry = app.telemetry.clone();
+/// Serves `stream` until the client closes it, a timeout ends it, or a drain finishes it. With
+/// `tls`, the TLS handshake comes first, inside the header-read deadline of the first request.
+pub async fn serve(
+    stream: TcpStream,
+    tls: Option<Acceptor>,
+    app: Arc<App>,
+    limits: Limits,
+    mut drain: watch::Receiver<bool>,
+) {
     let clock = Arc::new(Clock::new());
+    let deadline = Instant::now() + limits.header_read_timeout;
+    let Some(acceptor) = tls else {
+        return serve_http(stream, None, clock, app, limits, drain).await;
+    };
+    // The first request head is due header_read_timeout after the TCP accept, handshake
+    // included: a client that connects and sends nothing, or trickles its ClientHello, is cut
+    // off like a slowloris.
+    let stream = tokio::select! {
+        accepted = acceptor.accept(stream, deadline) => match accepted {
+            Ok(stream) => stream,
+            Err(HandshakeFailure::timeout) => {
+                app.telemetry.connection_closed(CloseReason::header_timeout);
+                return;
+            }
+            Err(_) => return,
+        },
+        _ = drain.changed() => {
+            app.telemetry.connection_closed(CloseReason::drain);
+            return;
+        }
+    };
+    let client_certificate = acceptor::client_certificate(&stream);
+    serve_http(stream, client_certificate, clock, app, limits, drain).await;
+}
+
+/// HTTP/1.1 on an established stream (TCP, or TLS after the handshake).
+async fn serve_http<S>(
+    stream: S,
+    client_certificate: Option<ClientCertificate>,
+    clock: Arc<Clock>,
+    app: Arc<App>,
+    limits: Limits,
+    mut drain: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let telemetry = app.telemetry.clone();
     let io = TokioIo::new(ActivityIo { inner: stream, clock: clock.clone() });
     let service_clock = clock.clone();
-    let service = service_fn(move |request| {
+    let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
         service_clock.head_received();
+        if let Some(certificate) = &client_certificate {
+            // What `auth` reads to authorize by client certificate.
+            request.extensions_mut().insert(certificate.clone());
+        }
         let guard = InFlight::new(service_clock.clone());
         let app = app.clone();
         async move {
@@ -247,12 +297,12 @@ impl Body for CountedBody {
 }
 
 /// The client socket, reporting reads and writes to the connection's [`Clock`].
-struct ActivityIo {
-    inner: TcpStream,
+struct ActivityIo<S> {
+    inner: S,
     clock: Arc<Clock>,
 }
 
-impl AsyncRead for ActivityIo {
+impl<S: AsyncRead + Unpin> AsyncRead for ActivityIo<S> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
@@ -264,7 +314,7 @@ impl AsyncRead for ActivityIo {
     }
 }
 
-impl AsyncWrite for ActivityIo {
+impl<S: AsyncWrite + Unpin> AsyncWrite for ActivityIo<S> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let result = Pin::new(&mut this.inner).poll_write(cx, buf);

@@ -17,6 +17,7 @@ use windows_exporter_proxy::scrape::Scrape;
 use windows_exporter_proxy::server::{self, Settings, Stopped};
 use windows_exporter_proxy::shutdown::StopSignals;
 use windows_exporter_proxy::telemetry::Telemetry;
+use windows_exporter_proxy::tls::acceptor::Acceptor;
 
 fn main() -> ExitCode {
     match cli::parse(std::env::args().skip(1)) {
@@ -63,6 +64,19 @@ async fn serve(config: Config) -> ExitCode {
             return exit(1);
         }
     };
+    let telemetry = Arc::new(Telemetry::new());
+    // Before binding: files that changed into something unusable since the configuration was
+    // checked are a configuration error too.
+    let tls = match &config.tls {
+        None => None,
+        Some(settings) => match Acceptor::load(settings, telemetry.tls()) {
+            Ok(acceptor) => Some(acceptor),
+            Err(error) => {
+                eprintln!("{error}");
+                return exit(EXIT_USAGE);
+            }
+        },
+    };
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(listener) => listener,
         Err(error) => {
@@ -72,7 +86,6 @@ async fn serve(config: Config) -> ExitCode {
     };
     let local = listener.local_addr().map_or_else(|_| config.listen.to_string(), |a| a.to_string());
 
-    let telemetry = Arc::new(Telemetry::new());
     let exporter = Exporter::with_ports(
         config.exporter.clone(),
         config.exporter_ports.clone(),
@@ -92,6 +105,7 @@ async fn serve(config: Config) -> ExitCode {
         },
         max_connections: config.max_connections,
         shutdown_grace: config.shutdown_grace,
+        tls,
     };
 
     // With one port the line reads as it always has; with a list it names the host and the
@@ -99,6 +113,7 @@ async fn serve(config: Config) -> ExitCode {
     let ports = exporter.discovery().is_list().then(|| config.exporter_ports.to_string());
     tracing::info!(
         listen = %local,
+        scheme = if config.tls.is_some() { "https" } else { "http" },
         upstream = %exporter.current_label(),
         ports,
         version = env!("CARGO_PKG_VERSION"),

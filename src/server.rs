@@ -15,12 +15,13 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use crate::connection::{self, Limits};
 use crate::router::App;
 use crate::telemetry::GaugeGuard;
+use crate::tls::acceptor::Acceptor;
 
 /// Back-off after a failed `accept` (for example EMFILE), so the loop does not spin.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Server settings beyond the per-connection [`Limits`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct Settings {
     /// Per-connection limits.
     pub limits: Limits,
@@ -28,6 +29,8 @@ pub struct Settings {
     pub max_connections: usize,
     /// How long a drain may take.
     pub shutdown_grace: Duration,
+    /// HTTPS: the handshake every connection starts with; `None` serves plain HTTP.
+    pub tls: Option<Acceptor>,
 }
 
 /// How the server stopped.
@@ -83,11 +86,12 @@ pub async fn run(
         let app = app.clone();
         let drain = drain_rx.clone();
         let limits = settings.limits;
+        let tls = settings.tls.clone();
         let span = tracing::info_span!("connection", %peer);
         tokio::spawn(tracing::Instrument::instrument(
             async move {
                 let _open = GaugeGuard::new(app.telemetry.connections());
-                connection::serve(stream, app.clone(), limits, drain).await;
+                connection::serve(stream, tls, app.clone(), limits, drain).await;
                 drop(permit);
             },
             span,

@@ -31,6 +31,8 @@ struct Server {
     stopped: JoinHandle<Stopped>,
     /// The messages of the events it logs, to wait on as the black-box tests wait on log lines.
     messages: mpsc::UnboundedReceiver<String>,
+    /// The app's metrics, readable after `run` returns.
+    telemetry: Arc<Telemetry>,
     _log: tracing::subscriber::DefaultGuard,
 }
 
@@ -47,7 +49,7 @@ impl Server {
         let exporter = Exporter::new(config.exporter.clone(), config.connect_timeout);
         let readiness = Arc::new(Readiness::new(exporter.clone(), config.ready_max_age));
         let scrape = Scrape::new(&config, exporter, telemetry.clone());
-        let app = Arc::new(App { scrape, readiness, telemetry });
+        let app = Arc::new(App { scrape, readiness, telemetry: telemetry.clone() });
         let settings = Settings {
             limits: Limits {
                 header_read_timeout: config.header_read_timeout,
@@ -56,13 +58,14 @@ impl Server {
             },
             max_connections: config.max_connections,
             shutdown_grace: config.shutdown_grace,
+            tls: None,
         };
 
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().unwrap();
         let (stops, stop_rx) = mpsc::channel(2);
         let stopped = tokio::spawn(server::run(listener, app, settings, stop_rx));
-        Server { addr, stops, stopped, messages, _log: log }
+        Server { addr, stops, stopped, messages, telemetry, _log: log }
     }
 
     async fn stop(&self, why: &'static str) {
@@ -137,7 +140,14 @@ async fn a_stop_waits_for_a_held_scrape_then_drains() {
     assert!(!server.stopped.is_finished(), "run returned with a scrape in flight");
 
     held.release_and_expect_complete(response).await;
+    let telemetry = server.telemetry.clone();
     assert_eq!(server.stopped().await, Stopped::Drained);
+    // The drain asked that connection to close after its response: counted as such.
+    let metrics = telemetry.encode(windows_exporter_proxy::telemetry::Format::Text);
+    assert!(
+        metrics.lines().any(|l| l == r#"windows_exporter_proxy_connections_closed_total{reason="drain"} 1"#),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

@@ -19,8 +19,9 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use support::scenarios::{self, Launcher};
-use support::{ProxyProcess, within_for};
+use http::StatusCode;
+use support::scenarios::{self, Launcher, TEXT_0_0_4};
+use support::{FakeExporter, ProxyProcess, windows_sample, within_for};
 use tokio::process::Command;
 
 /// A required input from the environment; a missing one fails the test, never skips it.
@@ -161,4 +162,47 @@ async fn ctrl_c_lets_an_in_flight_scrape_finish_then_exits_0() {
 #[ignore = "needs wine and the Windows build; scripts/test-windows runs it"]
 async fn version_flag_prints_the_crate_version() {
     scenarios::version_prints_the_crate_version(&Wine::from_env()).await;
+}
+
+/// A Unix path as the Windows process sees it through wine's `Z:` drive (the whole Unix tree).
+fn wine_path(path: &std::path::Path) -> String {
+    format!("Z:{}", path.display()).replace('/', "\\")
+}
+
+/// HTTPS with the .exe's own crypto (aws-lc-rs, built by mingw): the handshake presents the
+/// configured chain, and probes and scrapes answer over it exactly as on Linux.
+#[tokio::test]
+#[ignore = "needs wine and the Windows build; scripts/test-windows runs it"]
+async fn https_health_and_metrics() {
+    use support::certificates::{Leaf, Pki};
+    use support::tls::TlsClient;
+
+    let wine = Wine::from_env();
+    let pki = Pki::new("wine");
+    let server = pki.issue("server", &Leaf::server(0x77));
+    let sample = windows_sample();
+    let exporter = FakeExporter::serving(sample.clone(), TEXT_0_0_4).await;
+    let (certificate, key) = (wine_path(&server.chain), wine_path(&server.key));
+    let proxy = wine
+        .start(&[
+            ("PROXY_HOSTIP", "127.0.0.1"),
+            ("PROXY_PORT", &exporter.port()),
+            ("PROXY_TLS_CERT_FILE", &certificate),
+            ("PROXY_TLS_KEY_FILE", &key),
+        ])
+        .await;
+    let client = TlsClient::new(&pki.ca);
+
+    let (health, handshake) = client.get(proxy.addr, "/health").await.unwrap();
+    assert_eq!(health.status, StatusCode::OK);
+    assert_eq!(handshake.leaf, server.leaf_der());
+    assert_eq!(handshake.version, rustls::ProtocolVersion::TLSv1_3);
+    let (metrics, _) = client.get(proxy.addr, "/metrics").await.unwrap();
+    assert_eq!(metrics.status, StatusCode::OK);
+    assert!(metrics.body == sample, "the body differs from the exporter's over HTTPS");
+    let (own, _) = client.get(proxy.addr, "/proxy/metrics").await.unwrap();
+    // The text format escapes the path's backslashes.
+    let label = certificate.replace('\\', "\\\\");
+    let expiry = format!("windows_exporter_proxy_tls_certificate_expiry_timestamp_seconds{{file=\"{label}\"}}");
+    assert!(own.text().contains(&expiry), "{expiry} missing from\n{}", own.text());
 }

@@ -19,6 +19,7 @@
 pub mod coalesce;
 pub mod exporter;
 pub mod parse;
+pub mod tls;
 pub mod variables;
 
 use std::collections::BTreeMap;
@@ -78,6 +79,8 @@ pub struct Config {
     pub ready_max_age: Duration,
     /// How the exporter is reached: plain or TLS, the proxy's credentials.
     pub hop: exporter::ExporterSettings,
+    /// HTTPS on the listener; `None`: plain HTTP.
+    pub tls: Option<tls::TlsSettings>,
     /// Log format.
     pub log_format: LogFormat,
     /// Log levels, from `RUST_LOG`.
@@ -199,6 +202,7 @@ impl Config {
             shutdown_grace: values.value(&var::SHUTDOWN_GRACE_SECONDS, parse::seconds),
             ready_max_age: values.value(&var::READY_MAX_AGE_SECONDS, parse::positive_seconds),
             hop: Default::default(),
+            tls: tls::settings(&mut values),
             log_format: values.value(&var::LOG_FORMAT, logging::format),
             log_filter: values.value(&var::RUST_LOG, logging::filter),
             unknown_variables: values.unknown.clone(),

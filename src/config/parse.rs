@@ -6,10 +6,12 @@
 //! `PROXY_PORT="abc" is not valid: not a port number; use 1-65535`.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::deadline::{MAX_DEADLINE, MIN_DEADLINE};
 use crate::exporter::discovery::Ports;
+use crate::tls::acceptor::MinVersion;
 
 /// Every parser's signature.
 pub type Parser<T> = fn(&str) -> Result<T, String>;
@@ -180,6 +182,28 @@ pub fn list(value: &str) -> Result<Vec<String>, String> {
     Ok(items)
 }
 
+/// A file path, as given (relative paths are from the working directory). Whether the file can
+/// be read and holds what it should is for the concept's settings to check, naming the variable.
+pub fn file_path(value: &str) -> Result<PathBuf, String> {
+    Ok(PathBuf::from(value))
+}
+
+/// `1.2` or `1.3`; also as exporter-toolkit (`VersionTLS12`), nginx (`TLSv1.2`) and others
+/// spell it.
+pub fn tls_version(value: &str) -> Result<MinVersion, String> {
+    let lower = value.to_ascii_lowercase();
+    let lower = lower.strip_prefix("version").unwrap_or(&lower);
+    let number = lower.strip_prefix("tlsv").or_else(|| lower.strip_prefix("tls")).unwrap_or(lower);
+    match number.trim_start_matches(['_', ' ']) {
+        "1.2" | "12" | "1_2" => Ok(MinVersion::Tls12),
+        "1.3" | "13" | "1_3" => Ok(MinVersion::Tls13),
+        "1.0" | "1.1" | "10" | "11" | "1_0" | "1_1" => {
+            Err("TLS 1.0 and 1.1 are not supported (rustls never implemented them); use 1.2 or 1.3".into())
+        }
+        _ => Err("use 1.2 or 1.3".into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,6 +237,17 @@ mod tests {
         assert_eq!(boolean("TRUE"), Ok(true));
         assert_eq!(boolean("no"), Ok(false));
         assert!(boolean("maybe").is_err());
+    }
+
+    #[test]
+    fn tls_versions_in_the_spellings_operators_copy() {
+        for spelling in ["1.2", "TLS1.2", "tlsv1.2", "TLS12", "VersionTLS12"] {
+            assert_eq!(tls_version(spelling), Ok(MinVersion::Tls12), "{spelling}");
+        }
+        assert_eq!(tls_version("1.3"), Ok(MinVersion::Tls13));
+        assert_eq!(tls_version("VersionTLS13"), Ok(MinVersion::Tls13));
+        assert_eq!(tls_version("1.4"), Err("use 1.2 or 1.3".to_owned()));
+        assert!(tls_version("1.1").unwrap_err().contains("not supported"));
     }
 
     #[test]

@@ -27,9 +27,16 @@ fn every_default_in_the_table_parses() {
     // Reader::value falls back on the default's value: it must always parse.
     let c = config(&[("PROXY_HOSTIP", "h")]).unwrap();
     assert_eq!(c.exporter.port_u16(), Some(9182));
+    // Options of HTTPS apply only with its certificate and key.
+    let testdata = concat!(env!("CARGO_MANIFEST_DIR"), "/src/tls/testdata");
+    let (certificate, key) = (format!("{testdata}/leaf-ec.pem"), format!("{testdata}/leaf-ec.sec1.pem"));
     for variable in VARIABLES {
         if let WhenUnset::Value(default) = variable.default {
-            let set = config(&[("PROXY_HOSTIP", "h"), (variable.name, default)]);
+            let mut vars = vec![("PROXY_HOSTIP", "h"), (variable.name, default)];
+            if variable.name.starts_with("PROXY_TLS_") {
+                vars.extend([("PROXY_TLS_CERT_FILE", certificate.as_str()), ("PROXY_TLS_KEY_FILE", key.as_str())]);
+            }
+            let set = config(&vars);
             assert!(set.is_ok(), "{}={default:?}: {:?}", variable.name, set.err());
         }
     }

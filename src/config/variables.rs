@@ -59,6 +59,27 @@ pub const PORT: Variable = Variable::new(
 /// `PROXY_LISTEN`.
 pub const LISTEN: Variable =
     Variable::new("PROXY_LISTEN", Value("0.0.0.0:9100"), "socket address to listen on ([::]:9100 for IPv6)");
+/// `PROXY_TLS_CERT_FILE`.
+pub const TLS_CERT_FILE: Variable = Variable::new(
+    "PROXY_TLS_CERT_FILE",
+    Unset,
+    "PEM certificate chain, leaf first; with PROXY_TLS_KEY_FILE the listener serves HTTPS (reloaded when the files change)",
+);
+/// `PROXY_TLS_KEY_FILE`.
+pub const TLS_KEY_FILE: Variable = Variable::new(
+    "PROXY_TLS_KEY_FILE",
+    Unset,
+    "PEM private key of PROXY_TLS_CERT_FILE: PKCS#8, PKCS#1 or SEC1, unencrypted",
+);
+/// `PROXY_TLS_MIN_VERSION`.
+pub const TLS_MIN_VERSION: Variable =
+    Variable::new("PROXY_TLS_MIN_VERSION", Value("1.2"), "oldest TLS version the listener accepts: 1.2 or 1.3");
+/// `PROXY_CLIENT_CA_FILE`.
+pub const CLIENT_CA_FILE: Variable = Variable::new(
+    "PROXY_CLIENT_CA_FILE",
+    Unset,
+    "PEM CA bundle: HTTPS asks for a client certificate (optional) and one presented must chain to it",
+);
 /// `PROXY_SCRAPE_TIMEOUT_SECONDS`.
 pub const SCRAPE_TIMEOUT_SECONDS: Variable = Variable::new(
     "PROXY_SCRAPE_TIMEOUT_SECONDS",
@@ -187,6 +208,10 @@ pub const VARIABLES: &[Variable] = &[
     HOSTIP,
     PORT,
     LISTEN,
+    TLS_CERT_FILE,
+    TLS_KEY_FILE,
+    TLS_MIN_VERSION,
+    CLIENT_CA_FILE,
     SCRAPE_TIMEOUT_SECONDS,
     TIMEOUT_MARGIN_SECONDS,
     CONNECT_TIMEOUT_SECONDS,

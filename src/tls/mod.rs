@@ -2,6 +2,8 @@
 //!
 //! | module | owns |
 //! |---|---|
+//! | [`acceptor`] | the listener's rustls configuration (ALPN `http/1.1`, min version, client certificates) and one connection's handshake |
+//! | [`resolver`] | a certificate and key on disk, reloaded when they change (kubelet `..data` swap or in place) |
 //! | [`certificate`] | PEM files: chains and bundles, PKCS#8/PKCS#1/SEC1 keys, a key checked against its certificate |
 //! | [`x509`] | the fields read from a certificate: serial, `notAfter`, common name, subject alternative names |
 //! | [`metrics`] | the TLS metrics on `/proxy/metrics`: certificate expiry per file, handshake and reload failures |
@@ -17,8 +19,10 @@ use std::sync::Arc;
 use rustls::crypto::CryptoProvider;
 use rustls_pki_types::CertificateDer;
 
+pub mod acceptor;
 pub mod certificate;
 pub mod metrics;
+pub mod resolver;
 pub mod x509;
 
 /// The crypto provider for every TLS configuration the proxy builds (serving and the exporter hop).

@@ -6,7 +6,9 @@
 //! bare sleeps.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod certificates;
 pub mod scenarios;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
