@@ -49,6 +49,10 @@ MARK_END = "<!-- bench:results:end -->"
 
 # Fixed display order; "proxy" is run with PROXY_MAX_INFLIGHT=16 so 16 wrk connections are not
 # queued behind the default limit of 2; "proxy-inflight2" is the shipped default, for honesty.
+# wrk's connections send identical scrapes, which the proxy would coalesce by default (HAProxy and
+# nginx cannot): the pass-through and TLS scenarios run it with PROXY_COALESCE=false so every
+# request reaches the exporter, like for like; the HA scenario measures coalescing.
+LIKE_FOR_LIKE = {"PROXY_MAX_INFLIGHT": "16", "PROXY_COALESCE": "false"}
 MAIN_TARGETS = ["direct", "proxy", "haproxy", "nginx"]
 
 
@@ -810,7 +814,7 @@ def start_tls_targets(procs: Procs, tmp: Path, up_port: int, up_pids: list[int],
         [str(binary)],
         env={
             "PROXY_HOSTIP": "127.0.0.1", "PROXY_PORT": str(up_port), "PROXY_LISTEN": f"127.0.0.1:{port}",
-            "PROXY_MAX_INFLIGHT": "16", "RUST_LOG": "warn",
+            **LIKE_FOR_LIKE, "RUST_LOG": "warn",
             "PROXY_TLS_CERT_FILE": str(files["cert"]), "PROXY_TLS_KEY_FILE": str(files["key"]),
         },
         log=log,
@@ -969,13 +973,13 @@ def main() -> int:
 
     want = args.targets.split(",")
     proxies: dict[str, tuple[Path, dict]] = {
-        "proxy": (PROXY_BIN, {"PROXY_MAX_INFLIGHT": "16"}),
-        "proxy-inflight2": (PROXY_BIN, {}),
+        "proxy": (PROXY_BIN, dict(LIKE_FOR_LIKE)),
+        "proxy-inflight2": (PROXY_BIN, {"PROXY_COALESCE": "false"}),
     }
     for spec in args.extra_proxy:
         name, _, rest = spec.partition("=")
         binary, *settings = rest.split(";")
-        env = {"PROXY_MAX_INFLIGHT": "16"} | dict(kv.split("=", 1) for kv in settings)
+        env = dict(LIKE_FOR_LIKE) | dict(kv.split("=", 1) for kv in settings)
         proxies[name] = (Path(binary).resolve(), env)
         want.append(name)
     conns_list = [int(c) for c in args.conns.split(",")]
