@@ -577,7 +577,9 @@ class PodFiles:
         """env with the mounted paths moved under root and their files written."""
         out = dict(env)
         tokenreview = "tokenreview" in env.get("PROXY_AUTH", "").split(",")
-        if not self.mounts and not tokenreview:
+        # An https exporter needs a certificate even with nothing mounted (insecure-skip-verify).
+        exporter_tls = env.get("PROXY_EXPORTER_SCHEME") == "https"
+        if not self.mounts and not tokenreview and not exporter_tls:
             return out
         self.pki = Pki(self.root / "pki")
         server = self.pki.issue("proxy", ["DNS:windows-exporter-proxy", "IP:127.0.0.1"], "serverAuth")
