@@ -28,7 +28,10 @@ use self::basic::BasicAuth;
 use self::client_cert::{AllowedNames, CertificateNames};
 use self::credential::Credential;
 use self::tokenreview::TokenReview;
+use self::tokenreview::api::KubeApi;
+use crate::config::auth::AuthSettings;
 use crate::response::{self, ResponseBody};
+use crate::telemetry::Telemetry;
 
 /// The realm in every challenge.
 pub const REALM: &str = "windows-exporter-proxy";
@@ -137,6 +140,24 @@ impl Decision {
             Verdict::Unauthenticated => 0,
         }
     }
+}
+
+/// The chain `settings` describe, counting into `telemetry`; `None` when `PROXY_AUTH` is unset.
+pub fn build(settings: &AuthSettings, telemetry: &Telemetry) -> Option<Auth> {
+    if !settings.enabled() {
+        return None;
+    }
+    let client_cert = settings
+        .methods
+        .contains(&Method::ClientCert)
+        .then(|| ClientCertAuth { allowed: settings.client_allowed_names.clone() });
+    let basic = settings.htpasswd.clone().map(BasicAuth::new);
+    let tokenreview = settings.tokenreview.clone().map(|t| {
+        let review = TokenReview::new(KubeApi::new(t.api), t.audiences, t.authz_users);
+        tracing::info!(api = %review.api_url(), "tokenreview: reviewing bearer tokens with the Kubernetes API server");
+        review
+    });
+    Some(Auth::new(client_cert, basic, tokenreview, &settings.methods, telemetry.auth_decisions().clone()))
 }
 
 /// The `client-cert` method.
