@@ -16,6 +16,7 @@ use crate::health::{self, Readiness};
 use crate::response::{self, ResponseBody};
 use crate::scrape::Scrape;
 use crate::telemetry::{self, Telemetry};
+use crate::tls::ClientCertificate;
 
 /// The endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,13 +94,10 @@ impl App {
     }
 }
 
-/// The verified client certificate (DER) of the request's connection, if it presented one.
-///
-/// Hook: `connection` inserts `crate::tls::ClientCertificate` on HTTPS connections once serving
-/// TLS is on this branch (the `tls` work); until then no request carries one, so `client-cert`
-/// (which config refuses without `PROXY_CLIENT_CA_FILE`) never allows anything.
-fn client_certificate<B>(_request: &Request<B>) -> Option<&[u8]> {
-    None
+/// The verified client certificate (DER) of the request's connection, if it presented one:
+/// `connection` inserts [`ClientCertificate`] on HTTPS connections whose client sent one.
+fn client_certificate<B>(request: &Request<B>) -> Option<&[u8]> {
+    request.extensions().get::<ClientCertificate>().map(|certificate| certificate.0.as_ref().as_ref())
 }
 
 /// The response for a request that fits no endpoint.

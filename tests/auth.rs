@@ -508,7 +508,7 @@ async fn tokenreview_files_are_checked_at_start() {
         ("PROXY_KUBE_CA_FILE", not_pem.as_str()),
     ]);
     let stderr = config_errors(&vars).await;
-    assert!(stderr.contains("PROXY_KUBE_CA_FILE=") && stderr.contains("no PEM CERTIFICATE"), "{stderr}");
+    assert!(stderr.contains("PROXY_KUBE_CA_FILE=") && stderr.contains("has no CERTIFICATE PEM block"), "{stderr}");
     assert!(!stderr.contains("proxy-sa-token-1"), "the token reached the output: {stderr}");
 }
 

@@ -10,8 +10,7 @@
 
 use std::net::IpAddr;
 
-use x509_parser::extensions::GeneralName;
-use x509_parser::prelude::{FromDer, X509Certificate};
+use crate::tls::x509::{CertificateInfo, SubjectName};
 
 /// The names a client certificate is known by.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -22,7 +21,7 @@ pub struct CertificateNames {
     pub uris: Vec<String>,
     /// `iPAddress` SANs.
     pub ips: Vec<IpAddr>,
-    /// The subject's common names.
+    /// The subject's common name (the first, as the TLS module reads it).
     pub common_names: Vec<String>,
 }
 
@@ -30,29 +29,16 @@ impl CertificateNames {
     /// Reads the names from a DER certificate; `None` if it does not parse (rustls has already
     /// parsed and verified it, so that would be a bug, and the answer is "not allowed").
     pub fn from_der(der: &[u8]) -> Option<CertificateNames> {
-        let (_, certificate) = X509Certificate::from_der(der).ok()?;
+        let info = CertificateInfo::parse(der).ok()?;
         let mut names = CertificateNames::default();
-        if let Ok(Some(san)) = certificate.subject_alternative_name() {
-            for name in &san.value.general_names {
-                match name {
-                    GeneralName::DNSName(dns) => names.dns.push((*dns).to_owned()),
-                    GeneralName::URI(uri) => names.uris.push((*uri).to_owned()),
-                    GeneralName::IPAddress(bytes) => {
-                        if let Ok(v4) = <[u8; 4]>::try_from(*bytes) {
-                            names.ips.push(IpAddr::from(v4));
-                        } else if let Ok(v6) = <[u8; 16]>::try_from(*bytes) {
-                            names.ips.push(IpAddr::from(v6));
-                        }
-                    }
-                    _ => {}
-                }
+        for name in info.names {
+            match name {
+                SubjectName::Dns(dns) => names.dns.push(dns),
+                SubjectName::Uri(uri) => names.uris.push(uri),
+                SubjectName::Ip(ip) => names.ips.push(ip),
             }
         }
-        for cn in certificate.subject().iter_common_name() {
-            if let Ok(cn) = cn.as_str() {
-                names.common_names.push(cn.to_owned());
-            }
-        }
+        names.common_names.extend(info.common_name);
         Some(names)
     }
 

@@ -14,8 +14,6 @@ use std::sync::Arc;
 
 use http::Uri;
 use rustls::RootCertStore;
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 
 use super::variables as var;
 use super::{ConfigError, Reader, parse};
@@ -23,6 +21,7 @@ use crate::auth::Method;
 use crate::auth::basic::Htpasswd;
 use crate::auth::client_cert::AllowedNames;
 use crate::auth::tokenreview::api::ApiSettings;
+use crate::tls::certificate;
 
 /// `PROXY_FORWARD_AUTHORIZATION`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,19 +266,13 @@ fn service_url(values: &mut Reader) -> Option<Uri> {
     )
 }
 
-/// The CA bundle as trust roots: only these sign the API server's certificate.
+/// The CA bundle as trust roots: only these sign the API server's certificate. Read with the
+/// TLS module's PEM reader, so a BOM, DER or a key file gets the same message as everywhere else.
 fn roots(file: &std::path::Path) -> Result<RootCertStore, String> {
-    let content = std::fs::read(file).map_err(|error| format!("cannot be read: {error}"))?;
-    if content.starts_with(b"\xEF\xBB\xBF") || content.starts_with(b"\xFF\xFE") || content.starts_with(b"\xFE\xFF") {
-        return Err("starts with a byte-order mark; save it as PEM without BOM".into());
-    }
+    let certificates = certificate::read_certificates(file).map_err(|error| error.to_string())?;
     let mut store = RootCertStore::empty();
-    for certificate in CertificateDer::pem_slice_iter(&content) {
-        let certificate = certificate.map_err(|error| format!("is not a PEM certificate bundle: {error}"))?;
-        store.add(certificate).map_err(|error| format!("holds a certificate rustls cannot use: {error}"))?;
-    }
-    if store.is_empty() {
-        return Err("holds no PEM CERTIFICATE block".into());
+    for certificate in certificates {
+        store.add(certificate).map_err(|error| format!("holds a certificate rustls cannot use as a CA: {error}"))?;
     }
     Ok(store)
 }

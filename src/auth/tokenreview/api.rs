@@ -54,7 +54,7 @@ pub struct KubeApi {
 impl KubeApi {
     /// A client for `settings`; connects lazily.
     pub fn new(settings: ApiSettings) -> KubeApi {
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        let tls = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
             .with_safe_default_protocol_versions()
             .expect("aws-lc-rs supports the default protocol versions")
             .with_root_certificates(settings.ca.clone())
