@@ -12,7 +12,8 @@ fuzz_target!(|data: &[u8]| {
         Ok(Credential::Bearer(token)) => {
             assert!(!token.is_empty());
             assert!(token.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b)));
-            if token.len() >= 4 {
+            // "Bearer(<redacted>)" itself may contain a short token ("dacte").
+            if token.len() >= 4 && !"Bearer(<redacted>)".contains(&token) {
                 assert!(!format!("{:?}", Credential::Bearer(token.clone())).contains(&token));
             }
         }
@@ -21,7 +22,8 @@ fuzz_target!(|data: &[u8]| {
             let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
             let again = Credential::parse_bytes(format!("Basic {encoded}").as_bytes());
             assert_eq!(again, Ok(Credential::Basic { user: user.clone(), password: password.clone() }));
-            if password.len() >= 4 && !user.contains(&password) {
+            let skeleton = "Basic { user: \"\", password: <redacted> }";
+            if password.len() >= 4 && !user.contains(&password) && !skeleton.contains(&password) {
                 assert!(!format!("{:?}", Credential::Basic { user, password: password.clone() }).contains(&password));
             }
         }
