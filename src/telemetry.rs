@@ -20,8 +20,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::tls::metrics::TlsMetrics;
 use crate::auth::DecisionLabels;
+use crate::tls::metrics::TlsMetrics;
 
 /// How a scrape through the proxy ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]

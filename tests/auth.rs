@@ -546,3 +546,27 @@ async fn the_plaintext_allowance_warns_at_start() {
         .unwrap_or_else(|| panic!("no plaintext warning before listening: {:?}", proxy.log));
     assert_eq!(warning["level"], "WARN");
 }
+
+#[tokio::test]
+async fn auto_forwarding_stops_when_the_proxy_sends_its_own_exporter_credential() {
+    let mut exporter = exporter().await;
+    let dir = temp_dir("exporter-credential");
+    std::fs::write(dir.join("password"), "proxy-password\n").unwrap();
+    let (port, password) = (exporter.port(), dir.join("password").display().to_string());
+    let proxy = ProxyProcess::start(&[
+        ("PROXY_HOSTIP", "127.0.0.1"),
+        ("PROXY_PORT", &port),
+        ("PROXY_EXPORTER_BASIC_AUTH_USERNAME", "proxy"),
+        ("PROXY_EXPORTER_BASIC_AUTH_PASSWORD_FILE", &password),
+    ])
+    .await;
+    let scraped = Client::connect(proxy.addr).await.get("/metrics", &[("authorization", "Bearer scraper-token")]).await;
+    assert_eq!(scraped.status, StatusCode::OK);
+    let seen = exporter.next_request().await;
+    assert_eq!(
+        seen.headers["authorization"],
+        basic("proxy", "proxy-password").as_str(),
+        "the proxy's own, not the scraper's"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -212,7 +212,7 @@ impl Config {
             unknown_variables: values.unknown.clone(),
         };
         let hop = exporter::ExporterSettings::read(&mut values, host.as_ref());
-        let auth = auth::settings(&mut values, auth_context(hop.as_ref()));
+        let auth = auth::settings(&mut values, auth_context(hop.as_ref(), config.tls.as_ref()));
         let exporter = host.and_then(|host| values.check(&var::HOSTIP, exporter_authority(&host, port)));
         values.finish()?;
         let exporter = exporter.expect("a missing or bad host was recorded as an error");
@@ -229,17 +229,13 @@ fn is_ours(name: &str) -> bool {
     name.starts_with(PREFIX) || is_known(name)
 }
 
-/// What the authentication rules need to know from the other settings: whether the proxy sends
-/// exporter credentials of its own (`auto` forwarding), and from the serving-TLS settings
-/// whether `PROXY_LISTEN` serves HTTPS and asks for client certificates.
-///
-/// Hook: serving TLS (`config/tls.rs`, the `tls` work) is not on this branch yet, so
-/// `serving_tls` and `client_ca` are `false`: `client-cert` cannot be listed yet, and `basic` and
-/// `tokenreview` need `PROXY_ALLOW_PLAINTEXT_CREDENTIALS=true`.
-fn auth_context(hop: Option<&exporter::ExporterSettings>) -> auth::Context {
+/// What the authentication rules need to know from the other settings: whether `PROXY_LISTEN`
+/// serves HTTPS and asks for client certificates (`config/tls.rs`), and whether the proxy sends
+/// exporter credentials of its own (`auto` forwarding, `config/exporter.rs`).
+fn auth_context(hop: Option<&exporter::ExporterSettings>, tls: Option<&tls::TlsSettings>) -> auth::Context {
     auth::Context {
-        serving_tls: false,
-        client_ca: false,
+        serving_tls: tls.is_some(),
+        client_ca: tls.is_some_and(|tls| tls.client_ca_file.is_some()),
         exporter_credentials: hop.is_some_and(exporter::ExporterSettings::sends_credentials),
     }
 }
