@@ -359,7 +359,7 @@ async fn basic_allows_the_right_password_only_and_never_forwards_it() {
         ("PROXY_BASIC_AUTH_FILE", &file_var),
         ("PROXY_ALLOW_PLAINTEXT_CREDENTIALS", "true"),
         // Forwarding asked for: still, the credential the proxy checked is never sent on.
-        ("PROXY_FORWARD_AUTHORIZATION", "false"),
+        ("PROXY_FORWARD_AUTHORIZATION", "true"),
     ])
     .await;
     let mut client = Client::connect(proxy.addr).await;

@@ -219,7 +219,9 @@ pub fn settings(values: &mut Reader, context: Context) -> AuthSettings {
     }
 
     settings.forward_authorization = match values.value(&var::FORWARD_AUTHORIZATION, forward) {
-        Forward::Always => true,
+        // With basic or tokenreview listed, Authorization is a credential the proxy checks: never
+        // forwarded, whatever this says. With client-cert alone it is the scraper's own business.
+        Forward::Always => secret_methods.is_empty(),
         Forward::Never => false,
         Forward::Auto => methods.is_empty() && !context.exporter_credentials,
     };
@@ -343,6 +345,10 @@ mod tests {
         let s = read(&vars, Context { serving_tls: true, ..Context::default() }).unwrap();
         assert!(!s.plaintext_credentials && s.htpasswd.is_some());
         assert!(!s.forward_authorization, "auto never forwards when the proxy authenticates");
+        let mut forced = vars.to_vec();
+        forced.push(("PROXY_FORWARD_AUTHORIZATION", "true"));
+        let s = read(&forced, Context { serving_tls: true, ..Context::default() }).unwrap();
+        assert!(!s.forward_authorization, "a checked credential is never forwarded, even with true");
         let mut allowed = vars.to_vec();
         allowed.push(("PROXY_ALLOW_PLAINTEXT_CREDENTIALS", "true"));
         assert!(read(&allowed, Context::default()).unwrap().plaintext_credentials);
