@@ -7,6 +7,8 @@
 
 #[path = "support/kube_api.rs"]
 mod kube_api;
+#[path = "support/pki.rs"]
+mod pki;
 mod support;
 
 use std::path::PathBuf;

@@ -1,6 +1,7 @@
 //! A fake Kubernetes API server for the `tokenreview` tests: HTTPS on 127.0.0.1 with a
-//! certificate from a CA made for the test (openssl CLI), serving TokenReview and
-//! SubjectAccessReview creation only.
+//! certificate from a CA made for the test (tests/support/pki.rs, the openssl CLI), serving
+//! TokenReview and SubjectAccessReview creation only. A test binary that uses it also includes
+//! `#[path = "support/pki.rs"] mod pki;`.
 //!
 //! It checks what a real API server would: the proxy's own bearer token (the one in the token
 //! file right now), `Content-Type: application/json`, and a body that deserialises into
@@ -15,7 +16,6 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -32,6 +32,8 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc};
+
+use crate::pki::{Pki, Role};
 
 /// The user a [`Script::GOOD`] token belongs to: kube-prometheus' Prometheus.
 pub const PROMETHEUS_USER: &str = "system:serviceaccount:monitoring:prometheus-k8s";
@@ -67,8 +69,11 @@ pub enum Review {
     Access { review: SubjectAccessReview, proxy_token: String },
 }
 
-/// Certificates made for one test with the openssl CLI.
+/// Certificates for one test, from the shared openssl helper (tests/support/pki.rs): a CA the
+/// proxy is told to trust and the API server's certificate for `IP:127.0.0.1`.
 pub struct TestPki {
+    /// Owns the temporary directory (removed on drop).
+    pub pki: Pki,
     pub dir: PathBuf,
     /// The CA the proxy is told to trust (PROXY_KUBE_CA_FILE).
     pub ca_file: PathBuf,
@@ -76,91 +81,14 @@ pub struct TestPki {
     pub server_key: PathBuf,
 }
 
-static PKI_COUNTER: AtomicUsize = AtomicUsize::new(0);
-
 impl TestPki {
-    /// A CA and a server certificate for `IP:127.0.0.1`, in a fresh temporary directory.
+    /// A CA named after `name` and a server certificate it signs.
     pub fn new(name: &str) -> TestPki {
-        let dir = std::env::temp_dir().join(format!(
-            "wep-{name}-{}-{}",
-            std::process::id(),
-            PKI_COUNTER.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let run = |args: &[&str]| {
-            let out = Command::new("openssl").args(args).current_dir(&dir).output().expect("run openssl");
-            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        };
-        run(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=fake-kubernetes-ca",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ]);
-        run(&[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=kube-apiserver",
-        ]);
-        std::fs::write(
-            dir.join("server.ext"),
-            "subjectAltName=IP:127.0.0.1,DNS:kubernetes.default.svc\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-        )
-        .unwrap();
-        run(&[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "server.ext",
-        ]);
-        TestPki {
-            ca_file: dir.join("ca.crt"),
-            server_cert: dir.join("server.crt"),
-            server_key: dir.join("server.key"),
-            dir,
-        }
-    }
-}
-
-impl Drop for TestPki {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        let pki = Pki::new();
+        let ca = pki.ca(&format!("{name}-ca"));
+        let leaf =
+            ca.issue("kube-apiserver", Role::Server, "kube-apiserver", &["IP:127.0.0.1", "DNS:kubernetes.default.svc"]);
+        TestPki { dir: pki.dir().to_path_buf(), ca_file: ca.cert, server_cert: leaf.cert, server_key: leaf.key, pki }
     }
 }
 
