@@ -16,9 +16,9 @@
 //! Tests feed [`Config::from_vars`] a list of pairs instead of changing the process environment;
 //! clippy's `disallowed-methods` keeps every other module from reading it.
 
+pub mod auth;
 pub mod coalesce;
 pub mod exporter;
-pub mod auth;
 pub mod parse;
 pub mod tls;
 pub mod variables;
