@@ -3,8 +3,9 @@
 //! the fake API server of tests/support/kube_api.rs). Each right variant is up; each wrong one is
 //! down with its reason in the targets API.
 //!
-//! Serving TLS is the `tls` work and is not on this branch yet, so the proxy serves plain HTTP
-//! with `PROXY_ALLOW_PLAINTEXT_CREDENTIALS=true`; the credentials and answers are the same.
+//! Written before serving TLS reached this branch, so the proxy serves plain HTTP with
+//! `PROXY_ALLOW_PLAINTEXT_CREDENTIALS=true`; the credentials and answers are the same as over
+//! HTTPS (an HTTPS variant is still to do).
 
 #[path = "support/kube_api.rs"]
 mod kube_api;
