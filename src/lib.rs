@@ -12,6 +12,7 @@
 //! | [`tls`] | HTTPS: the handshake, the reloading certificate, certificate files, the TLS metrics |
 //! | [`connection`] | one client connection: HTTP/1.1 limits, header-read and idle clocks, its part in a drain |
 //! | [`router`] | which endpoint a request is for, and the 404/405 answers |
+//! | [`auth`] | who may scrape: the `PROXY_AUTH` chain of client-cert, basic and tokenreview |
 //! | [`scrape`] | the `/metrics` handler: deadline, in-flight slot, exporter request, answer; [`scrape::ScrapeError`]; [`scrape::coalesce`]: identical concurrent scrapes share one exporter request |
 //! | [`exporter`] | the exporter's address, the pooled client (plain or TLS, with the proxy's own credentials), when it last answered; [`exporter::ExporterError`]; [`exporter::discovery`]: which of `PROXY_PORT`'s ports answers |
 //! | [`stream`] | the streamed response body: deadline, byte counting, abort on failure |
@@ -31,6 +32,7 @@
 //! | [`shutdown`] | the OS stop signals: SIGTERM/SIGINT on Unix, console events on Windows |
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod config;
 pub mod connection;
 pub mod exporter;

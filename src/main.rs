@@ -5,6 +5,7 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use windows_exporter_proxy::auth;
 use windows_exporter_proxy::cli::{self, Command};
 use windows_exporter_proxy::config::exporter::Trust;
 use windows_exporter_proxy::config::{Config, EXIT_USAGE};
@@ -96,7 +97,19 @@ async fn serve(config: Config) -> ExitCode {
     hop_started(&config, &exporter, &telemetry);
     let readiness = Arc::new(Readiness::new(exporter.clone(), config.ready_max_age));
     let scrape = Scrape::new(&config, exporter.clone(), telemetry.clone());
-    let app = Arc::new(App { scrape, readiness, telemetry });
+    let auth = match auth::build(&config.auth, &telemetry) {
+        Some(auth) => {
+            tracing::info!(methods = ?auth.methods().iter().map(|m| m.name()).collect::<Vec<_>>(), "authenticating scrapes of /metrics and /proxy/metrics");
+            Some(auth)
+        }
+        None => None,
+    };
+    if config.auth.plaintext_credentials {
+        tracing::warn!(
+            "PROXY_ALLOW_PLAINTEXT_CREDENTIALS=true: scrapers' passwords or tokens cross the network in clear text"
+        );
+    }
+    let app = Arc::new(App { scrape, readiness, telemetry, auth });
     let settings = Settings {
         limits: Limits {
             header_read_timeout: config.header_read_timeout,

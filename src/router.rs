@@ -11,10 +11,12 @@ use std::sync::Arc;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 
+use crate::auth::Auth;
 use crate::health::{self, Readiness};
 use crate::response::{self, ResponseBody};
 use crate::scrape::Scrape;
 use crate::telemetry::{self, Telemetry};
+use crate::tls::ClientCertificate;
 
 /// The endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,13 +65,23 @@ pub struct App {
     pub readiness: Arc<Readiness>,
     /// The proxy's own metrics.
     pub telemetry: Arc<Telemetry>,
+    /// Who may scrape `/metrics` and `/proxy/metrics`; `None` (no `PROXY_AUTH`): anyone.
+    pub auth: Option<Auth>,
 }
 
 impl App {
     /// Answers one request. Never fails: every error is a response.
     pub async fn handle<B>(&self, request: Request<B>) -> Response<ResponseBody> {
         let path = request.uri().path();
-        match route(request.method(), path) {
+        let route = route(request.method(), path);
+        // /health and /ready stay open: the kubelet's probes send no credentials.
+        if let (Ok(Route::Metrics | Route::ProxyMetrics), Some(auth)) = (&route, &self.auth) {
+            let decision = auth.decide(path, request.headers(), client_certificate(&request)).await;
+            if !decision.is_allowed() {
+                return auth.refusal(&decision);
+            }
+        }
+        match route {
             Ok(Route::Health) => health::health(),
             Ok(Route::Ready) => self.readiness.ready().await,
             Ok(Route::Metrics) => self.scrape.serve(request).await,
@@ -80,6 +92,12 @@ impl App {
             Err(rejection) => rejected(rejection, path),
         }
     }
+}
+
+/// The verified client certificate (DER) of the request's connection, if it presented one:
+/// `connection` inserts [`ClientCertificate`] on HTTPS connections whose client sent one.
+fn client_certificate<B>(request: &Request<B>) -> Option<&[u8]> {
+    request.extensions().get::<ClientCertificate>().map(|certificate| certificate.0.as_ref().as_ref())
 }
 
 /// The response for a request that fits no endpoint.

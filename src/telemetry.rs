@@ -20,6 +20,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::auth::DecisionLabels;
 use crate::tls::metrics::TlsMetrics;
 
 /// How a scrape through the proxy ended.
@@ -88,6 +89,7 @@ pub struct Telemetry {
     exporter_requests: Counter,
     coalesced: Counter,
     exporter_port: Gauge,
+    auth_decisions: Family<DecisionLabels, Counter>,
 }
 
 impl Default for Telemetry {
@@ -161,6 +163,12 @@ impl Telemetry {
         build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
         registry.register("build_info", "Always 1; the version label says which build runs", build);
         let tls = TlsMetrics::register(&mut registry);
+        let auth_decisions = Family::<DecisionLabels, Counter>::default();
+        registry.register(
+            "auth_decisions",
+            "Requests to /metrics and /proxy/metrics by the PROXY_AUTH method that decided (none: no credential) and outcome",
+            auth_decisions.clone(),
+        );
         Telemetry {
             registry,
             scrapes,
@@ -174,6 +182,7 @@ impl Telemetry {
             coalesced,
             tls,
             exporter_port,
+            auth_decisions,
         }
     }
 
@@ -211,6 +220,11 @@ impl Telemetry {
     /// The gauge of scrapes waiting for a slot.
     pub fn waiting(&self) -> &Gauge {
         &self.waiting
+    }
+
+    /// The authentication decision counters, which [`crate::auth::Auth`] increments.
+    pub fn auth_decisions(&self) -> &Family<DecisionLabels, Counter> {
+        &self.auth_decisions
     }
 
     /// The open client connection gauge.

@@ -12,7 +12,7 @@ fn readme_table() -> BTreeMap<String, String> {
         .filter_map(|line| {
             let cells: Vec<&str> = line.split('|').map(str::trim).collect();
             let name = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
-            (name.starts_with("PROXY_") || name == "RUST_LOG").then(|| {
+            (name.starts_with("PROXY_") || name.starts_with("KUBERNETES_") || name == "RUST_LOG").then(|| {
                 let default = cells[2].trim_matches('`');
                 (name.to_owned(), default.to_owned())
             })
@@ -27,7 +27,7 @@ async fn help_table() -> BTreeMap<String, String> {
         .lines()
         .filter_map(|line| {
             let name = line.split_whitespace().next()?;
-            if !(name.starts_with("PROXY_") || name == "RUST_LOG") {
+            if !(name.starts_with("PROXY_") || name.starts_with("KUBERNETES_") || name == "RUST_LOG") {
                 return None;
             }
             let default = line.rsplit_once('(')?.1.trim_end_matches(')');

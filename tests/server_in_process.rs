@@ -49,7 +49,7 @@ impl Server {
         let exporter = Exporter::new(config.exporter.clone(), config.connect_timeout);
         let readiness = Arc::new(Readiness::new(exporter.clone(), config.ready_max_age));
         let scrape = Scrape::new(&config, exporter, telemetry.clone());
-        let app = Arc::new(App { scrape, readiness, telemetry: telemetry.clone() });
+        let app = Arc::new(App { scrape, readiness, telemetry: telemetry.clone(), auth: None });
         let settings = Settings {
             limits: Limits {
                 header_read_timeout: config.header_read_timeout,

@@ -16,6 +16,7 @@
 //! Tests feed [`Config::from_vars`] a list of pairs instead of changing the process environment;
 //! clippy's `disallowed-methods` keeps every other module from reading it.
 
+pub mod auth;
 pub mod coalesce;
 pub mod exporter;
 pub mod parse;
@@ -85,6 +86,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Log levels, from `RUST_LOG`.
     pub log_filter: Targets,
+    /// Who may scrape, and whether the scraper's `Authorization` reaches the exporter.
+    pub auth: auth::AuthSettings,
     /// `PROXY_*` variables that were set but are not ours: likely typos, worth a warning.
     pub unknown_variables: Vec<String>,
 }
@@ -205,21 +208,36 @@ impl Config {
             tls: tls::settings(&mut values),
             log_format: values.value(&var::LOG_FORMAT, logging::format),
             log_filter: values.value(&var::RUST_LOG, logging::filter),
+            auth: Default::default(),
             unknown_variables: values.unknown.clone(),
         };
         let hop = exporter::ExporterSettings::read(&mut values, host.as_ref());
+        let auth = auth::settings(&mut values, auth_context(hop.as_ref(), config.tls.as_ref()));
         let exporter = host.and_then(|host| values.check(&var::HOSTIP, exporter_authority(&host, port)));
         values.finish()?;
         let exporter = exporter.expect("a missing or bad host was recorded as an error");
         let hop = hop.expect("a problem with the hop settings was recorded as an error");
-        Ok(Config { exporter, hop, ..config })
+        Ok(Config { exporter, hop, auth, ..config })
     }
 }
 
 const HOSTIP_HINT: &str = "set it to the node's IP, in Kubernetes from the downward API: fieldRef status.hostIP";
 
+/// Ours: every `PROXY_*` name, and the few others in the table (`RUST_LOG`, the
+/// `KUBERNETES_SERVICE_*` pair Kubernetes sets in every pod).
 fn is_ours(name: &str) -> bool {
-    name.starts_with(PREFIX) || name == var::RUST_LOG.name
+    name.starts_with(PREFIX) || is_known(name)
+}
+
+/// What the authentication rules need to know from the other settings: whether `PROXY_LISTEN`
+/// serves HTTPS and asks for client certificates (`config/tls.rs`), and whether the proxy sends
+/// exporter credentials of its own (`auto` forwarding, `config/exporter.rs`).
+fn auth_context(hop: Option<&exporter::ExporterSettings>, tls: Option<&tls::TlsSettings>) -> auth::Context {
+    auth::Context {
+        serving_tls: tls.is_some(),
+        client_ca: tls.is_some_and(|tls| tls.client_ca_file.is_some()),
+        exporter_credentials: hop.is_some_and(exporter::ExporterSettings::sends_credentials),
+    }
 }
 
 fn is_known(name: &str) -> bool {

@@ -197,6 +197,78 @@ pub const READY_MAX_AGE_SECONDS: Variable = Variable::new(
     Value("30"),
     "/ready answers 200 while the exporter answered within this long",
 );
+/// `PROXY_AUTH`.
+pub const AUTH: Variable = Variable::new(
+    "PROXY_AUTH",
+    Unset,
+    "who may scrape /metrics and /proxy/metrics: comma list of client-cert, basic, tokenreview; unset: anyone",
+);
+/// `PROXY_CLIENT_ALLOWED_NAMES`.
+pub const CLIENT_ALLOWED_NAMES: Variable = Variable::new(
+    "PROXY_CLIENT_ALLOWED_NAMES",
+    Unset,
+    "client-cert: comma list of names a client certificate must carry (DNS/URI/IP SAN or CN); unset: any verified one",
+);
+/// `PROXY_BASIC_AUTH_FILE`.
+pub const BASIC_AUTH_FILE: Variable = Variable::new(
+    "PROXY_BASIC_AUTH_FILE",
+    Unset,
+    "basic: htpasswd file of user:bcrypt-hash lines, as htpasswd -nbBC 10 user password writes them",
+);
+/// `PROXY_KUBE_API_URL`.
+pub const KUBE_API_URL: Variable = Variable::new(
+    "PROXY_KUBE_API_URL",
+    Unset,
+    "tokenreview: the API server; unset: https://KUBERNETES_SERVICE_HOST:KUBERNETES_SERVICE_PORT",
+);
+/// `PROXY_KUBE_TOKEN_FILE`.
+pub const KUBE_TOKEN_FILE: Variable = Variable::new(
+    "PROXY_KUBE_TOKEN_FILE",
+    Value("/var/run/secrets/kubernetes.io/serviceaccount/token"),
+    "tokenreview: the proxy's own service-account token, read again for each API request (rotation)",
+);
+/// `PROXY_KUBE_CA_FILE`.
+pub const KUBE_CA_FILE: Variable = Variable::new(
+    "PROXY_KUBE_CA_FILE",
+    Value("/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"),
+    "tokenreview: the only CA trusted for the API server's certificate",
+);
+/// `PROXY_TOKENREVIEW_AUDIENCES`.
+pub const TOKENREVIEW_AUDIENCES: Variable = Variable::new(
+    "PROXY_TOKENREVIEW_AUDIENCES",
+    Unset,
+    "tokenreview: comma list of audiences a token must be valid for; unset: the API server's own",
+);
+/// `PROXY_AUTHZ_USERS`.
+pub const AUTHZ_USERS: Variable = Variable::new(
+    "PROXY_AUTHZ_USERS",
+    Unset,
+    "tokenreview: comma list of user names allowed, checked instead of sending SubjectAccessReviews",
+);
+/// `PROXY_ALLOW_PLAINTEXT_CREDENTIALS`.
+pub const ALLOW_PLAINTEXT_CREDENTIALS: Variable = Variable::new(
+    "PROXY_ALLOW_PLAINTEXT_CREDENTIALS",
+    Value("false"),
+    "true lets basic and tokenreview run without serving TLS (passwords and tokens in clear; warns)",
+);
+/// `PROXY_FORWARD_AUTHORIZATION`.
+pub const FORWARD_AUTHORIZATION: Variable = Variable::new(
+    "PROXY_FORWARD_AUTHORIZATION",
+    Value("auto"),
+    "send the scraper's Authorization to the exporter: auto (only if the proxy checks none and sends none), true, false",
+);
+/// `KUBERNETES_SERVICE_HOST`.
+pub const KUBERNETES_SERVICE_HOST: Variable = Variable::new(
+    "KUBERNETES_SERVICE_HOST",
+    Unset,
+    "set by Kubernetes in every pod: the API server's address, for tokenreview",
+);
+/// `KUBERNETES_SERVICE_PORT`.
+pub const KUBERNETES_SERVICE_PORT: Variable = Variable::new(
+    "KUBERNETES_SERVICE_PORT",
+    Unset,
+    "set by Kubernetes in every pod: the API server's port, for tokenreview",
+);
 /// `PROXY_LOG_FORMAT`.
 pub const LOG_FORMAT: Variable = Variable::new("PROXY_LOG_FORMAT", Value("text"), "log format on stdout: text or json");
 /// `RUST_LOG`.
@@ -232,6 +304,18 @@ pub const VARIABLES: &[Variable] = &[
     MAX_HEADER_BYTES,
     SHUTDOWN_GRACE_SECONDS,
     READY_MAX_AGE_SECONDS,
+    AUTH,
+    CLIENT_ALLOWED_NAMES,
+    BASIC_AUTH_FILE,
+    KUBE_API_URL,
+    KUBE_TOKEN_FILE,
+    KUBE_CA_FILE,
+    TOKENREVIEW_AUDIENCES,
+    AUTHZ_USERS,
+    ALLOW_PLAINTEXT_CREDENTIALS,
+    FORWARD_AUTHORIZATION,
+    KUBERNETES_SERVICE_HOST,
+    KUBERNETES_SERVICE_PORT,
     LOG_FORMAT,
     RUST_LOG,
 ];

@@ -56,6 +56,7 @@ pub struct Scrape {
     telemetry: Arc<Telemetry>,
     /// `None` with `PROXY_COALESCE=false`.
     coalescer: Option<Coalescer>,
+    forward_authorization: bool,
 }
 
 impl Scrape {
@@ -69,6 +70,7 @@ impl Scrape {
             margin: config.timeout_margin,
             telemetry,
             coalescer: config.coalesce.enabled.then(|| Coalescer::new(config.coalesce.max_buffer_bytes)),
+            forward_authorization: config.auth.forward_authorization,
         }
     }
 
@@ -249,6 +251,11 @@ impl Scrape {
             .map_or(Ok(PathAndQuery::from_static(METRICS_PATH)), |q| format!("{METRICS_PATH}?{q}").parse())
             .expect("a query that parsed in the request parses after the same path");
         let mut headers = headers::for_upstream_request(scraper.headers);
+        // PROXY_FORWARD_AUTHORIZATION: false whenever PROXY_AUTH checked a credential, so a
+        // scraper's password or token never reaches the exporter.
+        if !self.forward_authorization {
+            headers.remove(http::header::AUTHORIZATION);
+        }
         headers.insert(SCRAPE_TIMEOUT_HEADER, budget.header_value());
         Outgoing { method: scraper.method, path, headers }
     }

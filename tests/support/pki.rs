@@ -9,8 +9,9 @@
 //!
 //! The `tls` work has its own `tests/support/pki.rs` for the serving tests (not on main when this
 //! was written). Both are a CA per test issuing leaves into one temp directory with the openssl
-//! CLI; once both are on main they should become one module. Only `tests/exporter_tls.rs` uses
-//! this one (through `#[path]`, so `support/mod.rs` is untouched).
+//! CLI; once both are on main they should become one module. `tests/exporter_tls.rs`, `tests/auth.rs` and
+//! `tests/prometheus_auth.rs` (through tests/support/kube_api.rs) use this one, each through
+//! `#[path]`, so `support/mod.rs` is untouched.
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
