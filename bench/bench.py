@@ -745,7 +745,7 @@ def ha_main(args) -> int:
         ha.write_section(ROOT / "BENCHMARKS.md", results, time.strftime("%Y-%m-%d %H:%M %Z"), m["commit"])
         print("updated BENCHMARKS.md (HA section)")
     return 0
-# ---------------------------------------------------------------- TLS scenario (issue 10)
+# ---------------------------------------------------------------- TLS scenario
 # The proxy serving HTTPS beside HAProxy terminating TLS with the same certificate and key, both
 # in front of the same plain-HTTP exporter. Three cases: keep-alive at 1 and 16 connections (what
 # Prometheus does: one handshake, many scrapes) and a new connection per scrape (every scrape pays

@@ -1,4 +1,4 @@
-"""The HA scenario (issue 11): two scrapers of one target, as an HA Prometheus pair, in front of
+"""The HA scenario: two scrapers of one target, as an HA Prometheus pair, in front of
 an exporter that serialises collections like windows_exporter v0.31+ (bench/ha_exporter.py).
 
 Every INTERVAL seconds scraper A scrapes, and scraper B OFFSET seconds later, each with

@@ -1,4 +1,4 @@
-//! Identical concurrent scrapes share one exporter request (issue 11), against the real binary.
+//! Identical concurrent scrapes share one exporter request, against the real binary.
 //!
 //! To make scrapes concurrent without timing luck, the fake exporter holds its answer until the
 //! test releases it, and the test releases it only once the proxy's own metrics say every
