@@ -18,14 +18,13 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use http::StatusCode;
-use support::{Client, FakeExporter, ProxyProcess, closed_port, metric, own_metrics, reply, within_for};
-use tokio::process::{Child, Command};
+use support::prometheus::Prometheus;
+use support::{Client, FakeExporter, ProxyProcess, metric, own_metrics, reply, within_for};
 
 /// How long one collection holds the exporter's lock.
 const COLLECTION: Duration = Duration::from_millis(1200);
@@ -58,71 +57,23 @@ async fn serialising_exporter() -> (FakeExporter, Arc<AtomicUsize>) {
     (exporter, collections)
 }
 
-/// One Prometheus server with its own directory, killed on drop.
-struct Prometheus {
-    child: Child,
-    web: SocketAddr,
-    dir: std::path::PathBuf,
-    replica: &'static str,
+/// One Prometheus of the pair, with its replica label.
+struct Replica {
+    prometheus: Prometheus,
 }
 
-impl Prometheus {
-    fn start(replica: &'static str, target: SocketAddr, run: &str) -> Prometheus {
-        let dir = std::env::temp_dir().join(format!("wep-ha-{}-{run}-{replica}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+impl Replica {
+    fn start(replica: &'static str, target: SocketAddr, run: &str) -> Replica {
         let config = format!(
             "global: {{scrape_interval: {INTERVAL_S}s, scrape_timeout: {INTERVAL_S}s, external_labels: {{replica: {replica}}}}}\n\
              scrape_configs:\n- {{job_name: windows, static_configs: [{{targets: ['{target}']}}]}}\n"
         );
-        std::fs::write(dir.join("prometheus.yml"), config).unwrap();
-        let web: SocketAddr = format!("127.0.0.1:{}", closed_port()).parse().unwrap();
-        let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
-            .arg(format!("--web.listen-address={web}"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("Debian's prometheus is installed (bash .ci/install)");
-        Prometheus { child, web, dir, replica }
+        Replica { prometheus: Prometheus::start(&format!("ha-{run}-{replica}"), &config) }
     }
 
     /// The first value of an instant query, if there is one yet.
     async fn value(&mut self, query: &str) -> Option<f64> {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            let log = std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default();
-            panic!("prometheus {} exited with {status}:\n{log}", self.replica);
-        }
-        let encoded: String = query
-            .bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() || b"_.-".contains(&b) {
-                    (b as char).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect();
-        let stream = tokio::net::TcpStream::connect(self.web).await.ok()?;
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.ok()?;
-        tokio::spawn(connection);
-        let request = http::Request::get(format!("/api/v1/query?query={encoded}"))
-            .header("host", self.web.to_string())
-            .body(http_body_util::Empty::<bytes::Bytes>::new())
-            .unwrap();
-        let response = sender.send_request(request).await.ok()?;
-        let scraped = support::read_all(response).await.ok()?;
-        let json: serde_json::Value = serde_json::from_slice(&scraped.body).ok()?;
-        json["data"]["result"][0]["value"][1].as_str()?.parse().ok()
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        self.prometheus.query(query).await.first().map(|(_, value)| *value)
     }
 }
 
@@ -149,7 +100,7 @@ async fn run(coalesce: &str) -> Run {
         ("PROXY_TIMEOUT_MARGIN_SECONDS", "0.25"),
     ])
     .await;
-    let mut servers = [Prometheus::start("a", proxy.addr, coalesce), Prometheus::start("b", proxy.addr, coalesce)];
+    let mut servers = [Replica::start("a", proxy.addr, coalesce), Replica::start("b", proxy.addr, coalesce)];
 
     // Wait (on Prometheus's API) until both have made SCRAPES_EACH scrapes of the target.
     let limit = Duration::from_secs(INTERVAL_S * (SCRAPES_EACH as u64 + 10));

@@ -14,45 +14,12 @@ mod pki;
 mod support;
 
 use std::collections::BTreeMap;
-use std::process::Stdio;
 use std::time::Duration;
 
 use bytes::Bytes;
 use kube_api::{FakeKubeApi, Script};
-use support::{FakeExporter, ProxyProcess, closed_port};
-use tokio::process::Command;
-
-/// `job -> (health, lastError)` from Prometheus' targets API.
-async fn targets(prometheus: std::net::SocketAddr) -> BTreeMap<String, (String, String)> {
-    let Ok(stream) = tokio::net::TcpStream::connect(prometheus).await else { return BTreeMap::new() };
-    let Ok((mut sender, connection)) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await
-    else {
-        return BTreeMap::new();
-    };
-    tokio::spawn(connection);
-    let request = http::Request::get("/api/v1/targets?state=active")
-        .header("host", prometheus.to_string())
-        .body(http_body_util::Empty::<Bytes>::new())
-        .unwrap();
-    let Ok(response) = sender.send_request(request).await else { return BTreeMap::new() };
-    let Ok(body) = support::read_all(response).await else { return BTreeMap::new() };
-    let json: serde_json::Value = serde_json::from_slice(&body.body).unwrap_or_default();
-    json["data"]["activeTargets"]
-        .as_array()
-        .map(|targets| {
-            targets
-                .iter()
-                .map(|t| {
-                    let job = t["labels"]["job"].as_str().unwrap_or_default().to_owned();
-                    let health = t["health"].as_str().unwrap_or_default().to_owned();
-                    let error = t["lastError"].as_str().unwrap_or_default().to_owned();
-                    (job, (health, error))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
+use support::prometheus::Prometheus;
+use support::{FakeExporter, ProxyProcess};
 
 #[tokio::test]
 async fn prometheus_with_basic_auth_and_token_files_is_up_and_wrong_credentials_are_down() {
@@ -130,17 +97,7 @@ async fn prometheus_with_basic_auth_and_token_files_is_up_and_wrong_credentials_
         ),
     ];
     let config = format!("global: {{scrape_interval: 1s, scrape_timeout: 1s}}\nscrape_configs:\n{}\n", jobs.join("\n"));
-    std::fs::write(dir.join("prometheus.yml"), config).unwrap();
-    let web: std::net::SocketAddr = format!("127.0.0.1:{}", closed_port()).parse().unwrap();
-    let mut prometheus = Command::new("prometheus")
-        .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
-        .arg(format!("--web.listen-address={web}"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("Debian's prometheus is installed (bash .ci/install)");
+    let mut prometheus = Prometheus::start("auth", &config);
 
     let expected: BTreeMap<&str, (&str, &str)> = BTreeMap::from([
         ("basic", ("up", "")),
@@ -155,11 +112,7 @@ async fn prometheus_with_basic_auth_and_token_files_is_up_and_wrong_credentials_
     ]);
     let deadline = tokio::time::Instant::now() + support::WAIT;
     let seen = loop {
-        if let Ok(Some(status)) = prometheus.try_wait() {
-            let log = std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default();
-            panic!("prometheus exited with {status}:\n{log}");
-        }
-        let now = targets(web).await;
+        let now = prometheus.targets().await;
         let done = now.len() == expected.len()
             && expected
                 .iter()
@@ -169,7 +122,7 @@ async fn prometheus_with_basic_auth_and_token_files_is_up_and_wrong_credentials_
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    prometheus.kill().await.ok();
+    drop(prometheus);
     for (job, (health, reason)) in &expected {
         let (h, e) = seen.get(*job).unwrap_or_else(|| panic!("{job} missing from the targets: {seen:?}"));
         assert_eq!(h, health, "{job}: {e}");

@@ -5,42 +5,16 @@
 
 mod support;
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::process::Stdio;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use support::certificates::{Leaf, Pki};
-use support::{FakeExporter, ProxyProcess, closed_port, within};
-use tokio::process::Command;
-
-/// `GET path` on Prometheus's HTTP API, as JSON; `None` while it is not answering yet.
-async fn api(prometheus: SocketAddr, path: &str) -> Option<serde_json::Value> {
-    let stream = tokio::net::TcpStream::connect(prometheus).await.ok()?;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.ok()?;
-    tokio::spawn(connection);
-    let request = http::Request::get(path)
-        .header("host", prometheus.to_string())
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .unwrap();
-    let response = sender.send_request(request).await.ok()?;
-    let body = support::read_all(response).await.ok()?;
-    serde_json::from_slice(&body.body).ok()
-}
+use support::prometheus::Prometheus;
+use support::{FakeExporter, ProxyProcess, within};
 
 /// Each job's target health and last error, once every target has been scraped at least once.
-async fn scraped_targets(prometheus: SocketAddr, jobs: usize) -> Option<HashMap<String, (String, String)>> {
-    let targets = api(prometheus, "/api/v1/targets?state=active").await?;
-    let active = targets["data"]["activeTargets"].as_array()?;
-    let seen: HashMap<String, (String, String)> = active
-        .iter()
-        .map(|t| {
-            let job = t["labels"]["job"].as_str().unwrap_or_default().to_owned();
-            let health = t["health"].as_str().unwrap_or_default().to_owned();
-            (job, (health, t["lastError"].as_str().unwrap_or_default().to_owned()))
-        })
-        .collect();
+async fn scraped_targets(prometheus: &mut Prometheus, jobs: usize) -> Option<BTreeMap<String, (String, String)>> {
+    let seen = prometheus.targets().await;
     (seen.len() == jobs && seen.values().all(|(health, _)| health != "unknown")).then_some(seen)
 }
 
@@ -87,35 +61,19 @@ async fn prometheus_scrapes_over_https_and_says_why_each_wrong_setting_fails() {
         ),
         job("plain_http", "http", String::new()),
     ];
-    let dir = pki.dir.join("prometheus");
-    std::fs::create_dir_all(&dir).unwrap();
     let config = format!("global: {{scrape_interval: 1s, scrape_timeout: 1s}}\nscrape_configs:\n{}\n", jobs.join("\n"));
-    std::fs::write(dir.join("prometheus.yml"), &config).unwrap();
-    let web: SocketAddr = format!("127.0.0.1:{}", closed_port()).parse().unwrap();
-    let mut prometheus = Command::new("prometheus")
-        .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
-        .arg(format!("--web.listen-address={web}"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("Debian's prometheus is installed (bash .ci/install)");
+    let mut prometheus = Prometheus::start("tls", &config);
 
     let targets = within("Prometheus to scrape every target once", async {
         loop {
-            if let Ok(Some(status)) = prometheus.try_wait() {
-                let log = std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default();
-                panic!("prometheus exited with {status}:\n{log}\nconfig:\n{config}");
-            }
-            if let Some(targets) = scraped_targets(web, jobs.len()).await {
+            if let Some(targets) = scraped_targets(&mut prometheus, jobs.len()).await {
                 return targets;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     })
     .await;
-    prometheus.kill().await.ok();
+    drop(prometheus);
 
     let health = |job: &str| targets.get(job).unwrap_or_else(|| panic!("no target for {job}: {targets:?}"));
     for job in ["ca_and_server_name", "client_certificate"] {

@@ -1,0 +1,118 @@
+//! A real Prometheus server (Debian's `prometheus` 2.42) for the tests that need a real scraper:
+//! it runs with the test's configuration in a directory of its own, answers its HTTP API on a
+//! loopback port, and is killed (and its directory removed) on drop. A server that exits early
+//! fails the test with its log.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use tokio::process::{Child, Command};
+
+/// One running Prometheus.
+pub struct Prometheus {
+    /// Its HTTP API.
+    pub web: SocketAddr,
+    child: Child,
+    dir: PathBuf,
+    config: String,
+}
+
+impl Prometheus {
+    /// Starts Prometheus with `config` (a `prometheus.yml`) in a new directory named after `name`.
+    pub fn start(name: &str, config: &str) -> Prometheus {
+        let dir = std::env::temp_dir().join(format!("wep-prometheus-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("prometheus.yml"), config).unwrap();
+        let web: SocketAddr = format!("127.0.0.1:{}", super::closed_port()).parse().unwrap();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!("--web.listen-address={web}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("Debian's prometheus is installed (bash .ci/install)");
+        Prometheus { web, child, dir, config: config.to_owned() }
+    }
+
+    /// Fails the test, with Prometheus's log and configuration, if it has exited.
+    pub fn check_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            let log = std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default();
+            panic!("prometheus exited with {status}:\n{log}\nconfig:\n{}", self.config);
+        }
+    }
+
+    /// `GET path_and_query` on the HTTP API, as JSON; `None` while it is not answering yet.
+    pub async fn api(&mut self, path_and_query: &str) -> Option<serde_json::Value> {
+        self.check_running();
+        let stream = tokio::net::TcpStream::connect(self.web).await.ok()?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.ok()?;
+        tokio::spawn(connection);
+        let request = http::Request::get(path_and_query)
+            .header("host", self.web.to_string())
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let response = sender.send_request(request).await.ok()?;
+        let body = super::read_all(response).await.ok()?;
+        serde_json::from_slice(&body.body).ok()
+    }
+
+    /// An instant query's result: `(job, value)` per series.
+    pub async fn query(&mut self, query: &str) -> Vec<(String, f64)> {
+        let Some(json) = self.api(&format!("/api/v1/query?query={}", encode(query))).await else { return Vec::new() };
+        json["data"]["result"]
+            .as_array()
+            .map(|results| {
+                results
+                    .iter()
+                    .map(|r| {
+                        let job = r["metric"]["job"].as_str().unwrap_or_default().to_owned();
+                        let value = r["value"][1].as_str().unwrap_or("NaN").parse().unwrap_or(f64::NAN);
+                        (job, value)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// `job -> (health, lastError)` of the active targets, as the targets page shows them.
+    pub async fn targets(&mut self) -> BTreeMap<String, (String, String)> {
+        let Some(json) = self.api("/api/v1/targets?state=active").await else { return BTreeMap::new() };
+        json["data"]["activeTargets"]
+            .as_array()
+            .map(|targets| {
+                targets
+                    .iter()
+                    .map(|t| {
+                        let job = t["labels"]["job"].as_str().unwrap_or_default().to_owned();
+                        let health = t["health"].as_str().unwrap_or_default().to_owned();
+                        let error = t["lastError"].as_str().unwrap_or_default().to_owned();
+                        (job, (health, error))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A query string value, percent-encoded.
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"_.-".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }
+        })
+        .collect()
+}
