@@ -199,10 +199,10 @@ def binary_help() -> str:
 
 
 def help_variables(help_text: str) -> dict[str, str | None]:
-    """Variable name -> default ("required" -> None) as `--help` lists them."""
+    """Variable name -> default ("required" and "unset" -> None) as `--help` lists them."""
     out: dict[str, str | None] = {}
     for line in help_text.splitlines():
-        match = re.match(r"^\s+((?:PROXY_[A-Z_]+)|RUST_LOG)\s+.*\((?:default (.+)|required)\)\s*$", line)
+        match = re.match(r"^\s+((?:PROXY_[A-Z_]+)|RUST_LOG)\s+.*\((?:default (.+)|required|unset)\)\s*$", line)
         if match:
             out[match.group(1)] = match.group(2)
     assert "PROXY_HOSTIP" in out and "PROXY_PORT" in out and "PROXY_LISTEN" in out, f"unexpected --help:\n{help_text}"
