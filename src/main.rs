@@ -9,7 +9,6 @@ use windows_exporter_proxy::auth;
 use windows_exporter_proxy::cli::{self, Command};
 use windows_exporter_proxy::config::exporter::Trust;
 use windows_exporter_proxy::config::{Config, EXIT_USAGE};
-use windows_exporter_proxy::connection::Limits;
 use windows_exporter_proxy::exporter::{Exporter, reload};
 use windows_exporter_proxy::health::Readiness;
 use windows_exporter_proxy::logging;
@@ -110,16 +109,7 @@ async fn serve(config: Config) -> ExitCode {
         );
     }
     let app = Arc::new(App { scrape, readiness, telemetry, auth });
-    let settings = Settings {
-        limits: Limits {
-            header_read_timeout: config.header_read_timeout,
-            idle_timeout: config.idle_timeout,
-            max_header_bytes: config.max_header_bytes,
-        },
-        max_connections: config.max_connections,
-        shutdown_grace: config.shutdown_grace,
-        tls,
-    };
+    let settings = Settings::from_config(&config, tls);
 
     // With one port the line reads as it always has; with a list it names the host and the
     // ports, and discovery logs the port it picks.

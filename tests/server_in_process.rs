@@ -16,7 +16,6 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing_subscriber::layer::SubscriberExt;
 use windows_exporter_proxy::config::Config;
-use windows_exporter_proxy::connection::Limits;
 use windows_exporter_proxy::exporter::Exporter;
 use windows_exporter_proxy::health::Readiness;
 use windows_exporter_proxy::router::App;
@@ -50,16 +49,7 @@ impl Server {
         let readiness = Arc::new(Readiness::new(exporter.clone(), config.ready_max_age));
         let scrape = Scrape::new(&config, exporter, telemetry.clone());
         let app = Arc::new(App { scrape, readiness, telemetry: telemetry.clone(), auth: None });
-        let settings = Settings {
-            limits: Limits {
-                header_read_timeout: config.header_read_timeout,
-                idle_timeout: config.idle_timeout,
-                max_header_bytes: config.max_header_bytes,
-            },
-            max_connections: config.max_connections,
-            shutdown_grace: config.shutdown_grace,
-            tls: None,
-        };
+        let settings = Settings::from_config(&config, None);
 
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().unwrap();
