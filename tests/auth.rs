@@ -6,10 +6,6 @@
 //! written before serving TLS reached this branch, and `client-cert` end to end (which needs it) is
 //! not covered yet; the allowed-names rule has unit tests in `src/auth/client_cert.rs`.
 
-#[path = "support/kube_api.rs"]
-mod kube_api;
-#[path = "support/pki.rs"]
-mod pki;
 mod support;
 
 use std::path::PathBuf;
@@ -17,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::StatusCode;
-use kube_api::{FakeKubeApi, OTHER_USER, PROMETHEUS_USER, Review, Script};
+use support::kube_api::{FakeKubeApi, OTHER_USER, PROMETHEUS_USER, Review, Script};
 use support::{Client, FakeExporter, ProxyProcess, Scraped, metric, run_to_exit};
 
 const PLAIN: &str = "# HELP up\nup 1\n";
@@ -299,8 +295,8 @@ async fn a_token_for_another_audience_is_unauthenticated() {
 async fn an_api_server_with_a_certificate_from_another_ca_is_unavailable() {
     let exporter = exporter().await;
     let api = FakeKubeApi::start().await;
-    let other = kube_api::TestPki::new("other-ca");
-    let ca = other.ca_file.display().to_string();
+    let other = support::certificates::Pki::new("other");
+    let ca = other.ca.display().to_string();
     let mut proxy = tokenreview_proxy(&exporter, &api, &[("PROXY_KUBE_CA_FILE", &ca)]).await;
     assert_eq!(scrape(&proxy, "/metrics", Some(Script::GOOD)).await.status, StatusCode::SERVICE_UNAVAILABLE);
     proxy
@@ -492,11 +488,11 @@ async fn bad_auth_configuration_exits_64_naming_the_variable() {
 #[tokio::test]
 async fn tokenreview_files_are_checked_at_start() {
     let api = FakeKubeApi::start().await;
-    let missing = api.pki.dir.join("no-such-token").display().to_string();
+    let missing = api.pki.path("no-such-token").display().to_string();
     let not_pem = api.token_file.display().to_string();
     let base = [("PROXY_AUTH", "tokenreview"), ("PROXY_ALLOW_PLAINTEXT_CREDENTIALS", "true")];
     let url = api.url();
-    let ca = api.pki.ca_file.display().to_string();
+    let ca = api.pki.ca.display().to_string();
     let mut vars = base.to_vec();
     vars.extend([
         ("PROXY_KUBE_API_URL", url.as_str()),
@@ -520,7 +516,7 @@ async fn kubernetes_service_variables_locate_the_api_server() {
     let exporter = exporter().await;
     let api = FakeKubeApi::start().await;
     let (port, api_port) = (exporter.port(), api.addr.port().to_string());
-    let (token, ca) = (api.token_file.display().to_string(), api.pki.ca_file.display().to_string());
+    let (token, ca) = (api.token_file.display().to_string(), api.pki.ca.display().to_string());
     let proxy = ProxyProcess::start(&[
         ("PROXY_HOSTIP", "127.0.0.1"),
         ("PROXY_PORT", &port),

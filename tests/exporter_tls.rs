@@ -8,15 +8,13 @@
 //! address, and checks what a scraper of the proxy sees: the scrape and `/ready` pass with the
 //! right settings, and each wrong one is a 502 (a 503 on `/ready`) that names its cause.
 
-#[path = "support/pki.rs"]
-mod pki;
 mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use http::StatusCode;
-use pki::{Ca, Leaf, Pki, Role};
+use support::certificates::{self, Issued, Leaf, Pki, Role};
 use support::{FakeExporter, ProxyProcess, Scraped, reply, run_to_exit, within};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -79,31 +77,31 @@ impl NodeExporter {
 
 /// One test's certificates and exporter web config.
 struct Bed {
+    /// The exporter's CA (`pki.ca`), which signs both its server certificate and the proxy's
+    /// client certificate; other files of the test go in its directory.
     pki: Pki,
-    ca: Ca,
-    client: Leaf,
+    client: Issued,
 }
 
 impl Bed {
     /// A CA, a client certificate it signs, and the bcrypt'd password in a file.
     fn new() -> Bed {
-        let pki = Pki::new();
-        let ca = pki.ca("exporter-ca");
-        let client = ca.issue("proxy-client", Role::Client, "windows-exporter-proxy", &["DNS:windows-exporter-proxy"]);
+        let pki = Pki::new("exporter");
+        let client = pki.issue("proxy-client", &Leaf::client("windows-exporter-proxy", 0x5eed_0001));
         std::fs::write(pki.path("password"), format!("{PASSWORD}\n")).unwrap();
-        Bed { pki, ca, client }
+        Bed { pki, client }
     }
 
     /// A server certificate for `sans`, and a web config requiring TLS with it, a client
     /// certificate from this bed's CA, and basic auth for [`USER`].
     fn web_config(&self, sans: &[&str]) -> PathBuf {
-        let server = self.ca.issue("exporter", Role::Server, "windows_exporter", sans);
+        let server = self.pki.issue("exporter", &Leaf::new(Role::Server, "windows_exporter", sans, 0x5eed_0002));
         let hash = bcrypt(PASSWORD);
         let config = format!(
             "tls_server_config:\n  cert_file: {}\n  key_file: {}\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {}\nbasic_auth_users:\n  {USER}: '{hash}'\n",
-            server.cert.display(),
+            server.certificate.display(),
             server.key.display(),
-            self.ca.cert.display(),
+            self.pki.ca.display(),
         );
         let path = self.pki.path("web-config.yml");
         std::fs::write(&path, config).unwrap();
@@ -121,8 +119,8 @@ impl Bed {
             ("PROXY_HOSTIP", exporter.ip.clone()),
             ("PROXY_PORT", exporter.port.to_string()),
             ("PROXY_EXPORTER_SCHEME", "https".to_owned()),
-            ("PROXY_EXPORTER_CA_FILE", self.ca.cert.display().to_string()),
-            ("PROXY_EXPORTER_CLIENT_CERT_FILE", self.client.cert.display().to_string()),
+            ("PROXY_EXPORTER_CA_FILE", self.pki.ca.display().to_string()),
+            ("PROXY_EXPORTER_CLIENT_CERT_FILE", self.client.certificate.display().to_string()),
             ("PROXY_EXPORTER_CLIENT_KEY_FILE", self.client.key.display().to_string()),
             ("PROXY_EXPORTER_BASIC_AUTH_USERNAME", USER.to_owned()),
             ("PROXY_EXPORTER_BASIC_AUTH_PASSWORD_FILE", self.password_file()),
@@ -186,14 +184,12 @@ async fn scrapes_and_ready_pass_with_tls_a_client_certificate_and_basic_auth() {
     assert_eq!(scraped.status, StatusCode::OK, "{}", scraped.text());
     assert!(scraped.text().lines().any(|l| l.starts_with("node_load1 ")), "{}", scraped.text());
 
-    // The CA bundle and the client certificate show their expiry: two days from now.
+    // The CA bundle and the client certificate show their expiry, as openssl reads it.
     let metrics = support::own_metrics(&mut support::Client::connect(proxy.addr).await).await;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
-    for file in [&bed.ca.cert, &bed.client.cert] {
+    for file in [&bed.pki.ca, &bed.client.certificate] {
         let series =
             format!("windows_exporter_proxy_tls_certificate_expiry_timestamp_seconds{{file=\"{}\"}}", file.display());
-        let expiry = support::metric(&metrics, &series);
-        assert!(expiry > now + 86400.0 && expiry < now + 3.0 * 86400.0, "{series} = {expiry}");
+        assert_eq!(support::metric(&metrics, &series), certificates::not_after(file) as f64, "{series}");
     }
 }
 
@@ -215,9 +211,9 @@ async fn the_server_name_setting_replaces_the_host_ip_for_a_shared_certificate()
 async fn an_exporter_certificate_from_another_ca_is_a_502_unknown_ca() {
     let bed = Bed::new();
     let exporter = NodeExporter::start("127.0.0.23", &bed.web_config(&["IP:127.0.0.23"])).await;
-    let other = bed.pki.ca("some-other-ca");
+    let other = bed.pki.other_ca("some-other");
 
-    let proxy = bed.proxy(&exporter, &[("PROXY_EXPORTER_CA_FILE", other.cert.to_str().unwrap())]).await;
+    let proxy = bed.proxy(&exporter, &[("PROXY_EXPORTER_CA_FILE", other.certificate.to_str().unwrap())]).await;
 
     assert_bad_gateway(&scrape(&proxy).await, &["unknown CA", "PROXY_EXPORTER_CA_FILE"]);
     let ready = support::get(proxy.addr, "/ready").await;
@@ -240,13 +236,13 @@ async fn no_client_certificate_is_a_502_client_certificate_required() {
 async fn a_client_certificate_the_exporter_does_not_trust_is_a_502_naming_it() {
     let bed = Bed::new();
     let exporter = NodeExporter::start("127.0.0.25", &bed.web_config(&["IP:127.0.0.25"])).await;
-    let stranger = bed.pki.ca("stranger-ca").issue("stranger", Role::Client, "stranger", &["DNS:stranger"]);
+    let stranger = bed.pki.other_ca("stranger").issue("stranger", &Leaf::client("stranger", 0x5eed_0003));
 
     let proxy = bed
         .proxy(
             &exporter,
             &[
-                ("PROXY_EXPORTER_CLIENT_CERT_FILE", stranger.cert.to_str().unwrap()),
+                ("PROXY_EXPORTER_CLIENT_CERT_FILE", stranger.certificate.to_str().unwrap()),
                 ("PROXY_EXPORTER_CLIENT_KEY_FILE", stranger.key.to_str().unwrap()),
             ],
         )
@@ -320,7 +316,7 @@ async fn a_replaced_client_certificate_is_used_and_connections_made_with_the_old
     // The proxy reads its client certificate from a directory the test swaps files in.
     let live_cert = bed.pki.path("live-client.crt");
     let live_key = bed.pki.path("live-client.key");
-    std::fs::copy(&bed.client.cert, &live_cert).unwrap();
+    std::fs::copy(&bed.client.certificate, &live_cert).unwrap();
     std::fs::copy(&bed.client.key, &live_key).unwrap();
     let mut proxy = bed
         .proxy(
@@ -335,7 +331,7 @@ async fn a_replaced_client_certificate_is_used_and_connections_made_with_the_old
     assert_eq!(client.get("/metrics", &[]).await.status, StatusCode::OK);
 
     // A key that does not match: the old pair stays in use, the failure is counted and logged.
-    let other = bed.ca.issue("unrelated", Role::Client, "unrelated", &["DNS:unrelated"]);
+    let other = bed.pki.issue("unrelated", &Leaf::client("unrelated", 0x5eed_0004));
     std::fs::copy(&other.key, &live_key).unwrap();
     let failures = "windows_exporter_proxy_tls_reload_failures_total";
     proxy.wait_for_metrics("the broken pair to be counted", |m| support::metric(m, failures) == 1.0).await;
@@ -346,24 +342,25 @@ async fn a_replaced_client_certificate_is_used_and_connections_made_with_the_old
 
     // A certificate the exporter does not trust: once the proxy loads it, the kept-alive
     // connection that was made with the good one must go, or scrapes would keep passing on it.
-    let stranger = bed.pki.ca("stranger-ca").issue("stranger", Role::Client, "stranger", &["DNS:stranger"]);
+    // A serial of eight bytes with the top bit set: the log must print it as openssl does.
+    let stranger = bed.pki.other_ca("stranger").issue("stranger", &Leaf::client("stranger", 0xe1a5_0000_0000_0005));
     replace(&stranger, &live_cert, &live_key);
     let refused = scrape_until(&mut client, "the stranger certificate to be used", StatusCode::BAD_GATEWAY).await;
     assert!(refused.text().contains("PROXY_EXPORTER_CLIENT_CERT_FILE"), "{}", refused.text());
     let reloaded =
         proxy.wait_for_message("exporter client certificate reloaded; connections made with the old one closed").await;
-    assert_eq!(reloaded["serial"], stranger.serial.as_str(), "{reloaded}");
+    assert_eq!(reloaded["serial"], stranger.serial_hex().as_str(), "{reloaded}");
 
     // And back to a trusted one.
-    let renewed = bed.ca.issue("proxy-client-renewed", Role::Client, "windows-exporter-proxy", &["DNS:proxy"]);
+    let renewed = bed.pki.issue("proxy-client-renewed", &Leaf::client("windows-exporter-proxy", 0x5eed_0006));
     replace(&renewed, &live_cert, &live_key);
     scrape_until(&mut client, "the renewed certificate to be used", StatusCode::OK).await;
 }
 
 /// Replaces the files at `cert` and `key` by `leaf`'s with a rename each, as an editor or
 /// cert-manager's CSI driver does.
-fn replace(leaf: &Leaf, cert: &Path, key: &Path) {
-    for (from, to) in [(&leaf.key, key), (&leaf.cert, cert)] {
+fn replace(leaf: &Issued, cert: &Path, key: &Path) {
+    for (from, to) in [(&leaf.key, key), (&leaf.certificate, cert)] {
         let staged = to.with_extension("new");
         std::fs::copy(from, &staged).unwrap();
         std::fs::rename(&staged, to).unwrap();
@@ -414,8 +411,8 @@ async fn the_exporter_gets_the_proxy_credentials_never_the_scrapers() {
 async fn hop_settings_that_cannot_work_exit_64_naming_the_variable() {
     let bed = Bed::new();
     let base = [("PROXY_HOSTIP", "127.0.0.1"), ("PROXY_EXPORTER_SCHEME", "https")];
-    let ca = bed.ca.cert.to_str().unwrap();
-    let cert = bed.client.cert.to_str().unwrap();
+    let ca = bed.pki.ca.to_str().unwrap();
+    let cert = bed.client.certificate.to_str().unwrap();
     let key = bed.client.key.to_str().unwrap();
     let missing = bed.pki.path("absent.pem");
     let missing = missing.to_str().unwrap();

@@ -7,17 +7,13 @@
 //! `PROXY_ALLOW_PLAINTEXT_CREDENTIALS=true`; the credentials and answers are the same as over
 //! HTTPS (an HTTPS variant is still to do).
 
-#[path = "support/kube_api.rs"]
-mod kube_api;
-#[path = "support/pki.rs"]
-mod pki;
 mod support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kube_api::{FakeKubeApi, Script};
+use support::kube_api::{self, FakeKubeApi, Script};
 use support::prometheus::Prometheus;
 use support::{FakeExporter, ProxyProcess};
 

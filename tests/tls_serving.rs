@@ -11,7 +11,7 @@ use std::path::Path;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use support::certificates::{self as pki, KeyFormat, Leaf, Pki};
+use support::certificates::{self, KeyFormat, Leaf, Pki};
 use support::tls::TlsClient;
 use support::{FakeExporter, ProxyProcess, metric, run_to_exit, within, within_for};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -177,8 +177,8 @@ async fn probes_and_scrapes_over_https_without_credentials_and_http_1_1_only() {
     );
     assert_eq!(metric(&metrics, r#"windows_exporter_proxy_tls_handshake_failures_total{reason="not_tls"}"#), 1.0);
     // A chain expires with its first certificate to expire (here the CA, made a moment earlier).
-    let chain_expiry = pki::not_after(&server.certificate).min(pki::not_after(&pki.ca));
-    for (file, expiry) in [(&server.chain, chain_expiry), (&pki.ca, pki::not_after(&pki.ca))] {
+    let chain_expiry = certificates::not_after(&server.certificate).min(certificates::not_after(&pki.ca));
+    for (file, expiry) in [(&server.chain, chain_expiry), (&pki.ca, certificates::not_after(&pki.ca))] {
         let series =
             format!(r#"windows_exporter_proxy_tls_certificate_expiry_timestamp_seconds{{file="{}"}}"#, file.display());
         assert_eq!(metric(&metrics, &series), expiry as f64, "{series}");
@@ -210,7 +210,7 @@ struct SecretVolume {
 
 #[cfg(unix)]
 impl SecretVolume {
-    fn new(pki: &Pki, pair: &pki::Issued) -> SecretVolume {
+    fn new(pki: &Pki, pair: &certificates::Issued) -> SecretVolume {
         let dir = pki.dir.join("volume");
         std::fs::create_dir_all(&dir).unwrap();
         let mut volume = SecretVolume { dir, generation: 0 };
@@ -222,7 +222,7 @@ impl SecretVolume {
 
     /// The kubelet's AtomicWriter: new directory, new `..data_tmp` link renamed over `..data`,
     /// old directory removed.
-    fn update(&mut self, pair: &pki::Issued) {
+    fn update(&mut self, pair: &certificates::Issued) {
         self.generation += 1;
         let name = format!("..2026_12_01_00_00_0{}.{}", self.generation, std::process::id());
         let generation = self.dir.join(&name);
@@ -286,7 +286,7 @@ async fn a_kubelet_secret_update_is_served_on_the_next_handshake() {
     );
     assert_eq!(
         metric(&metrics, &series),
-        pki::not_after(&second.certificate) as f64,
+        certificates::not_after(&second.certificate) as f64,
         "the gauge shows the new notAfter"
     );
     assert_eq!(metric(&metrics, "windows_exporter_proxy_tls_reload_failures_total"), 0.0);

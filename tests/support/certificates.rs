@@ -1,10 +1,16 @@
-//! Certificates made at test time with the `openssl` CLI: a CA per test, and leaf certificates it
-//! issues (server or client, EC or RSA, PKCS#8, SEC1 or PKCS#1 keys, chosen serials and SANs).
-//! `pki.rs` (the exporter hop's tests) is the same idea with another API; the two should become
-//! one module.
+//! Certificates made at test time with the `openssl` CLI (the one Debian ships): a scratch
+//! directory per test holding a CA ([`Pki`]), as many further CAs as the test needs ([`Ca`], for
+//! "a certificate from another CA"), and the leaf certificates they issue ([`Leaf`]: server or
+//! client, EC or RSA, PKCS#8, SEC1 or PKCS#1 keys, chosen serials, SANs or none).
 //!
-//! Every file lives in a directory of its own, removed when the [`Pki`] is dropped. Nothing is
-//! committed: a test that needs a certificate makes it, so none ever expires in the repository.
+//! Leaves are X.509 v3 with the extensions verifiers insist on (webpki and Go's crypto/x509
+//! alike): `basicConstraints`, `keyUsage`, `extendedKeyUsage` for the [`Role`], and the subject
+//! alternative names given.
+//!
+//! Every file lives in the [`Pki`]'s directory, removed when it is dropped; a test writes its
+//! other files (htpasswd, password and token files, web configs) there too ([`Pki::path`]).
+//! Nothing is committed: a test that needs a certificate makes it, so none ever expires in the
+//! repository.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,12 +27,22 @@ pub enum KeyFormat {
     RsaPkcs1,
 }
 
+/// What a leaf certificate is for: its `extendedKeyUsage`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A TLS server (`serverAuth`).
+    Server,
+    /// A TLS client (`clientAuth`).
+    Client,
+}
+
 /// What to issue.
 #[derive(Debug, Clone)]
 pub struct Leaf {
     /// Subject common name.
     pub common_name: String,
     /// subjectAltName entries as openssl writes them: `DNS:proxy.test`, `IP:127.0.0.1`, `URI:...`.
+    /// Empty: no subjectAltName extension at all (a CN-only certificate).
     pub sans: Vec<String>,
     /// Serial number (hex is how it shows in `openssl x509 -serial`).
     pub serial: u64,
@@ -34,29 +50,32 @@ pub struct Leaf {
     pub days: u32,
     /// Key type and encoding.
     pub key: KeyFormat,
+    /// Server or client.
+    pub role: Role,
 }
 
 impl Leaf {
-    /// A server certificate for `proxy.test` and 127.0.0.1.
-    pub fn server(serial: u64) -> Leaf {
+    /// A leaf for `role` with common name `common_name` and `sans` (openssl syntax), valid for
+    /// 30 days, with a P-256 PKCS#8 key.
+    pub fn new(role: Role, common_name: &str, sans: &[&str], serial: u64) -> Leaf {
         Leaf {
-            common_name: "proxy.test".into(),
-            sans: vec!["DNS:proxy.test".into(), "IP:127.0.0.1".into()],
+            common_name: common_name.into(),
+            sans: sans.iter().map(|s| s.to_string()).collect(),
             serial,
             days: 30,
             key: KeyFormat::EcPkcs8,
+            role,
         }
+    }
+
+    /// A server certificate for `proxy.test` and 127.0.0.1.
+    pub fn server(serial: u64) -> Leaf {
+        Leaf::new(Role::Server, "proxy.test", &["DNS:proxy.test", "IP:127.0.0.1"], serial)
     }
 
     /// A client certificate named `common_name`, with that name as a DNS SAN too.
     pub fn client(common_name: &str, serial: u64) -> Leaf {
-        Leaf {
-            common_name: common_name.into(),
-            sans: vec![format!("DNS:{common_name}")],
-            serial,
-            days: 30,
-            key: KeyFormat::EcPkcs8,
-        }
+        Leaf::new(Role::Client, common_name, &[&format!("DNS:{common_name}")], serial)
     }
 }
 
@@ -76,6 +95,13 @@ impl Issued {
     pub fn leaf_der(&self) -> Vec<u8> {
         der_of(&self.certificate)
     }
+
+    /// The serial number as `openssl x509 -serial` prints it (upper-case hex), read back from
+    /// the file rather than formatted here.
+    pub fn serial_hex(&self) -> String {
+        let printed = openssl_in(Path::new("."), &["x509", "-noout", "-serial", "-in", path_str(&self.certificate)]);
+        printed.trim().strip_prefix("serial=").expect("openssl prints serial=HEX").to_owned()
+    }
 }
 
 /// The DER of the first certificate in a PEM file (read with `openssl x509`, not the proxy's
@@ -90,36 +116,29 @@ pub fn der_of(pem: &Path) -> Vec<u8> {
     output.stdout
 }
 
-/// A CA in a scratch directory.
-pub struct Pki {
-    /// The directory holding every file.
-    pub dir: PathBuf,
-    /// The CA certificate (PEM), what a client trusts.
-    pub ca: PathBuf,
-    ca_key: PathBuf,
+/// A certificate authority that issues leaves into its [`Pki`]'s directory.
+pub struct Ca {
+    dir: PathBuf,
+    /// The CA certificate (PEM): what a peer trusts.
+    pub certificate: PathBuf,
+    key: PathBuf,
 }
 
-static COUNT: AtomicUsize = AtomicUsize::new(0);
-
-impl Pki {
-    /// A new CA named `name`.
-    pub fn new(name: &str) -> Pki {
-        let n = COUNT.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("wep-pki-{}-{name}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let (ca, ca_key) = (dir.join("ca.pem"), dir.join("ca.key"));
-        openssl(&dir, &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "ca.key"]);
-        openssl(
-            &dir,
+impl Ca {
+    /// A self-signed CA with common name `NAME test CA`, written to `FILE.pem` and `FILE.key`.
+    fn create(dir: &Path, name: &str, file: &str) -> Ca {
+        let (certificate, key) = (dir.join(format!("{file}.pem")), dir.join(format!("{file}.key")));
+        openssl_in(dir, &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", path_str(&key)]);
+        openssl_in(
+            dir,
             &[
                 "req",
                 "-x509",
                 "-new",
                 "-key",
-                "ca.key",
+                path_str(&key),
                 "-out",
-                "ca.pem",
+                path_str(&certificate),
                 "-days",
                 "30",
                 "-subj",
@@ -130,32 +149,41 @@ impl Pki {
                 "keyUsage=critical,keyCertSign,cRLSign",
             ],
         );
-        Pki { dir, ca, ca_key }
+        Ca { dir: dir.to_owned(), certificate, key }
     }
 
     /// Issues `leaf` into files named after `name` (`NAME.crt`, `NAME.chain.crt`, `NAME.key`).
     pub fn issue(&self, name: &str, leaf: &Leaf) -> Issued {
         let key = format!("{name}.key");
         match leaf.key {
-            KeyFormat::EcPkcs8 => openssl(
+            KeyFormat::EcPkcs8 => openssl_in(
                 &self.dir,
                 &["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", &key],
             ),
             KeyFormat::EcSec1 => {
-                openssl(&self.dir, &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", &key])
+                openssl_in(&self.dir, &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", &key])
             }
-            KeyFormat::RsaPkcs1 => openssl(&self.dir, &["genrsa", "-traditional", "-out", &key, "2048"]),
-        }
-        let extensions = format!("{name}.ext");
-        let mut ext = String::from("basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n");
+            KeyFormat::RsaPkcs1 => openssl_in(&self.dir, &["genrsa", "-traditional", "-out", &key, "2048"]),
+        };
+        let usage = match leaf.role {
+            Role::Server => "serverAuth",
+            Role::Client => "clientAuth",
+        };
+        let mut ext = format!(
+            "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage={usage}\n"
+        );
         if !leaf.sans.is_empty() {
             ext.push_str(&format!("subjectAltName={}\n", leaf.sans.join(",")));
         }
+        let extensions = format!("{name}.ext");
         std::fs::write(self.dir.join(&extensions), ext).unwrap();
         let csr = format!("{name}.csr");
-        openssl(&self.dir, &["req", "-new", "-key", &key, "-subj", &format!("/CN={}", leaf.common_name), "-out", &csr]);
+        openssl_in(
+            &self.dir,
+            &["req", "-new", "-key", &key, "-subj", &format!("/CN={}", leaf.common_name), "-out", &csr],
+        );
         let certificate = format!("{name}.crt");
-        openssl(
+        openssl_in(
             &self.dir,
             &[
                 "x509",
@@ -163,9 +191,9 @@ impl Pki {
                 "-in",
                 &csr,
                 "-CA",
-                self.ca.to_str().unwrap(),
+                path_str(&self.certificate),
                 "-CAkey",
-                self.ca_key.to_str().unwrap(),
+                path_str(&self.key),
                 "-set_serial",
                 &leaf.serial.to_string(),
                 "-days",
@@ -178,9 +206,47 @@ impl Pki {
         );
         let chain = self.dir.join(format!("{name}.chain.crt"));
         let mut pem = std::fs::read(self.dir.join(&certificate)).unwrap();
-        pem.extend(std::fs::read(&self.ca).unwrap());
+        pem.extend(std::fs::read(&self.certificate).unwrap());
         std::fs::write(&chain, pem).unwrap();
         Issued { chain, certificate: self.dir.join(certificate), key: self.dir.join(key) }
+    }
+}
+
+/// A scratch directory with a CA in it.
+pub struct Pki {
+    /// The directory holding every file.
+    pub dir: PathBuf,
+    /// The CA certificate (PEM), what a client trusts.
+    pub ca: PathBuf,
+    authority: Ca,
+}
+
+static COUNT: AtomicUsize = AtomicUsize::new(0);
+
+impl Pki {
+    /// A new directory and a CA named `name` in it (`ca.pem`).
+    pub fn new(name: &str) -> Pki {
+        let n = COUNT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("wep-pki-{}-{name}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let authority = Ca::create(&dir, name, "ca");
+        Pki { dir, ca: authority.certificate.clone(), authority }
+    }
+
+    /// Issues `leaf` from this directory's CA (see [`Ca::issue`]).
+    pub fn issue(&self, name: &str, leaf: &Leaf) -> Issued {
+        self.authority.issue(name, leaf)
+    }
+
+    /// Another CA named `name` in the same directory (`NAME-ca.pem`), unrelated to [`Pki::ca`].
+    pub fn other_ca(&self, name: &str) -> Ca {
+        Ca::create(&self.dir, name, &format!("{name}-ca"))
+    }
+
+    /// A path in the directory, for the other files a test writes next to the certificates.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
     }
 }
 
@@ -190,9 +256,16 @@ impl Drop for Pki {
     }
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let output = Command::new("openssl").args(args).current_dir(dir).output().expect("the openssl CLI is installed");
+/// Runs `openssl args` in `dir` and returns its stdout; fails the test with openssl's stderr.
+fn openssl_in(dir: &Path, args: &[&str]) -> String {
+    let output =
+        Command::new("openssl").args(args).current_dir(dir).output().expect("run openssl (Debian package openssl)");
     assert!(output.status.success(), "openssl {}: {}", args.join(" "), String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().expect("temp paths are UTF-8")
 }
 
 /// `notAfter` of a PEM certificate in Unix seconds, as openssl reads it.

@@ -1,7 +1,6 @@
 //! A fake Kubernetes API server for the `tokenreview` tests: HTTPS on 127.0.0.1 with a
-//! certificate from a CA made for the test (tests/support/pki.rs, the openssl CLI), serving
-//! TokenReview and SubjectAccessReview creation only. A test binary that uses it also includes
-//! `#[path = "support/pki.rs"] mod pki;`.
+//! certificate from a CA made for the test ([`super::certificates`], the openssl CLI), serving
+//! TokenReview and SubjectAccessReview creation only.
 //!
 //! It checks what a real API server would: the proxy's own bearer token (the one in the token
 //! file right now), `Content-Type: application/json`, and a body that deserialises into
@@ -10,7 +9,6 @@
 //! API's real shapes, not against a copy of its own structs.
 //!
 //! Answers are scripted by the scraper's token (see [`Script`]); every review is recorded.
-#![allow(dead_code)] // each test binary uses a different part of this module
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -33,7 +31,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc};
 
-use crate::pki::{Pki, Role};
+use super::certificates::{Leaf, Pki, Role};
 
 /// The user a [`Script::GOOD`] token belongs to: kube-prometheus' Prometheus.
 pub const PROMETHEUS_USER: &str = "system:serviceaccount:monitoring:prometheus-k8s";
@@ -69,27 +67,9 @@ pub enum Review {
     Access { review: SubjectAccessReview, proxy_token: String },
 }
 
-/// Certificates for one test, from the shared openssl helper (tests/support/pki.rs): a CA the
-/// proxy is told to trust and the API server's certificate for `IP:127.0.0.1`.
-pub struct TestPki {
-    /// Owns the temporary directory (removed on drop).
-    pub pki: Pki,
-    pub dir: PathBuf,
-    /// The CA the proxy is told to trust (PROXY_KUBE_CA_FILE).
-    pub ca_file: PathBuf,
-    pub server_cert: PathBuf,
-    pub server_key: PathBuf,
-}
-
-impl TestPki {
-    /// A CA named after `name` and a server certificate it signs.
-    pub fn new(name: &str) -> TestPki {
-        let pki = Pki::new();
-        let ca = pki.ca(&format!("{name}-ca"));
-        let leaf =
-            ca.issue("kube-apiserver", Role::Server, "kube-apiserver", &["IP:127.0.0.1", "DNS:kubernetes.default.svc"]);
-        TestPki { dir: pki.dir().to_path_buf(), ca_file: ca.cert, server_cert: leaf.cert, server_key: leaf.key, pki }
-    }
+/// The API server's certificate: `IP:127.0.0.1` (what the proxy dials) and the in-cluster name.
+fn api_server_leaf() -> Leaf {
+    Leaf::new(Role::Server, "kube-apiserver", &["IP:127.0.0.1", "DNS:kubernetes.default.svc"], 0x6b)
 }
 
 struct State {
@@ -104,7 +84,9 @@ struct State {
 /// The fake API server. Stops when dropped.
 pub struct FakeKubeApi {
     pub addr: SocketAddr,
-    pub pki: TestPki,
+    /// The directory of its certificates and the token file; `pki.ca` is what the proxy is told
+    /// to trust (PROXY_KUBE_CA_FILE).
+    pub pki: Pki,
     /// The proxy's service-account token file (PROXY_KUBE_TOKEN_FILE).
     pub token_file: PathBuf,
     state: Arc<State>,
@@ -115,12 +97,13 @@ pub struct FakeKubeApi {
 impl FakeKubeApi {
     /// Starts on 127.0.0.1:0 with a fresh CA and a proxy token file holding `proxy-sa-token-1`.
     pub async fn start() -> FakeKubeApi {
-        let pki = TestPki::new("kube-api");
-        let token_file = pki.dir.join("token");
+        let pki = Pki::new("kube-api");
+        let server = pki.issue("kube-apiserver", &api_server_leaf());
+        let token_file = pki.path("token");
         std::fs::write(&token_file, "proxy-sa-token-1\n").unwrap();
         let certs: Vec<CertificateDer<'static>> =
-            CertificateDer::pem_file_iter(&pki.server_cert).unwrap().map(Result::unwrap).collect();
-        let key = PrivateKeyDer::from_pem_file(&pki.server_key).unwrap();
+            CertificateDer::pem_file_iter(&server.chain).unwrap().map(Result::unwrap).collect();
+        let key = PrivateKeyDer::from_pem_file(&server.key).unwrap();
         let config =
             rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
                 .with_safe_default_protocol_versions()
@@ -168,14 +151,14 @@ impl FakeKubeApi {
         vec![
             ("PROXY_KUBE_API_URL", self.url()),
             ("PROXY_KUBE_TOKEN_FILE", self.token_file.display().to_string()),
-            ("PROXY_KUBE_CA_FILE", self.pki.ca_file.display().to_string()),
+            ("PROXY_KUBE_CA_FILE", self.pki.ca.display().to_string()),
         ]
     }
 
     /// Rotates the proxy's token the kubelet's way (write aside, rename over): the API server
     /// accepts only the new one from now on.
     pub fn rotate_proxy_token(&self, token: &str) {
-        let aside = self.pki.dir.join("token.new");
+        let aside = self.pki.path("token.new");
         std::fs::write(&aside, format!("{token}\n")).unwrap();
         *self.state.expected_proxy_token.lock().unwrap() = token.to_owned();
         std::fs::rename(&aside, &self.token_file).unwrap();
@@ -198,9 +181,7 @@ impl FakeKubeApi {
 
     /// The next review received.
     pub async fn next_review(&mut self) -> Review {
-        crate::support::within("the fake API server to receive a review", self.reviews.recv())
-            .await
-            .expect("fake API stopped")
+        super::within("the fake API server to receive a review", self.reviews.recv()).await.expect("fake API stopped")
     }
 
     /// Reviews received and not yet taken.
