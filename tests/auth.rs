@@ -2,9 +2,11 @@
 //! `tokenreview` a fake Kubernetes API server over TLS (tests/support/kube_api.rs) whose request
 //! and answer bodies are k8s-openapi's own types.
 //!
-//! The proxy serves plain HTTP here with `PROXY_ALLOW_PLAINTEXT_CREDENTIALS=true`: these tests were
-//! written before serving TLS reached this branch, and `client-cert` end to end (which needs it) is
-//! not covered yet; the allowed-names rule has unit tests in `src/auth/client_cert.rs`.
+//! Most tests here serve plain HTTP with `PROXY_ALLOW_PLAINTEXT_CREDENTIALS=true` (what that
+//! setting allows and warns about is tested too): what `basic` and `tokenreview` decide does not
+//! depend on the transport. Over HTTPS, the last test here shows that no credential the proxy
+//! checked reaches the exporter in any mode; `client-cert` end to end is tests/client_cert_auth.rs,
+//! and a real Prometheus with each kind of credential is tests/prometheus_auth.rs.
 
 mod support;
 
@@ -47,12 +49,7 @@ async fn scrape(proxy: &ProxyProcess, path: &str, token: Option<&str>) -> Scrape
 async fn own_metrics_with(client: &mut Client, headers: &[(&str, &str)]) -> std::collections::HashMap<String, f64> {
     let scraped = client.get("/proxy/metrics", headers).await;
     assert_eq!(scraped.status, StatusCode::OK, "/proxy/metrics: {}", scraped.text());
-    scraped
-        .text()
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .filter_map(|l| l.rsplit_once(' ').and_then(|(k, v)| Some((k.to_string(), v.parse().ok()?))))
-        .collect()
+    support::parse_metrics(&scraped.text())
 }
 
 fn token_review(review: Review) -> (k8s_openapi::api::authentication::v1::TokenReview, String) {
@@ -568,4 +565,83 @@ async fn auto_forwarding_stops_when_the_proxy_sends_its_own_exporter_credential(
         "the proxy's own, not the scraper's"
     );
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Over HTTPS: no credential the proxy checked reaches the exporter
+
+/// For every mode that checks the scraper's `Authorization` (basic, tokenreview, and basic next
+/// to client-cert, whether or not the certificate already decided), with
+/// `PROXY_FORWARD_AUTHORIZATION` unset and `true`, the exporter's request carries none. The
+/// control row shows the table can see a forwarded header: client-cert alone checks no
+/// `Authorization`, so with `true` the scraper's own header is the exporter's business.
+#[tokio::test]
+async fn over_https_no_checked_credential_reaches_the_exporter_in_any_mode() {
+    use support::certificates::{Leaf, Pki};
+    use support::tls::TlsClient;
+
+    let pki = Pki::new("never-forwarded");
+    let server = pki.issue("server", &Leaf::server(0x200));
+    let scraper = pki.issue("prometheus", &Leaf::client("prometheus", 0x201));
+    let htpasswd = htpasswd_file(&pki.dir, "prometheus", "scrape-password");
+    let api = FakeKubeApi::start().await;
+    let (right_basic, good_token) = (basic("prometheus", "scrape-password"), format!("Bearer {}", Script::GOOD));
+    let anonymous = TlsClient::new(&pki.ca);
+    let with_certificate = anonymous.clone().with_identity(&scraper.chain, &scraper.key);
+
+    let (htpasswd_var, ca_var) = (htpasswd.display().to_string(), pki.ca.display().to_string());
+    let basic_vars = [("PROXY_BASIC_AUTH_FILE", htpasswd_var.as_str())];
+    let client_cert_basic_vars = [("PROXY_BASIC_AUTH_FILE", htpasswd_var.as_str()), ("PROXY_CLIENT_CA_FILE", &ca_var)];
+    let api_vars = api.vars();
+    let tokenreview_vars: Vec<(&str, &str)> = api_vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let client_cert_vars = [("PROXY_CLIENT_CA_FILE", ca_var.as_str())];
+
+    /// One mode: `PROXY_AUTH`, its settings, the scraper, its `Authorization`, and whether the
+    /// exporter gets that header with `PROXY_FORWARD_AUTHORIZATION=true`.
+    struct Row<'a> {
+        auth: &'a str,
+        settings: &'a [(&'a str, &'a str)],
+        scraper: &'a TlsClient,
+        authorization: &'a str,
+        forwarded_with_true: bool,
+    }
+    let row = |auth, settings, scraper, authorization, forwarded_with_true| Row {
+        auth,
+        settings,
+        scraper,
+        authorization,
+        forwarded_with_true,
+    };
+    let rows = [
+        row("basic", &basic_vars, &anonymous, &right_basic, false),
+        row("tokenreview", &tokenreview_vars, &anonymous, &good_token, false),
+        row("client-cert,basic", &client_cert_basic_vars, &anonymous, &right_basic, false),
+        row("client-cert,basic", &client_cert_basic_vars, &with_certificate, &right_basic, false),
+        row("client-cert", &client_cert_vars, &with_certificate, "Bearer for-the-exporter", true),
+    ];
+    for Row { auth, settings, scraper, authorization, forwarded_with_true } in rows {
+        for forward in [None, Some("true")] {
+            let case = format!("PROXY_AUTH={auth} certificate={} forward={forward:?}", scraper.identity.is_some());
+            let mut exporter = exporter().await;
+            let port = exporter.port();
+            let mut vars = vec![
+                ("PROXY_HOSTIP", "127.0.0.1"),
+                ("PROXY_PORT", port.as_str()),
+                ("PROXY_TLS_CERT_FILE", server.chain.to_str().unwrap()),
+                ("PROXY_TLS_KEY_FILE", server.key.to_str().unwrap()),
+                ("PROXY_AUTH", auth),
+            ];
+            vars.extend_from_slice(settings);
+            vars.extend(forward.map(|f| ("PROXY_FORWARD_AUTHORIZATION", f)));
+            let proxy = ProxyProcess::start(&vars).await;
+
+            let (scraped, _) =
+                scraper.get_with(proxy.addr, "/metrics", &[("authorization", authorization)]).await.unwrap();
+            assert_eq!(scraped.status, StatusCode::OK, "{case}: {}", scraped.text());
+            assert_eq!(scraped.text(), PLAIN, "{case}");
+            let seen = exporter.next_request().await;
+            let expected = (forward.is_some() && forwarded_with_true).then_some(authorization);
+            assert_eq!(seen.headers.get("authorization").map(|v| v.to_str().unwrap()), expected, "{case}");
+        }
+    }
 }

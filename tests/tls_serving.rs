@@ -170,7 +170,7 @@ async fn probes_and_scrapes_over_https_without_credentials_and_http_1_1_only() {
     assert!(head.starts_with("HTTP/1.0 400 Bad Request"), "{head}");
     assert!(head.contains("Client sent an HTTP request to an HTTPS server."), "{head}");
 
-    let metrics = own_metrics(&client, proxy.addr).await;
+    let metrics = client.own_metrics(proxy.addr, &[]).await;
     assert_eq!(
         metric(&metrics, r#"windows_exporter_proxy_tls_handshake_failures_total{reason="no_application_protocol"}"#),
         1.0
@@ -183,21 +183,6 @@ async fn probes_and_scrapes_over_https_without_credentials_and_http_1_1_only() {
             format!(r#"windows_exporter_proxy_tls_certificate_expiry_timestamp_seconds{{file="{}"}}"#, file.display());
         assert_eq!(metric(&metrics, &series), expiry as f64, "{series}");
     }
-}
-
-/// `/proxy/metrics` over HTTPS, parsed.
-async fn own_metrics(client: &TlsClient, addr: std::net::SocketAddr) -> std::collections::HashMap<String, f64> {
-    let (answer, _) = client.get(addr, "/proxy/metrics").await.unwrap();
-    assert_eq!(answer.status, 200);
-    answer
-        .text()
-        .lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            Some((series.to_owned(), value.parse().ok()?))
-        })
-        .collect()
 }
 
 /// A Secret volume as the kubelet writes it: `..data` points at a timestamped directory, and
@@ -279,7 +264,7 @@ async fn a_kubelet_secret_update_is_served_on_the_next_handshake() {
     assert_eq!(handshake.leaf, second.leaf_der(), "the next handshake presents the new certificate");
     drop(kept);
 
-    let metrics = own_metrics(&client, proxy.addr).await;
+    let metrics = client.own_metrics(proxy.addr, &[]).await;
     let series = format!(
         r#"windows_exporter_proxy_tls_certificate_expiry_timestamp_seconds{{file="{}"}}"#,
         volume.certificate().display()
@@ -326,7 +311,7 @@ async fn files_replaced_in_place_are_served_and_a_broken_pair_keeps_the_old_one(
     // Later looks at the same broken files say nothing more.
     proxy.wait_for_log("another look at the broken files", |l| l["outcome"] == "StillRejected").await;
     assert_eq!(client.connect(proxy.addr).await.unwrap().1.leaf, second.leaf_der(), "the old pair still serves");
-    let metrics = own_metrics(&client, proxy.addr).await;
+    let metrics = client.own_metrics(proxy.addr, &[]).await;
     assert_eq!(metric(&metrics, "windows_exporter_proxy_tls_reload_failures_total"), 1.0);
 
     // The writer catches up with the key: the third pair serves.
@@ -335,7 +320,7 @@ async fn files_replaced_in_place_are_served_and_a_broken_pair_keeps_the_old_one(
     assert_eq!(client.connect(proxy.addr).await.unwrap().1.leaf, third.leaf_der());
     let warnings = proxy.log.iter().filter(|l| l.contains("new certificate files cannot be used")).count();
     assert_eq!(warnings, 1, "a broken pair is logged once");
-    let metrics = own_metrics(&client, proxy.addr).await;
+    let metrics = client.own_metrics(proxy.addr, &[]).await;
     assert_eq!(metric(&metrics, "windows_exporter_proxy_tls_reload_failures_total"), 1.0);
 }
 
@@ -380,7 +365,7 @@ async fn the_header_deadline_covers_the_handshake() {
     let read = within("the proxy to close a TLS connection with no request", idle_tls.read(&mut buf)).await;
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
 
-    let metrics = own_metrics(&client, proxy.addr).await;
+    let metrics = client.own_metrics(proxy.addr, &[]).await;
     assert_eq!(metric(&metrics, r#"windows_exporter_proxy_tls_handshake_failures_total{reason="timeout"}"#), 2.0);
     assert_eq!(metric(&metrics, r#"windows_exporter_proxy_connections_closed_total{reason="header_timeout"}"#), 3.0);
     // Still serving, and quickly: /health never waited on the stuck connections.
@@ -404,7 +389,7 @@ async fn client_certificates_are_asked_for_and_a_bad_one_fails_the_handshake() {
 
     let untrusted = TlsClient::new(&pki.ca).with_identity(&stranger.chain, &stranger.key);
     assert!(untrusted.get(proxy.addr, "/metrics").await.is_err(), "a certificate from another CA is refused");
-    let metrics = own_metrics(&anonymous, proxy.addr).await;
+    let metrics = anonymous.own_metrics(proxy.addr, &[]).await;
     assert_eq!(
         metric(&metrics, r#"windows_exporter_proxy_tls_handshake_failures_total{reason="bad_client_certificate"}"#),
         1.0
@@ -428,7 +413,7 @@ async fn the_minimum_version_is_enforced() {
     let (strict, _exporter) =
         https_proxy(&server.chain, &server.key, &[("PROXY_TLS_MIN_VERSION", "1.3")], "info").await;
     assert!(tls12_only.connect(strict.addr).await.is_err());
-    let metrics = own_metrics(&TlsClient::new(&pki.ca), strict.addr).await;
+    let metrics = TlsClient::new(&pki.ca).own_metrics(strict.addr, &[]).await;
     assert_eq!(
         metric(&metrics, r#"windows_exporter_proxy_tls_handshake_failures_total{reason="protocol_version"}"#),
         1.0

@@ -125,8 +125,12 @@ pub struct Ca {
 }
 
 impl Ca {
-    /// A self-signed CA with common name `NAME test CA`, written to `FILE.pem` and `FILE.key`.
+    /// A self-signed CA with common name `NAME test CA N`, written to `FILE.pem` and `FILE.key`.
+    /// N counts the CAs made in this process: two CAs never share a subject, so a leaf from one
+    /// is "unknown issuer" to the other, never "bad signature" from a same-named anchor.
     fn create(dir: &Path, name: &str, file: &str) -> Ca {
+        static CAS: AtomicUsize = AtomicUsize::new(0);
+        let n = CAS.fetch_add(1, Ordering::Relaxed);
         let (certificate, key) = (dir.join(format!("{file}.pem")), dir.join(format!("{file}.key")));
         openssl_in(dir, &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", path_str(&key)]);
         openssl_in(
@@ -142,7 +146,7 @@ impl Ca {
                 "-days",
                 "30",
                 "-subj",
-                &format!("/CN={name} test CA"),
+                &format!("/CN={name} test CA {n}"),
                 "-addext",
                 "basicConstraints=critical,CA:TRUE",
                 "-addext",

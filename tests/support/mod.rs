@@ -486,9 +486,12 @@ pub fn fd_count(pid: u32) -> usize {
 pub async fn own_metrics(client: &mut Client) -> HashMap<String, f64> {
     let scraped = client.get("/proxy/metrics", &[]).await;
     assert_eq!(scraped.status, StatusCode::OK, "/proxy/metrics");
-    scraped
-        .text()
-        .lines()
+    parse_metrics(&scraped.text())
+}
+
+/// Prometheus text format as `name{labels}` -> value.
+pub fn parse_metrics(text: &str) -> HashMap<String, f64> {
+    text.lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .filter_map(|l| l.rsplit_once(' ').and_then(|(k, v)| Some((k.to_string(), v.parse().ok()?))))
         .collect()

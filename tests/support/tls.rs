@@ -1,6 +1,7 @@
 //! An HTTPS client as a scraper holds one: rustls with a chosen CA, server name, client
 //! certificate, TLS versions and ALPN offer, reporting what the handshake negotiated.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-use super::{Scraped, read_all, within};
+use super::{Scraped, parse_metrics, read_all, within};
 
 /// How to connect.
 #[derive(Clone)]
@@ -95,16 +96,54 @@ impl TlsClient {
 
     /// `GET path` on a fresh connection.
     pub async fn get(&self, addr: SocketAddr, path: &str) -> Result<(Scraped, Handshake), std::io::Error> {
+        self.get_with(addr, path, &[]).await
+    }
+
+    /// `GET path` with `headers` on a fresh connection.
+    pub async fn get_with(
+        &self,
+        addr: SocketAddr,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<(Scraped, Handshake), std::io::Error> {
         let (stream, handshake) = self.connect(addr).await?;
         let (mut sender, connection) =
             hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("HTTP/1.1 over TLS");
         tokio::spawn(async move {
             let _ = connection.await;
         });
-        let request = Request::get(path).header("host", self.server_name.as_str()).body(Empty::<Bytes>::new()).unwrap();
+        let mut request = Request::get(path).header("host", self.server_name.as_str());
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(Empty::<Bytes>::new()).unwrap();
         // A client certificate that fails verification is reported by TLS 1.3 servers after the
         // client's handshake finished: the first request is where it shows.
         let response = within("response headers", sender.send_request(request)).await.map_err(std::io::Error::other)?;
         Ok((read_all(response).await.map_err(std::io::Error::other)?, handshake))
     }
+
+    /// The proxy's own metrics, asked on a fresh connection with `headers` (a credential when
+    /// `PROXY_AUTH` protects `/proxy/metrics`).
+    pub async fn own_metrics(&self, addr: SocketAddr, headers: &[(&str, &str)]) -> HashMap<String, f64> {
+        let (answer, _) = self.get_with(addr, "/proxy/metrics", headers).await.expect("/proxy/metrics over TLS");
+        assert_eq!(answer.status, 200, "/proxy/metrics: {}", answer.text());
+        parse_metrics(&answer.text())
+    }
+}
+
+/// The TLS alert the peer sent, if that is what `error` (or an error it wraps) is.
+pub fn alert_received(error: &(dyn std::error::Error + 'static)) -> Option<rustls::AlertDescription> {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if let Some(rustls::Error::AlertReceived(alert)) = error.downcast_ref::<rustls::Error>() {
+            return Some(*alert);
+        }
+        // An io::Error's source() is its inner error's source: look at the inner error itself.
+        next = match error.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref) {
+            Some(inner) => Some(inner),
+            None => error.source(),
+        };
+    }
+    None
 }
