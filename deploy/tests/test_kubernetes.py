@@ -1,14 +1,18 @@
 """Kustomize manifests (deploy/kubernetes): render, validate, contract with the binary and image,
-relabelling checked in a real Prometheus, and the plain kubernetes_sd scrape job."""
+relabelling checked in a real Prometheus, and the plain kubernetes_sd scrape jobs (both paths,
+the monitors' labels, the commented-out HTTPS and credential settings)."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import urllib.parse
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import yaml
@@ -158,20 +162,123 @@ def test_original_labels_overlay_equals_the_chart_with_pod_labels() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# The plain Prometheus scrape job, and the relabelling run through a real Prometheus.
+# The plain Prometheus scrape jobs, and the relabelling run through a real Prometheus.
+
+RULE_FILES = sorted((kh.DEPLOY / "prometheus" / "rules").glob("*.yml"))
+PATHS = ["/metrics", "/proxy/metrics"]
+# The HTTPS and credential settings scrape-config.yaml carries commented out, by the proxy mode
+# that needs them (deploy/README.md, "Kubernetes: HTTPS and authenticated scrapes").
+HTTPS_SETTINGS = {"scheme", "tls_config", "ca_file", "server_name"}
+SECURE_MODES = {
+    "https": HTTPS_SETTINGS,
+    "client-cert": HTTPS_SETTINGS | {"cert_file", "key_file"},
+    "tokenreview": HTTPS_SETTINGS | {"authorization", "credentials_file"},
+    "basic": HTTPS_SETTINGS | {"basic_auth", "username", "password_file"},
+}
+# A commented-out setting of the first job: `    # key: value`, or `    #   key: value` inside
+# tls_config and the credentials. Explanations are trailing comments or prose that never starts
+# with `word:`, so only settings match.
+COMMENTED_SETTING = re.compile(r"^(    )# ((?:  )?([a-z_]+):.*)$", re.M)
 
 
-def test_scrape_config_is_a_pod_role_job_relabelling_to_node_name() -> None:
-    config = yaml.safe_load(SCRAPE_CONFIG.read_text())
-    (job,) = config["scrape_configs"]
-    assert job["job_name"] == "windows-exporter-proxy"
-    (sd,) = job["kubernetes_sd_configs"]
+def servicemonitor() -> dict:
+    return kh.one(kh.kustomize(kh.KUBERNETES / "overlays" / "servicemonitor"), "ServiceMonitor")
+
+
+def servicemonitor_jobs(sd_file: Path) -> list[dict]:
+    """The chart ServiceMonitor's endpoints as Prometheus jobs, named as the operator names them."""
+    monitor = servicemonitor()
+    return [
+        {"job_name": f"serviceMonitor/monitoring/{monitor['metadata']['name']}/{index}",
+         "metrics_path": endpoint["path"], "scheme": endpoint["scheme"],
+         "file_sd_configs": [{"files": [str(sd_file)]}],
+         "relabel_configs": [kh.operator_to_prometheus_relabel(r) for r in endpoint["relabelings"]]}
+        for index, endpoint in enumerate(monitor["spec"]["endpoints"])
+    ]
+
+
+def uncommented(text: str, settings: set[str]) -> str:
+    return COMMENTED_SETTING.sub(lambda m: m[1] + m[2] if m[3] in settings else m[0], text)
+
+
+def plain_config(sd_file: Path, settings: set[str] = frozenset(), extra_jobs: list[dict] = (),
+                 rule_files: list[Path] = ()) -> str:
+    """A prometheus.yml around scrape-config.yaml's text with only what this machine needs changed:
+    kubernetes_sd (Debian's Prometheus is built without it) swapped for a file_sd carrying the same
+    __meta_kubernetes_* labels, 1 s intervals, the commented-out `settings` uncommented. Prometheus
+    parses the rest as shipped, the YAML merge key that makes the second job included."""
+    text = uncommented(SCRAPE_CONFIG.read_text(), settings)
+    text, swapped = re.subn(r"^    kubernetes_sd_configs:\n(?:      .*\n)+",
+                            f"    file_sd_configs:\n      - files: [{json.dumps(str(sd_file))}]\n", text, flags=re.M)
+    assert swapped == 1, "the first job's kubernetes_sd_configs block is not where the test expects it"
+    for key, shipped in (("scrape_interval", "30s"), ("scrape_timeout", "10s")):
+        text, replaced = re.subn(rf"^    {key}: {shipped}$", f"    {key}: 1s", text, flags=re.M)
+        assert replaced == 1, key
+    head = yaml.safe_dump({"global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+                           "rule_files": [str(p) for p in rule_files]}, sort_keys=False)
+    jobs = "".join("  " + line + "\n" for line in yaml.safe_dump(list(extra_jobs)).splitlines()) if extra_jobs else ""
+    return head + text + jobs
+
+
+@contextmanager
+def running_prometheus(tmp_path: Path, config_text: str) -> Iterator[tuple[str, subprocess.Popen, Path]]:
+    """Debian's Prometheus on 127.0.0.1 with this configuration, promtool-checked first (files
+    included); yields (address, process, log) once it is ready."""
+    promtool, prometheus_binary = helpers.tool("promtool"), helpers.tool("prometheus")
+    config = tmp_path / "prometheus.yml"
+    config.write_text(config_text)
+    check = helpers.run([promtool, "check", "config", str(config)], timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr
+    web = f"127.0.0.1:{helpers.free_port()}"
+    log = tmp_path / "prometheus.log"
+    with open(log, "w") as log_file:
+        prometheus = subprocess.Popen(
+            [prometheus_binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
+             f"--web.listen-address={web}"],
+            stdout=log_file, stderr=subprocess.STDOUT,
+        )
+    try:
+        helpers.wait_for("Prometheus ready", lambda: helpers.get_text(f"http://{web}/-/ready"), [prometheus], log)
+        yield web, prometheus, log
+    finally:
+        prometheus.terminate()
+        prometheus.wait(timeout=kh.WAIT_SECONDS)
+
+
+def query(web: str, promql: str) -> list[dict]:
+    return helpers.get_json(f"http://{web}/api/v1/query?query={urllib.parse.quote(promql)}")["data"]["result"]
+
+
+def scraped_targets(web: str, count: int, prometheus: subprocess.Popen, log: Path) -> list[dict]:
+    """The active targets once `count` of them have been scraped at least once."""
+    def scraped():
+        active = helpers.get_json(f"http://{web}/api/v1/targets?state=active")["data"]["activeTargets"]
+        done = [t for t in active if t["health"] != "unknown"]
+        return done if len(done) == count else None
+
+    return helpers.wait_for(f"{count} targets scraped", scraped, [prometheus], log)
+
+
+def test_scrape_config_scrapes_both_paths_with_the_monitors_relabelling() -> None:
+    """One job per path, as the ServiceMonitor has one endpoint per path; the two differ only in
+    name and path; pod role; every relabeling of the monitor's endpoints is one of the jobs' rules."""
+    jobs = yaml.safe_load(SCRAPE_CONFIG.read_text())["scrape_configs"]
+    endpoints = servicemonitor()["spec"]["endpoints"]
+    assert [j["metrics_path"] for j in jobs] == [e["path"] for e in endpoints] == PATHS
+    first, second = jobs
+    assert first["job_name"] == "windows-exporter-proxy" and second["job_name"] != first["job_name"]
+    same = lambda job: {k: v for k, v in job.items() if k not in ("job_name", "metrics_path")}  # noqa: E731
+    assert same(first) == same(second), "the jobs differ in name and path only"
+    (sd,) = first["kubernetes_sd_configs"]
     assert sd["role"] == "pod", "pod role lists NotReady pods too, so a down exporter shows up == 0"
     for selector in sd.get("selectors", []):
         assert selector["role"] == "pod"
-    rules = job["relabel_configs"]
+    rules = [{"action": "replace", **r} for r in first["relabel_configs"]]
     for target in ("instance", "node"):
-        assert {"source_labels": ["__meta_kubernetes_pod_node_name"], "target_label": target} in rules
+        assert {"action": "replace", "source_labels": ["__meta_kubernetes_pod_node_name"], "target_label": target} in rules
+    for endpoint in endpoints:
+        for relabeling in endpoint["relabelings"]:
+            assert kh.operator_to_prometheus_relabel(relabeling) in rules, f"the plain jobs lack the monitor's {relabeling}"
     assert not any(r.get("source_labels") == ["__meta_kubernetes_pod_ready"] for r in rules), "must not drop NotReady pods"
 
 
@@ -194,73 +301,158 @@ def _pod_target(address: str, node: str, port_name: str = "metrics", phase: str 
 
 def test_relabelling_in_a_real_prometheus(tmp_path: Path) -> None:
     """Prometheus scrapes the real proxy (in front of a fake windows_exporter) through the plain
-    scrape job's and the chart ServiceMonitor's relabelling; instance and node are the node name.
+    scrape jobs and through the chart ServiceMonitor's two endpoints: both give the same series,
+    per path, with instance and node = node name (the plain jobs add namespace and pod, which the
+    operator adds on its own). The shipped rules run on the plain jobs' series: the proxy-down
+    alert selects only the /proxy/metrics target, the exporter-unreachable alert reads the proxy's
+    own series.
 
     Debian's Prometheus is built without kubernetes_sd, so a file_sd carrying the same
     __meta_kubernetes_* labels stands in for the discovery; the relabelling is Prometheus' own.
     """
-    promtool, prometheus_binary = helpers.tool("promtool"), helpers.tool("prometheus")
-    scrape_job = yaml.safe_load(SCRAPE_CONFIG.read_text())["scrape_configs"][0]
-    monitor = kh.one(kh.kustomize(kh.KUBERNETES / "overlays" / "servicemonitor"), "ServiceMonitor")
-    monitor_rules = [kh.operator_to_prometheus_relabel(r) for r in monitor["spec"]["endpoints"][0]["relabelings"]]
-
     daemonset = kh.one(kh.kustomize(kh.KUBERNETES / "base"), "DaemonSet")
     env = {k: v for k, v in kh.manifest_env(kh.proxy_container(daemonset)).items() if isinstance(v, str)}
-    with kh.FakeExporter() as exporter, kh.run_proxy(
-        {**env, "PROXY_HOSTIP": "127.0.0.1", "PROXY_LISTEN": "127.0.0.1:0", "PROXY_PORT": str(exporter.port)}
-    ) as proxy:
+    env |= {"PROXY_HOSTIP": "127.0.0.1", "PROXY_LISTEN": "127.0.0.1:0"}
+    with kh.FakeExporter() as exporter, kh.run_proxy({**env, "PROXY_PORT": str(exporter.port)}) as proxy, \
+            kh.run_proxy({**env, "PROXY_PORT": str(kh.closed_port())}) as proxy_without_exporter:
         address = f"127.0.0.1:{proxy.port}"
         plain_sd, monitor_sd = tmp_path / "plain.json", tmp_path / "monitor.json"
         plain_sd.write_text(json.dumps([
             _pod_target(address, "akswin000000"),
             _pod_target(address, "akswin000000", port_name="other"),  # dropped: not the metrics port
             _pod_target("127.0.0.1:1", "akswin000009", phase="Succeeded"),  # dropped: finished pod
+            _pod_target(f"127.0.0.1:{kh.closed_port()}", "akswin000002"),  # the pod does not answer
+            _pod_target(f"127.0.0.1:{proxy_without_exporter.port}", "akswin000003"),  # its exporter does not
         ]))
         monitor_sd.write_text(json.dumps([_pod_target(address, "akswin000001")]))
-        plain_job = {k: v for k, v in scrape_job.items() if k != "kubernetes_sd_configs"}
-        plain_job.update(scrape_interval="1s", scrape_timeout="1s", file_sd_configs=[{"files": [str(plain_sd)]}])
-        config = {
-            "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
-            "scrape_configs": [
-                plain_job,
-                {"job_name": "servicemonitor", "file_sd_configs": [{"files": [str(monitor_sd)]}], "relabel_configs": monitor_rules},
-            ],
-        }
-        (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-        check = helpers.run([promtool, "check", "config", str(tmp_path / "prometheus.yml")], timeout=60)
-        assert check.returncode == 0, check.stdout + check.stderr
+        config = plain_config(plain_sd, extra_jobs=servicemonitor_jobs(monitor_sd), rule_files=RULE_FILES)
+        with running_prometheus(tmp_path, config) as (web, prometheus, log):
+            # Three pods through the plain jobs, one through the ServiceMonitor: one target per path each.
+            targets = scraped_targets(web, 3 * 2 + 2, prometheus, log)
+            assert {t["scrapePool"] for t in targets} == {
+                "windows-exporter-proxy", "windows-exporter-proxy-self",
+                "serviceMonitor/monitoring/windows-exporter-proxy/0", "serviceMonitor/monitoring/windows-exporter-proxy/1"}
+            up = {(r["metric"]["instance"], r["metric"]["metrics_path"]): r for r in query(web, "up")}
+            assert set(up) == {(n, p) for n in ("akswin000000", "akswin000001", "akswin000002", "akswin000003") for p in PATHS}
 
-        web = f"127.0.0.1:{helpers.free_port()}"
-        log = tmp_path / "prometheus.log"
-        with open(log, "w") as log_file:
-            prometheus = subprocess.Popen(
-                [prometheus_binary, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}",
-                 f"--web.listen-address={web}"],
-                stdout=log_file, stderr=subprocess.STDOUT,
-            )
-        try:
-            def up_series():
-                query = urllib.parse.quote('up{job="windows-exporter-proxy"}')
-                result = helpers.get_json(f"http://{web}/api/v1/query?query={query}")["data"]["result"]
-                return result if len({r["metric"]["instance"] for r in result}) == 2 else None
+            for path in PATHS:
+                plain, monitor = up[("akswin000000", path)]["metric"], up[("akswin000001", path)]["metric"]
+                assert up[("akswin000000", path)]["value"][1] == up[("akswin000001", path)]["value"][1] == "1"
+                assert plain == {"__name__": "up", "job": "windows-exporter-proxy", "instance": "akswin000000",
+                                 "node": "akswin000000", "namespace": "monitoring", "pod": "windows-exporter-proxy-0000",
+                                 "metrics_path": path}
+                as_monitor = {k: v.replace("akswin000000", "akswin000001") for k, v in plain.items() if k not in ("namespace", "pod")}
+                assert as_monitor == monitor, "the plain jobs and the ServiceMonitor label a path's target alike"
+            assert up[("akswin000002", "/proxy/metrics")]["value"][1] == up[("akswin000003", "/metrics")]["value"][1] == "0"
+            assert up[("akswin000003", "/proxy/metrics")]["value"][1] == "1"
 
-            series = helpers.wait_for("both jobs' first scrape", up_series, [prometheus], log)
-            by_instance = {r["metric"]["instance"]: r for r in series}
-            assert set(by_instance) == {"akswin000000", "akswin000001"}, by_instance
-            for instance, result in by_instance.items():
-                assert result["value"][1] == "1", f"{instance} was not scraped: {result}"
-                assert result["metric"]["node"] == instance
-            assert by_instance["akswin000000"]["metric"]["pod"] == "windows-exporter-proxy-0000"
-            assert by_instance["akswin000000"]["metric"]["namespace"] == "monitoring"
+            dropped = helpers.get_json(f"http://{web}/api/v1/targets?state=dropped")["data"]["droppedTargets"]
+            assert len(dropped) == 2 * 2, dropped
+            samples = query(web, 'windows_cpu_time_total{instance="akswin000000"}')
+            assert samples and {s["metric"]["metrics_path"] for s in samples} == {"/metrics"}, samples
+            # The proxy counts a scrape once it has served one: its first /proxy/metrics may predate that.
+            samples = helpers.wait_for("the proxy's own series", lambda: query(
+                web, 'windows_exporter_proxy_scrapes_total{instance="akswin000000",job="windows-exporter-proxy"}'), [prometheus], log)
+            assert {s["metric"]["metrics_path"] for s in samples} == {"/proxy/metrics"}, samples
 
-            targets = helpers.get_json(f"http://{web}/api/v1/targets?state=dropped")["data"]["droppedTargets"]
-            assert len(targets) == 2, targets
-            query = urllib.parse.quote('windows_cpu_time_total{instance="akswin000000"}')
-            samples = helpers.get_json(f"http://{web}/api/v1/query?query={query}")["data"]["result"]
-            assert samples and samples[0]["metric"]["mode"] == "idle", samples
-        finally:
-            prometheus.terminate()
-            prometheus.wait(timeout=kh.WAIT_SECONDS)
+            # Every metrics_path the rules select on is a path the plain jobs scrape.
+            selected = {m for p in RULE_FILES for m in re.findall(r'metrics_path\s*=\s*"([^"]*)"', p.read_text())}
+            assert selected and selected <= set(PATHS), selected
+
+            def alerts():
+                found = helpers.get_json(f"http://{web}/api/v1/alerts")["data"]["alerts"]
+                by_name = {}
+                for alert in found:
+                    by_name.setdefault(alert["labels"]["alertname"], []).append(alert["labels"])
+                wanted = ("WindowsExporterProxyTargetDown", "WindowsExporterProxyExporterUnreachable")
+                return by_name if all(name in by_name for name in wanted) else None
+
+            fired = helpers.wait_for("the proxy alerts on the plain jobs' series (pending)", alerts, [prometheus], log)
+            assert fired["WindowsExporterProxyTargetDown"] == [{
+                "alertname": "WindowsExporterProxyTargetDown", "severity": "warning", "job": "windows-exporter-proxy",
+                "instance": "akswin000002", "node": "akswin000002", "namespace": "monitoring",
+                "pod": "windows-exporter-proxy-0002", "metrics_path": "/proxy/metrics",
+            }], "one alert for the pod that does not answer, from its /proxy/metrics target only"
+            assert fired["WindowsExporterProxyExporterUnreachable"] == [{
+                "alertname": "WindowsExporterProxyExporterUnreachable", "severity": "warning",
+                "instance": "akswin000003", "node": "akswin000003", "namespace": "monitoring",
+            }]
+
+
+def test_scrape_config_carries_the_https_and_credential_settings_commented_out() -> None:
+    """Each setting a mode needs is there once, commented out; uncommented, both jobs get it, and
+    the server name is one the chart's Certificate holds."""
+    text = SCRAPE_CONFIG.read_text()
+    commented = [m[3] for m in COMMENTED_SETTING.finditer(text)]
+    assert sorted(commented) == sorted(set().union(*SECURE_MODES.values())), commented
+    shipped = yaml.safe_load(text)["scrape_configs"]
+    assert not {"scheme", "tls_config", "authorization", "basic_auth"} & set(shipped[0]), "shipped commented out"
+    for job in yaml.safe_load(uncommented(text, set(commented)))["scrape_configs"]:
+        assert job["scheme"] == "https"
+        assert set(job["tls_config"]) == {"ca_file", "server_name", "cert_file", "key_file"}
+        assert job["authorization"] == {"credentials_file": "/var/run/secrets/kubernetes.io/serviceaccount/token"}
+        assert set(job["basic_auth"]) == {"username", "password_file"}
+        server_name = job["tls_config"]["server_name"]
+    objects = kh.helm_render({"tls": {"enabled": True, "certManager": {"enabled": True, "issuerRef": {"name": "cluster-ca"}}}})
+    assert server_name in kh.one(objects, "Certificate")["spec"]["dnsNames"]
+
+
+# mode -> what Prometheus' targets API says for both jobs: up, or the proxy's status code. The
+# proxy takes client-cert, basic and tokenreview; tokenreview's API server does not answer here,
+# so a scrape that sent a token gets 503 (the review itself is tests/prometheus_auth.rs' part).
+SECURE_SCRAPE = {"https": "401", "client-cert": "up", "basic": "up", "tokenreview": "503"}
+
+
+@pytest.mark.parametrize("mode", SECURE_SCRAPE)
+def test_scrape_config_https_and_credentials_in_a_real_prometheus(mode: str, tmp_path: Path) -> None:
+    """The jobs with one mode's settings uncommented (files moved under tmp_path, as a Prometheus
+    pod's Secret mounts would hold them) scrape the real proxy over HTTPS, both paths: promtool
+    accepts every key, the merged second job gets them too, and the proxy sees what they send."""
+    pki = kh.Pki(tmp_path / "pki")
+    objects = kh.helm_render({"tls": {"enabled": True, "certManager": {"enabled": True, "issuerRef": {"name": "cluster-ca"}}}})
+    serving = pki.issue("proxy", [f"DNS:{n}" for n in kh.one(objects, "Certificate")["spec"]["dnsNames"]], "serverAuth")
+    client = pki.issue("prometheus", ["DNS:prometheus"], "clientAuth")
+    text = uncommented(SCRAPE_CONFIG.read_text(), SECURE_MODES[mode])
+    job = yaml.safe_load(text)["scrape_configs"][0]
+    password = "plain-job-secret"
+    contents = {"ca_file": pki.ca.read_bytes(), "cert_file": client[0].read_bytes(), "key_file": client[1].read_bytes(),
+                "credentials_file": b"a-service-account-token", "password_file": password.encode()}
+    files = {}
+    for section in ("tls_config", "authorization", "basic_auth"):
+        for key, value in (job.get(section) or {}).items():
+            if key in contents:
+                files[value] = tmp_path / "prometheus-pod" / value.lstrip("/")
+                files[value].parent.mkdir(parents=True, exist_ok=True)
+                files[value].write_bytes(contents[key])
+    htpasswd = helpers.run(["htpasswd", "-nbBC", "10", job.get("basic_auth", {}).get("username", "prometheus"), password])
+    assert htpasswd.returncode == 0, htpasswd.stderr
+    (tmp_path / "htpasswd").write_text(htpasswd.stdout)
+    kube_token = tmp_path / "kube-token"
+    kube_token.write_text("the-proxys-own-token")
+    env = {"PROXY_HOSTIP": "127.0.0.1", "PROXY_LISTEN": "127.0.0.1:0",
+           "PROXY_TLS_CERT_FILE": str(serving[0]), "PROXY_TLS_KEY_FILE": str(serving[1]),
+           "PROXY_CLIENT_CA_FILE": str(pki.ca), "PROXY_AUTH": "client-cert,basic,tokenreview",
+           "PROXY_BASIC_AUTH_FILE": str(tmp_path / "htpasswd"),
+           "KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(kh.closed_port()),
+           "PROXY_KUBE_TOKEN_FILE": str(kube_token), "PROXY_KUBE_CA_FILE": str(pki.ca)}
+    with kh.FakeExporter() as exporter, kh.run_proxy({**env, "PROXY_PORT": str(exporter.port)}, https=True) as proxy:
+        sd = tmp_path / "pods.json"
+        sd.write_text(json.dumps([_pod_target(f"127.0.0.1:{proxy.port}", "akswin000000")]))
+        config = plain_config(sd, SECURE_MODES[mode])
+        for shipped, local in files.items():
+            assert config.count(f" {shipped}") == 1, shipped
+            config = config.replace(f" {shipped}", f" {local}")
+        with running_prometheus(tmp_path, config) as (web, prometheus, log):
+            targets = scraped_targets(web, 2, prometheus, log)
+    by_path = {t["labels"]["metrics_path"]: t for t in targets}
+    assert set(by_path) == set(PATHS)
+    for path, target in by_path.items():
+        assert target["scrapeUrl"].startswith("https://"), target["scrapeUrl"]
+        if SECURE_SCRAPE[mode] == "up":
+            assert target["health"] == "up", f"{mode} {path}: {target['lastError']}"
+        else:
+            assert target["health"] == "down" and f"HTTP status {SECURE_SCRAPE[mode]}" in target["lastError"], (
+                f"{mode} {path}: {target['health']} {target['lastError']!r}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -175,13 +175,15 @@ def test_promtool_check_config(promtool, tmp_path):
     """promtool check config on the plain config, rule files included.
 
     Debian's prometheus package is built without Kubernetes service discovery
-    (kubernetes_sd_configs is an unknown field there), so the one scrape job's SD block is
-    swapped for static_configs; everything else is checked as written. The Kubernetes block is
-    checked by deploy/tests/test_kubernetes.py and test_scrape_job_is_the_kubernetes_areas_job."""
+    (kubernetes_sd_configs is an unknown field there), so the scrape jobs' SD block is swapped
+    for static_configs; everything else is checked as written. The Kubernetes block, the jobs run
+    through a real Prometheus and their commented-out HTTPS settings are checked by
+    deploy/tests/test_kubernetes.py; test_scrape_jobs_are_the_kubernetes_areas_jobs keeps the copy."""
     config = yaml.safe_load(CONFIG.read_text())
-    (job,) = config["scrape_configs"]
-    job.pop("kubernetes_sd_configs")
-    job["static_configs"] = [{"targets": ["127.0.0.1:9100"]}]
+    assert [job["metrics_path"] for job in config["scrape_configs"]] == ["/metrics", "/proxy/metrics"]
+    for job in config["scrape_configs"]:
+        job.pop("kubernetes_sd_configs")
+        job["static_configs"] = [{"targets": ["127.0.0.1:9100"]}]
     shutil.copytree(PROM / "rules", tmp_path / "rules")
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     out = run([promtool, "check", "config", str(tmp_path / "prometheus.yml")])
@@ -189,11 +191,15 @@ def test_promtool_check_config(promtool, tmp_path):
     assert f"{len(RULES)} rule files found" in out.stdout + out.stderr
 
 
-def test_scrape_job_is_the_kubernetes_areas_job():
-    """The scrape job is owned by deploy/kubernetes (matches the chart's ServiceMonitor); the
-    plain config carries an identical copy."""
-    theirs = yaml.safe_load((ROOT / "deploy" / "kubernetes" / "prometheus" / "scrape-config.yaml").read_text())
-    assert yaml.safe_load(CONFIG.read_text())["scrape_configs"] == theirs["scrape_configs"]
+def test_scrape_jobs_are_the_kubernetes_areas_jobs():
+    """The scrape jobs are owned by deploy/kubernetes (they match the chart's ServiceMonitor); the
+    plain config carries an identical copy, comments (the commented-out HTTPS and credential
+    settings) included."""
+    theirs = (ROOT / "deploy" / "kubernetes" / "prometheus" / "scrape-config.yaml").read_text()
+    ours = CONFIG.read_text()
+    assert yaml.safe_load(ours)["scrape_configs"] == yaml.safe_load(theirs)["scrape_configs"]
+    block = theirs[theirs.index("\nscrape_configs:\n"):].rstrip("\n") + "\n"
+    assert block in ours, "copy the scrape_configs block of scrape-config.yaml into prometheus.yml verbatim"
 
 
 def test_promtool_check_rules(promtool):
