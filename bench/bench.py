@@ -23,6 +23,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -661,6 +662,11 @@ def chart(results: dict, path: Path) -> bool:
     return True
 
 
+def command() -> str:
+    """The command line this run was started with, as the sections record it."""
+    return shlex.join(["bench/run", *sys.argv[1:]])
+
+
 def write_benchmarks_md(results: dict, text: str, checks: list) -> None:
     path = ROOT / "BENCHMARKS.md"
     m = results["machine"]
@@ -668,7 +674,7 @@ def write_benchmarks_md(results: dict, text: str, checks: list) -> None:
         MARK_START,
         "<!-- written by bench/run; edit outside the markers -->",
         f"Latest full run: {results['date']}, {results['rounds']} rounds x {results['duration']} s per "
-        f"target and case, round-robin. Command: `bench/run`.\n",
+        f"target and case, round-robin. Command: `{command()}`.\n",
         f"Machine: {m['cpu']}, {m['cores']} cores, Linux {m['kernel']}; {m['nginx']}; {m['haproxy']}; "
         f"{m['wrk']}; {m['rustc']}; {m['proxy']} at {m['commit']}.\n",
         "![benchmark chart](bench/results.png)\n",
@@ -742,7 +748,7 @@ def ha_main(args) -> int:
     (OUT / "ha.json").write_text(json.dumps(results, indent=1, default=str))
     if not args.no_write:
         m = machine()
-        ha.write_section(ROOT / "BENCHMARKS.md", results, time.strftime("%Y-%m-%d %H:%M %Z"), m["commit"])
+        ha.write_section(ROOT / "BENCHMARKS.md", results, time.strftime("%Y-%m-%d %H:%M %Z"), m["commit"], command())
         print("updated BENCHMARKS.md (HA section)")
     return 0
 # ---------------------------------------------------------------- TLS scenario
@@ -922,7 +928,7 @@ def write_tls_section(results: dict, text: str, checks: list) -> None:
         TLS_MARK_START,
         "<!-- written by bench/run (the TLS scenario); edit outside the markers -->",
         f"Latest TLS run: {results['date']}, {results['rounds']} rounds x {results['duration']} s per target and case, "
-        f"round-robin. Command: `bench/run --tls-only`. {m['haproxy']}; {m['proxy']} at {m['commit']}.\n",
+        f"round-robin. Command: `{command()}`. {m['haproxy']}; {m['proxy']} at {m['commit']}.\n",
         "| target | holds | measured |",
         "|---|---|---|",
         *[f"| {name} | {'yes' if ok else '**no**'} | {detail} |" for name, ok, detail in checks],
@@ -1094,7 +1100,7 @@ def main() -> int:
         if "ha" in results:
             import ha
 
-            ha.write_section(ROOT / "BENCHMARKS.md", results["ha"], results["date"], results["machine"]["commit"])
+            ha.write_section(ROOT / "BENCHMARKS.md", results["ha"], results["date"], results["machine"]["commit"], command())
         print("updated BENCHMARKS.md and bench/results.png")
     print(f"bench: done in {time.monotonic() - t0:.0f} s")
     return 0

@@ -238,12 +238,12 @@ def check(results: dict) -> list[str]:
     return problems
 
 
-def write_section(path: Path, results: dict, date: str, commit: str) -> None:
+def write_section(path: Path, results: dict, date: str, commit: str, command: str) -> None:
     block = "\n".join(
         [
             HA_MARK_START,
             "<!-- written by bench/run (bench/ha.py); edit outside the markers -->",
-            f"Latest HA run: {date}, at {commit}. Command: `bench/run --ha-only`.\n",
+            f"Latest HA run: {date}, at {commit}. Command: `{command}`.\n",
             table(results),
             HA_MARK_END,
         ]
