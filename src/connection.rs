@@ -10,6 +10,12 @@
 //! - **Idle**: a connection that has moved no bytes for `PROXY_IDLE_TIMEOUT_SECONDS` is closed
 //!   gracefully (a response still streaming finishes first).
 //!
+//! And one signal: **hang-up** ([`HangUp`], in every request's extensions). hyper polls a response
+//! body only while the client's socket takes bytes, so a scraper that stops reading mid-body would
+//! never let its body see its deadline or learn that a shared body cut it off. The scrape signals
+//! the hang-up in both cases (`stream`, `scrape::coalesce::buffer`) and the connection closes at
+//! once, dropping the response, which records why.
+//!
 //! The header size limit (431) is hyper's. On drain, idle connections close at once and busy ones
 //! after their response. Every close the proxy asks for is counted by reason
 //! (`windows_exporter_proxy_connections_closed_total{reason}`).
@@ -103,8 +109,11 @@ async fn serve_http<S>(
     let telemetry = app.telemetry.clone();
     let io = TokioIo::new(ActivityIo { inner: stream, clock: clock.clone() });
     let service_clock = clock.clone();
+    let hang_up = HangUp(Arc::new(Notify::new()));
+    let service_hang_up = hang_up.clone();
     let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
         service_clock.head_received();
+        request.extensions_mut().insert(service_hang_up.clone());
         if let Some(certificate) = &client_certificate {
             // What `auth` reads to authorize by client certificate.
             request.extensions_mut().insert(certificate.clone());
@@ -151,6 +160,13 @@ async fn serve_http<S>(
             }
             // A request started arriving: its header deadline may be sooner than the idle one.
             _ = clock.head_started.notified() => {}
+            // A response cannot be completed and hyper is not polling it (the scraper stopped
+            // reading): close now; dropping the connection drops the response, which records why.
+            _ = hang_up.0.notified() => {
+                tracing::debug!("closing connection: its response was cut off (lagged, or past its deadline)");
+                telemetry.connection_closed(CloseReason::cut);
+                return;
+            }
             _ = tokio::time::sleep_until(deadline), if !(closing && watching == Watching::Idle) => {
                 let now = Instant::now();
                 match watching {
@@ -178,6 +194,11 @@ async fn serve_http<S>(
         }
     }
 }
+
+/// In each request's extensions: notify it to close this connection at once, when a response
+/// has been cut off and hyper may not be polling it (see `scrape::coalesce::buffer`).
+#[derive(Debug, Clone)]
+pub struct HangUp(pub Arc<Notify>);
 
 /// Which deadline the connection loop is waiting for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

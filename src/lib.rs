@@ -10,7 +10,7 @@
 //! | [`config`] | the only reader of the environment: the table of variables, their parsers, a checked [`config::Config`] |
 //! | [`server`] | accept loop, connection cap, graceful drain |
 //! | [`tls`] | HTTPS: the handshake, the reloading certificate, certificate files, the TLS metrics |
-//! | [`connection`] | one client connection: HTTP/1.1 limits, header-read and idle clocks, its part in a drain |
+//! | [`connection`] | one client connection: HTTP/1.1 limits, header-read and idle clocks, the hang-up a stalled response signals, its part in a drain |
 //! | [`router`] | which endpoint a request is for, and the 404/405 answers |
 //! | [`auth`] | who may scrape: the `PROXY_AUTH` chain of client-cert, basic and tokenreview |
 //! | [`scrape`] | the `/metrics` handler: deadline, in-flight slot, exporter request, answer; [`scrape::ScrapeError`]; [`scrape::coalesce`]: identical concurrent scrapes share one exporter request |

@@ -19,7 +19,8 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{Notify, OwnedSemaphorePermit};
+use tokio::task::AbortHandle;
 use tokio::time::{Instant, Sleep};
 
 use crate::exporter::innermost;
@@ -63,18 +64,42 @@ pub enum Source {
 pub struct ScrapeStream {
     body: Source,
     deadline: Pin<Box<Sleep>>,
+    /// When the deadline is; `deadline` only fires while hyper polls the body.
+    due: Instant,
+    /// Hangs up on the scraper at the deadline if the body is still unfinished then.
+    watchdog: Option<AbortHandle>,
     bytes: u64,
     record: Option<ScrapeRecord>,
 }
 
 impl ScrapeStream {
-    /// Streams `body`, cutting it off at `deadline`.
-    pub fn new(body: Source, deadline: tokio::time::Instant, record: ScrapeRecord) -> ScrapeStream {
-        ScrapeStream { body, deadline: Box::pin(tokio::time::sleep_until(deadline)), bytes: 0, record: Some(record) }
+    /// Streams `body`, cutting it off at `deadline`. hyper polls a body only while the scraper's
+    /// socket takes bytes, so a scraper that stops reading would hold the response (and, without
+    /// coalescing, its exporter slot) past the deadline; with `hang_up` (its connection's, see
+    /// `connection::HangUp`) a timer signals it at the deadline and the connection closes.
+    pub fn new(body: Source, deadline: Instant, record: ScrapeRecord, hang_up: Option<Arc<Notify>>) -> ScrapeStream {
+        let watchdog = hang_up.map(|hang_up| {
+            tokio::spawn(async move {
+                tokio::time::sleep_until(deadline).await;
+                hang_up.notify_one();
+            })
+            .abort_handle()
+        });
+        ScrapeStream {
+            body,
+            deadline: Box::pin(tokio::time::sleep_until(deadline)),
+            due: deadline,
+            watchdog,
+            bytes: 0,
+            record: Some(record),
+        }
     }
 
     /// Records how the scrape ended, once: the first call wins.
     fn finish(&mut self, ending: Result<Outcome, &ScrapeError>) {
+        if let Some(watchdog) = self.watchdog.take() {
+            watchdog.abort();
+        }
         let Some(record) = self.record.take() else { return };
         let elapsed = record.started.elapsed();
         let elapsed_ms = elapsed.as_millis() as u64;
@@ -164,7 +189,19 @@ impl Drop for ScrapeStream {
     fn drop(&mut self) {
         // Dropped before its end: either nothing was left to send (HEAD, empty body) or the
         // scraper went away, which drops its own exporter connection, or its cursor on a
-        // shared one (the shared request goes on while others read it).
+        // shared one (the shared request goes on while others read it). A cursor the writer cut
+        // is dropped when `connection` hangs up on its scraper, which had stopped reading: that
+        // is the cut, not the scraper going away.
+        if let Source::Shared(reader, limit) = &self.body
+            && reader.is_cut()
+        {
+            let limit = *limit;
+            return self.finish(Err(&ScrapeError::Lagged { limit }));
+        }
+        // Unfinished at the deadline: the watchdog hung up on a scraper that had stopped reading.
+        if !self.is_end_stream() && Instant::now() >= self.due {
+            return self.finish(Err(&ScrapeError::BodyDeadline));
+        }
         let outcome = if self.is_end_stream() { Outcome::ok } else { Outcome::client_gone };
         self.finish(Ok(outcome));
     }

@@ -61,6 +61,9 @@ pub enum CloseReason {
     idle,
     /// The proxy is stopping.
     drain,
+    /// A response that could not be finished while its scraper had stopped reading: cut for
+    /// lagging behind a shared body, or unfinished at its scrape deadline.
+    cut,
 }
 
 /// Labels of `windows_exporter_proxy_connections_closed_total`.
@@ -138,7 +141,7 @@ impl Telemetry {
         let closed = Family::<CloseLabels, Counter>::default();
         registry.register(
             "connections_closed",
-            "Client connections the proxy closed, by reason (header_timeout, idle, drain)",
+            "Client connections the proxy closed, by reason (header_timeout, idle, drain, cut)",
             closed.clone(),
         );
         let exporter_requests = Counter::default();

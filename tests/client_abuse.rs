@@ -350,3 +350,56 @@ async fn scraper_hanging_up_mid_body_drops_the_exporter_connection() {
     assert_eq!(metric(&m, "windows_exporter_proxy_scrapes_total{outcome=\"ok\",status=\"200\"}"), 0.0);
     proxy.wait_until_settled(fd_baseline).await;
 }
+
+#[tokio::test]
+async fn a_scraper_that_stops_reading_is_cut_at_its_deadline_and_its_exporter_slot_comes_back() {
+    // 32 MiB: far more than the socket buffers and hyper's write queue hold, so the proxy's
+    // writes stop once the scraper stops reading, and hyper stops polling the body.
+    let body = Bytes::from(vec![b'#'; 32 * 1024 * 1024]);
+    let exporter = FakeExporter::serving(body.clone(), TEXT).await;
+    for coalesce in ["false", "true"] {
+        let mut proxy = proxy_for(&exporter, &[("PROXY_MAX_INFLIGHT", "1"), ("PROXY_COALESCE", coalesce)]).await;
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let stream = socket.connect(proxy.addr).await.unwrap();
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+        tokio::spawn(connection);
+        // Prometheus' 2 s timeout: the proxy's budget is 1.5 s.
+        let request = http::Request::get("/metrics")
+            .header("host", proxy.addr.to_string())
+            .header("x-prometheus-scrape-timeout-seconds", "2")
+            .body(http_body_util::Empty::<Bytes>::new())
+            .unwrap();
+        let response = within("the stalled scraper's head", sender.send_request(request)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "PROXY_COALESCE={coalesce}");
+
+        // It reads nothing more. At the deadline the proxy hangs up on it and says so once.
+        let line = proxy.wait_for_log("the stalled scrape's timeout", |l| l["outcome"] == "timeout").await;
+        assert!(line["bytes"].as_u64().unwrap() < body.len() as u64, "{line}");
+        let mut stalled = response.into_body();
+        let ended = within("the stalled body to end", async {
+            loop {
+                match stalled.frame().await {
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) => return Err(()),
+                    None => return Ok(()),
+                }
+            }
+        })
+        .await;
+        assert!(ended.is_err(), "PROXY_COALESCE={coalesce}: the cut body must not end cleanly");
+
+        // The one exporter slot is free again: the next scrape gets the whole body.
+        let next = support::get(proxy.addr, "/metrics").await;
+        assert_eq!(next.status, StatusCode::OK);
+        assert_eq!(next.body.len(), body.len(), "PROXY_COALESCE={coalesce}");
+        let m = proxy
+            .wait_for_metrics("the cut counted", |m| {
+                metric(m, "windows_exporter_proxy_scrapes_total{outcome=\"ok\",status=\"200\"}") == 1.0
+            })
+            .await;
+        assert_eq!(metric(&m, "windows_exporter_proxy_scrapes_total{outcome=\"timeout\",status=\"200\"}"), 1.0);
+        assert_eq!(metric(&m, "windows_exporter_proxy_connections_closed_total{reason=\"cut\"}"), 1.0);
+    }
+}

@@ -28,23 +28,33 @@ use std::time::Duration;
 use http::uri::PathAndQuery;
 use http::{HeaderMap, Method, Request, Response};
 use hyper::body::Incoming;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 pub use error::ScrapeError;
 
 use crate::config::Config;
+use crate::connection::HangUp;
 use crate::deadline::{SCRAPE_TIMEOUT_HEADER, ScrapeBudget};
 use crate::exporter::{Exporter, ExporterError};
 use crate::headers;
 use crate::response::ResponseBody;
 use crate::stream::{Held, ScrapeRecord, ScrapeStream, Source};
 use crate::telemetry::{GaugeGuard, Telemetry};
+
 use coalesce::key::ScrapeKey;
 use coalesce::{Coalescer, Joined, Member};
 
 /// The exporter path every scrape goes to.
 pub const METRICS_PATH: &str = "/metrics";
+
+/// The scraper a scrape answers: when it asked, and how to hang up on it (its connection's
+/// [`HangUp`], absent outside a connection) when its body cannot be finished while hyper is not
+/// polling it.
+struct Scraper {
+    started: Instant,
+    hang_up: Option<Arc<Notify>>,
+}
 
 /// The `/metrics` handler and what it shares between scrapes.
 pub struct Scrape {
@@ -105,11 +115,12 @@ impl Scrape {
         port: &mut Option<u16>,
     ) -> Result<Response<ResponseBody>, ScrapeError> {
         let (parts, _body) = request.into_parts();
+        let scraper = Scraper { started, hang_up: parts.extensions.get::<HangUp>().map(|HangUp(h)| h.clone()) };
         let outgoing = self.outgoing(parts, budget);
         let to = *port.insert(self.port(deadline, budget).await?);
         match &self.coalescer {
-            Some(coalescer) => self.answer_shared(coalescer, outgoing, to, started, deadline, budget).await,
-            None => self.answer_alone(outgoing, to, started, deadline, budget).await,
+            Some(coalescer) => self.answer_shared(coalescer, outgoing, to, scraper, deadline, budget).await,
+            None => self.answer_alone(outgoing, to, scraper, deadline, budget).await,
         }
     }
 
@@ -126,7 +137,7 @@ impl Scrape {
         &self,
         outgoing: Outgoing,
         port: u16,
-        started: Instant,
+        scraper: Scraper,
         deadline: Instant,
         budget: &ScrapeBudget,
     ) -> Result<Response<ResponseBody>, ScrapeError> {
@@ -138,10 +149,10 @@ impl Scrape {
                 .map_err(|_elapsed| no_answer(budget))?
                 .map_err(ScrapeError::Exporter)?;
         let (parts, body) = answer.into_parts();
-        let record = self.record(parts.status, started, Some(Held { slot, inflight }));
+        let record = self.record(parts.status, scraper.started, Some(Held { slot, inflight }));
         Ok(Response::from_parts(
             parts,
-            ResponseBody::Scrape(ScrapeStream::new(Source::Exporter(body), deadline, record)),
+            ResponseBody::Scrape(ScrapeStream::new(Source::Exporter(body), deadline, record, scraper.hang_up)),
         ))
     }
 
@@ -152,7 +163,7 @@ impl Scrape {
         coalescer: &Coalescer,
         outgoing: Outgoing,
         port: u16,
-        started: Instant,
+        scraper: Scraper,
         deadline: Instant,
         budget: &ScrapeBudget,
     ) -> Result<Response<ResponseBody>, ScrapeError> {
@@ -169,8 +180,13 @@ impl Scrape {
         *response.status_mut() = answer.status;
         *response.version_mut() = answer.version;
         *response.headers_mut() = answer.headers.clone();
-        let record = self.record(answer.status, started, None);
-        let body = ScrapeStream::new(Source::Shared(member.into_reader(), coalescer.limit()), deadline, record);
+        let record = self.record(answer.status, scraper.started, None);
+        let reader = member.into_reader();
+        if let Some(hang_up) = &scraper.hang_up {
+            // Cut for lagging, this scraper's connection closes at once (hyper may not be polling).
+            reader.hang_up_when_cut(hang_up.clone());
+        }
+        let body = ScrapeStream::new(Source::Shared(reader, coalescer.limit()), deadline, record, scraper.hang_up);
         Ok(response.map(|()| ResponseBody::Scrape(body)))
     }
 

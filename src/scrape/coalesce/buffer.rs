@@ -20,6 +20,10 @@
 //! - **Never a clean short body.** The body ends cleanly only through [`BodyWriter::finish`];
 //!   [`BodyWriter::fail`] or a writer dropped without finishing gives every reader
 //!   [`ReadError::Failed`] after the bytes it had not read yet.
+//! - **A cut reader's connection is told at once.** hyper polls a body only while the socket
+//!   takes bytes, so a scraper that stopped reading would not poll its cursor again to learn it
+//!   was cut; [`BodyReader::hang_up_when_cut`] gives the cursor a [`Notify`] the writer signals
+//!   when it cuts it (`connection` then closes that connection).
 //! - **Abandoned when nobody reads.** When no reader is left (gone or cut),
 //!   [`BodyWriter::poll_abandoned`] says so: the exporter request is then dropped.
 //!
@@ -32,6 +36,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
+use tokio::sync::Notify;
 
 #[cfg(any(test, fuzzing))]
 #[doc(hidden)]
@@ -73,6 +78,8 @@ struct Cursor {
     /// Cut off for lagging; kept until the reader is dropped so it learns why.
     cut: bool,
     waker: Option<Waker>,
+    /// Signalled when the writer cuts this reader: its connection, which may not be polling it.
+    hang_up: Option<Arc<Notify>>,
 }
 
 struct State {
@@ -106,7 +113,7 @@ impl State {
     fn add_reader(&mut self) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
-        self.cursors.insert(id, Cursor { next: 0, pos: 0, cut: false, waker: None });
+        self.cursors.insert(id, Cursor { next: 0, pos: 0, cut: false, waker: None, hang_up: None });
         self.live += 1;
         id
     }
@@ -142,6 +149,9 @@ impl State {
             if !cursor.cut && self.head - cursor.pos > self.limit {
                 cursor.cut = true;
                 cut += 1;
+                if let Some(hang_up) = cursor.hang_up.take() {
+                    hang_up.notify_one();
+                }
             }
         }
         self.live -= cut;
@@ -317,6 +327,23 @@ pub struct BodyReader {
 }
 
 impl BodyReader {
+    /// Signal `hang_up` when the writer cuts this reader (at once if it already has).
+    pub fn hang_up_when_cut(&self, hang_up: Arc<Notify>) {
+        let mut state = lock(&self.state);
+        let cursor = state.cursors.get_mut(&self.id).expect("a reader's cursor lives as long as the reader");
+        if cursor.cut {
+            hang_up.notify_one();
+        } else {
+            cursor.hang_up = Some(hang_up);
+        }
+    }
+
+    /// Whether the writer cut this reader off for lagging.
+    pub fn is_cut(&self) -> bool {
+        let state = lock(&self.state);
+        state.cursors.get(&self.id).is_some_and(|cursor| cursor.cut)
+    }
+
     /// The next piece, the clean end (`None`), or why there is no more.
     pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, ReadError>>> {
         let mut guard = lock(&self.state);
@@ -424,6 +451,9 @@ mod tests {
     fn a_reader_too_far_behind_is_cut_and_the_others_go_on() {
         let (mut writer, mut fast) = shared(8);
         let mut slow = writer.joiner().join().unwrap();
+        let (slow_hang_up, fast_hang_up) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        slow.hang_up_when_cut(slow_hang_up.clone());
+        fast.hang_up_when_cut(fast_hang_up.clone());
         let mut cut = 0;
         for _ in 0..5 {
             assert_eq!(poll(|cx| writer.poll_room(cx)), Poll::Ready(Room::Ready));
@@ -431,7 +461,15 @@ mod tests {
             while let Poll::Ready(Some(Ok(_))) = read(&mut fast) {}
         }
         assert_eq!(cut, 1);
+        // The cut reader's connection is told without the reader being polled; the other's is not.
+        assert!(slow.is_cut() && !fast.is_cut());
+        assert!(poll(|cx| std::pin::pin!(slow_hang_up.notified()).poll(cx)).is_ready());
+        assert!(poll(|cx| std::pin::pin!(fast_hang_up.notified()).poll(cx)).is_pending());
         assert_eq!(read(&mut slow), Poll::Ready(Some(Err(ReadError::Lagged))));
+        // A hang-up registered after the cut is signalled at once.
+        let late_hang_up = Arc::new(Notify::new());
+        slow.hang_up_when_cut(late_hang_up.clone());
+        assert!(poll(|cx| std::pin::pin!(late_hang_up.notified()).poll(cx)).is_ready());
         drop(slow);
         assert_eq!(fast.received(), 15);
         assert_eq!(poll(|cx| writer.poll_room(cx)), Poll::Ready(Room::Ready));
