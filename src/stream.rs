@@ -63,9 +63,8 @@ pub enum Source {
 /// The exporter's body on its way to the scraper.
 pub struct ScrapeStream {
     body: Source,
+    /// Fires only while hyper polls the body; the watchdog covers the rest.
     deadline: Pin<Box<Sleep>>,
-    /// When the deadline is; `deadline` only fires while hyper polls the body.
-    due: Instant,
     /// Hangs up on the scraper at the deadline if the body is still unfinished then.
     watchdog: Option<AbortHandle>,
     bytes: u64,
@@ -88,7 +87,6 @@ impl ScrapeStream {
         ScrapeStream {
             body,
             deadline: Box::pin(tokio::time::sleep_until(deadline)),
-            due: deadline,
             watchdog,
             bytes: 0,
             record: Some(record),
@@ -191,18 +189,14 @@ impl Drop for ScrapeStream {
         // scraper went away, which drops its own exporter connection, or its cursor on a
         // shared one (the shared request goes on while others read it). A cursor the writer cut
         // is dropped when `connection` hangs up on its scraper, which had stopped reading: that
-        // is the cut, not the scraper going away.
-        if let Source::Shared(reader, limit) = &self.body
-            && reader.is_cut()
-        {
-            let limit = *limit;
-            return self.finish(Err(&ScrapeError::Lagged { limit }));
-        }
-        // Unfinished at the deadline: the watchdog hung up on a scraper that had stopped reading.
-        if !self.is_end_stream() && Instant::now() >= self.due {
-            return self.finish(Err(&ScrapeError::BodyDeadline));
-        }
-        let outcome = if self.is_end_stream() { Outcome::ok } else { Outcome::client_gone };
-        self.finish(Ok(outcome));
+        // is the cut, not the scraper going away; one unfinished at its deadline was hung up on
+        // by the watchdog.
+        let ending = match &self.body {
+            Source::Shared(reader, limit) if reader.is_cut() => Err(ScrapeError::Lagged { limit: *limit }),
+            _ if self.is_end_stream() => Ok(Outcome::ok),
+            _ if Instant::now() >= self.deadline.deadline() => Err(ScrapeError::BodyDeadline),
+            _ => Ok(Outcome::client_gone),
+        };
+        self.finish(ending.as_ref().copied());
     }
 }
