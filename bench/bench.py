@@ -178,6 +178,15 @@ def rss_kib(pids: list[int]) -> int:
     return sum(status_kib(p, "VmRSS") for p in pids)
 
 
+def private_kib(pids: list[int]) -> int:
+    """RssAnon: the resident pages no other process can share (heap, stacks, relocated data).
+
+    It leaves out the mapped binary and libraries, which VmRSS counts in 64 KiB fault-around
+    windows. It is the Linux side of what a Windows node charges the pod: containerd's CRI reports
+    a Windows container's working set as its private working set (BENCHMARKS.md, "Memory")."""
+    return sum(status_kib(p, "RssAnon") for p in pids)
+
+
 def hwm_kib(pids: list[int]) -> int:
     return sum(status_kib(p, "VmHWM") for p in pids)
 
@@ -551,12 +560,15 @@ def tables(results: dict) -> str:
                     f"| {fmt_mib(r['peak_rss_kib'])} | {r['errors']} |"
                 )
     lines.append("\n**Memory** (MiB; nginx is master + workers; direct is the upstream nginx)\n")
-    lines.append("| target | idle RSS at start | RSS idle after load | 512 MiB stream: RSS before | peak | growth | stream MiB/s |")
-    lines.append("|---|---:|---:|---:|---:|---:|---:|")
+    lines.append("| target | idle RSS at start | of it private (RssAnon) | RSS idle after load "
+                 "| 512 MiB stream: RSS before | peak | growth | stream MiB/s |")  # fmt: skip
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|")
     for tname in order(idle):
         st = stream.get(tname)
+        private = idle[tname].get("start_private")
         lines.append(
-            f"| {label(tname)} | {fmt_mib(idle[tname]['start'])} | {fmt_mib(idle[tname]['after_load'])} | "
+            f"| {label(tname)} | {fmt_mib(idle[tname]['start'])} | {fmt_mib(private) if private is not None else '-'} "
+            f"| {fmt_mib(idle[tname]['after_load'])} | "
             + (f"{fmt_mib(st['before_kib'])} | {fmt_mib(st['peak_kib'])} | {fmt_mib(st['growth_kib'])} | {st['mib_per_s']:.0f} |"
                if st else "- | - | - | - |")
         )  # fmt: skip
@@ -848,9 +860,10 @@ def run_tls_scenario(procs: Procs, tmp: Path, up_port: int, up_pids: list[int], 
     started_at = len(procs.started)
     targets = start_tls_targets(procs, tmp, up_port, up_pids, binary, files)
     time.sleep(0.3)
-    tls = results["tls"] = {"idle_rss_kib": {}, "load": {}}
+    tls = results["tls"] = {"idle_rss_kib": {}, "idle_private_kib": {}, "load": {}}
     for t in targets.values():
         tls["idle_rss_kib"][t.name] = rss_kib(t.pids)
+        tls["idle_private_kib"][t.name] = private_kib(t.pids)
         status, body = https_get(t.url + "/metrics", files["ca"]) if t.url.startswith("https") else http_get(t.url + "/metrics")
         if status != 200 or hashlib.sha256(body).hexdigest() != payload["sha256"]:
             raise BenchError(f"{t.name}: /metrics over TLS answered {status} with {len(body)} bytes, not the payload")
@@ -894,11 +907,12 @@ def tls_tables(results: dict) -> str:
             added = (lambda k: "-" if tname == "direct" else f"{r[k]:+.0f}")  # noqa: E731
             lines.append(f"| {TLS_LABELS[tname]} | {r['rps']:.0f} | {r['p50_us']:.0f} | {added('added_p50_us')} | {r['p99_us']:.0f} "
                          f"| {added('added_p99_us')} | {r['cpu_s_per_1000']:.3f} | {fmt_mib(r['peak_rss_kib'])} | {r['errors']} |")  # fmt: skip
-    idle = tls["idle_rss_kib"]
-    lines.append("\n| target | idle RSS MiB at start | after load |")
-    lines.append("|---|---:|---:|")
+    idle, private = tls["idle_rss_kib"], tls.get("idle_private_kib", {})
+    lines.append("\n| target | idle RSS MiB at start | of it private (RssAnon) | after load |")
+    lines.append("|---|---:|---:|---:|")
     for tname in ["proxy-tls", "haproxy-tls"]:
-        lines.append(f"| {TLS_LABELS[tname]} | {fmt_mib(idle[tname])} | {fmt_mib(idle[tname + ' after load'])} |")
+        mine = fmt_mib(private[tname]) if tname in private else "-"
+        lines.append(f"| {TLS_LABELS[tname]} | {fmt_mib(idle[tname])} | {mine} | {fmt_mib(idle[tname + ' after load'])} |")
     if tls.get("exe_bytes"):
         lines.append(f"\nWindows `.exe` (release, x86_64-pc-windows-gnu, with TLS): {tls['exe_bytes']:,} bytes "
                      f"({tls['exe_bytes'] / 2**20:.2f} MiB).")  # fmt: skip
@@ -1024,7 +1038,7 @@ def main() -> int:
             targets = start_targets(procs, tmp, ports[pname], up_pids, proxies, want)
             time.sleep(0.3)
             for t in targets.values():
-                results["idle_rss_kib"].setdefault(t.name, {"start": rss_kib(t.pids)})
+                results["idle_rss_kib"].setdefault(t.name, {"start": rss_kib(t.pids), "start_private": private_kib(t.pids)})
                 check_body(t, payloads[pname])
             print(f"== {pname}: {payloads[pname]['bytes']:,} bytes; targets: {', '.join(targets)}", flush=True)
             if not args.smoke:  # warm-up: pools, page cache, allocator arenas
