@@ -359,19 +359,10 @@ async fn a_scraper_that_stops_reading_is_cut_at_its_deadline_and_its_exporter_sl
     let exporter = FakeExporter::serving(body.clone(), TEXT).await;
     for coalesce in ["false", "true"] {
         let mut proxy = proxy_for(&exporter, &[("PROXY_MAX_INFLIGHT", "1"), ("PROXY_COALESCE", coalesce)]).await;
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.set_recv_buffer_size(4096).unwrap();
-        let stream = socket.connect(proxy.addr).await.unwrap();
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
-        tokio::spawn(connection);
+        let mut scraper = Client::with_small_receive_window(proxy.addr).await;
         // Prometheus' 2 s timeout: the proxy's budget is 1.5 s.
-        let request = http::Request::get("/metrics")
-            .header("host", proxy.addr.to_string())
-            .header("x-prometheus-scrape-timeout-seconds", "2")
-            .body(http_body_util::Empty::<Bytes>::new())
-            .unwrap();
-        let response = within("the stalled scraper's head", sender.send_request(request)).await.unwrap();
+        let timeout = [("x-prometheus-scrape-timeout-seconds", "2")];
+        let response = scraper.send(Method::GET, "/metrics", &timeout).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "PROXY_COALESCE={coalesce}");
 
         // It reads nothing more. At the deadline the proxy hangs up on it and says so once.

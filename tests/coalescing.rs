@@ -395,18 +395,12 @@ mod bounded {
         let fast = scrape_all(&proxy, 1, timeout).pop().unwrap();
         exporter.next_request().await;
         // The slow scraper: a small receive window, and it reads nothing until the end.
-        let slow_socket = tokio::net::TcpSocket::new_v4().unwrap();
-        slow_socket.set_recv_buffer_size(4096).unwrap();
-        let slow_stream = slow_socket.connect(proxy.addr).await.unwrap();
-        let (mut slow_sender, connection) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(slow_stream)).await.unwrap();
-        tokio::spawn(connection);
-        let request = http::Request::get("/metrics")
-            .header("host", proxy.addr.to_string())
-            .header(timeout[0].0, timeout[0].1)
-            .body(http_body_util::Empty::<Bytes>::new())
-            .unwrap();
-        let slow = tokio::spawn(slow_sender.send_request(request));
+        let mut slow_scraper = Client::with_small_receive_window(proxy.addr).await;
+        // The task hands the client back with the head, so its connection outlives the body.
+        let slow = tokio::spawn(async move {
+            let head = slow_scraper.send(Method::GET, "/metrics", timeout).await;
+            (slow_scraper, head)
+        });
         wait_coalesced(&proxy, 1).await;
         release.send_replace(true);
 
@@ -416,7 +410,8 @@ mod bounded {
         let cut = proxy.wait_for_log("the lagged scraper's log line", |l| l["outcome"] == "lagged").await;
         assert!(cut["error"].as_str().unwrap().contains("PROXY_COALESCE_MAX_BUFFER_BYTES"), "{cut}");
 
-        let slow = within("the slow scraper's head", slow).await.unwrap().unwrap();
+        let (_slow_scraper, slow) = within("the slow scraper's head", slow).await.unwrap();
+        let slow = slow.unwrap();
         let (_, mut slow_body) = slow.into_parts();
         let mut received = 0usize;
         let ended = within("the slow body to end", async {

@@ -412,6 +412,19 @@ impl Client {
     /// Opens one connection.
     pub async fn connect(addr: SocketAddr) -> Client {
         let stream = within("connect to the proxy", TcpStream::connect(addr)).await.expect("connect to the proxy");
+        Client::over(stream, addr).await
+    }
+
+    /// Opens one connection with a 4 KiB receive buffer: a scraper that, once it stops reading,
+    /// fills up quickly, so the proxy finds the socket full and hyper stops polling the body.
+    pub async fn with_small_receive_window(addr: SocketAddr) -> Client {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+        socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+        let stream = within("connect to the proxy", socket.connect(addr)).await.expect("connect to the proxy");
+        Client::over(stream, addr).await
+    }
+
+    async fn over(stream: TcpStream, addr: SocketAddr) -> Client {
         let local = stream.local_addr().expect("a connected socket has a local address");
         let (sender, connection) =
             hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("HTTP handshake");
