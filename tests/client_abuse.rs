@@ -16,7 +16,7 @@ use bytes::Bytes;
 use http::{Method, StatusCode};
 use http_body_util::BodyExt;
 use support::{
-    Client, FakeExporter, HeldScrape, ProxyProcess, SeenRequest, health_within, metric, raw_exchange, within,
+    Client, FakeExporter, HeldScrape, ProxyProcess, SeenRequest, health_within, metric, raw_exchange, read_all, within,
     within_for,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -368,17 +368,7 @@ async fn a_scraper_that_stops_reading_is_cut_at_its_deadline_and_its_exporter_sl
         // It reads nothing more. At the deadline the proxy hangs up on it and says so once.
         let line = proxy.wait_for_log("the stalled scrape's timeout", |l| l["outcome"] == "timeout").await;
         assert!(line["bytes"].as_u64().unwrap() < body.len() as u64, "{line}");
-        let mut stalled = response.into_body();
-        let ended = within("the stalled body to end", async {
-            loop {
-                match stalled.frame().await {
-                    Some(Ok(_)) => {}
-                    Some(Err(_)) => return Err(()),
-                    None => return Ok(()),
-                }
-            }
-        })
-        .await;
+        let ended = read_all(response).await;
         assert!(ended.is_err(), "PROXY_COALESCE={coalesce}: the cut body must not end cleanly");
 
         // The one exporter slot is free again: the next scrape gets the whole body.
