@@ -74,9 +74,14 @@ pub struct ScrapeStream {
 impl ScrapeStream {
     /// Streams `body`, cutting it off at `deadline`. hyper polls a body only while the scraper's
     /// socket takes bytes, so a scraper that stops reading would hold the response (and, without
-    /// coalescing, its exporter slot) past the deadline; with `hang_up` (its connection's, see
-    /// `connection::HangUp`) a timer signals it at the deadline and the connection closes.
+    /// coalescing, its exporter slot) past the deadline, and would not learn that a shared body
+    /// cut it for lagging. With `hang_up` (its connection's, see `connection::HangUp`), a timer
+    /// signals it at the deadline and a shared body's writer signals it at the cut; the
+    /// connection then closes.
     pub fn new(body: Source, deadline: Instant, record: ScrapeRecord, hang_up: Option<Arc<Notify>>) -> ScrapeStream {
+        if let (Source::Shared(reader, _), Some(hang_up)) = (&body, &hang_up) {
+            reader.hang_up_when_cut(hang_up.clone());
+        }
         let watchdog = hang_up.map(|hang_up| {
             tokio::spawn(async move {
                 tokio::time::sleep_until(deadline).await;

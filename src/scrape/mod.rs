@@ -181,12 +181,8 @@ impl Scrape {
         *response.version_mut() = answer.version;
         *response.headers_mut() = answer.headers.clone();
         let record = self.record(answer.status, scraper.started, None);
-        let reader = member.into_reader();
-        if let Some(hang_up) = &scraper.hang_up {
-            // Cut for lagging, this scraper's connection closes at once (hyper may not be polling).
-            reader.hang_up_when_cut(hang_up.clone());
-        }
-        let body = ScrapeStream::new(Source::Shared(reader, coalescer.limit()), deadline, record, scraper.hang_up);
+        let source = Source::Shared(member.into_reader(), coalescer.limit());
+        let body = ScrapeStream::new(source, deadline, record, scraper.hang_up);
         Ok(response.map(|()| ResponseBody::Scrape(body)))
     }
 
