@@ -173,11 +173,17 @@ pub fn parse_line(text: &str) -> Result<(&str, &str, u32), LineError> {
         return Err(LineError::NotBcrypt { user: user.to_owned(), kind });
     }
     let parts: bcrypt::HashParts = hash.parse().map_err(|_| LineError::BadBcrypt { user: user.to_owned() })?;
-    // The crate reads the cost but checks the salt and digest only when verifying: check the
-    // shape here so a truncated hash fails at start, not as "wrong password" forever after.
-    let tail = &hash[7..];
-    let alphabet = |c: char| c.is_ascii_alphanumeric() || c == '.' || c == '/';
-    if hash.len() != 60 || !tail.chars().all(alphabet) || !(4..=31).contains(&parts.get_cost()) {
+    // The crate reads the cost but checks the salt and digest only when verifying, and accepts
+    // shapes htpasswd never writes (a one-digit cost, empty `$` fields): check the exact shape
+    // `$2y$NN$` + 53 characters of bcrypt's alphabet here, on bytes so no input can split a
+    // character, so a truncated hash fails at start, not as "wrong password" forever after.
+    let bytes = hash.as_bytes();
+    let alphabet = |b: &u8| b.is_ascii_alphanumeric() || *b == b'.' || *b == b'/';
+    let shaped = bytes.len() == 60
+        && bytes[4..6].iter().all(u8::is_ascii_digit)
+        && bytes[6] == b'$'
+        && bytes[7..].iter().all(alphabet);
+    if !shaped || !(4..=31).contains(&parts.get_cost()) {
         return Err(LineError::BadBcrypt { user: user.to_owned() });
     }
     Ok((user, hash, parts.get_cost()))
@@ -340,6 +346,26 @@ mod tests {
             Htpasswd::parse(&file(&[PROMETHEUS, PROMETHEUS])),
             Err(HtpasswdError::Duplicate { line: 2, first: 1, user: "prometheus".into() })
         );
+    }
+
+    /// Found by `fuzz/fuzz_targets/htpasswd.rs` in CI: with a one-digit cost, byte 7 of the hash
+    /// is inside the salt, which here starts with a two-byte character; slicing there panicked
+    /// at start, and the panic message quoted the hash. The other two shapes, which bcrypt's
+    /// parser also lets through (it skips empty `$` fields) but htpasswd never writes, were
+    /// accepted. All three are now refused like any malformed hash.
+    #[test]
+    fn hashes_bcrypt_parses_but_htpasswd_never_writes_are_refused_not_a_panic() {
+        let salt_and_digest = &PROMETHEUS["prometheus:$2y$04$".len()..];
+        let multibyte = format!("prometheus:$2y$4$\u{e9}{}", &salt_and_digest[2..]);
+        let one_digit_cost = format!("prometheus:$2y$4$${salt_and_digest}");
+        let empty_field = format!("prometheus:$2y$$4${salt_and_digest}");
+        for line in [multibyte, one_digit_cost, empty_field] {
+            assert_eq!(
+                Htpasswd::parse(line.as_bytes()),
+                Err(HtpasswdError::BadBcrypt { line: 1, user: "prometheus".into() }),
+                "{line}"
+            );
+        }
     }
 
     #[test]
