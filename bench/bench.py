@@ -899,16 +899,17 @@ def windows_exe_bytes() -> int | None:
     """The size of the Windows `.exe` in target/, or None when there is none or it is older than
     a source it is built from: bench/run does not cross-build it (scripts/test-windows does), and a
     size left over from an earlier commit would be reported as this one's."""
-    if not WINDOWS_EXE.exists():
+    try:
+        exe = WINDOWS_EXE.stat()
+    except FileNotFoundError:
         return None
-    built = WINDOWS_EXE.stat().st_mtime
     sources = [*(ROOT / "src").rglob("*.rs"), ROOT / "Cargo.toml", ROOT / "Cargo.lock", ROOT / ".cargo" / "config.toml"]
-    stale = [p for p in sources if p.exists() and p.stat().st_mtime > built]
+    stale = [p for p in sources if p.exists() and p.stat().st_mtime > exe.st_mtime]
     if stale:
         print(f"  .exe size not reported: {WINDOWS_EXE.name} is older than {stale[0].relative_to(ROOT)} "
               "(scripts/test-windows builds it)", flush=True)  # fmt: skip
         return None
-    return WINDOWS_EXE.stat().st_size
+    return exe.st_size
 
 
 def tls_tables(results: dict) -> str:

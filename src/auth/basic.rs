@@ -174,9 +174,9 @@ pub fn parse_line(text: &str) -> Result<(&str, &str, u32), LineError> {
     }
     let parts: bcrypt::HashParts = hash.parse().map_err(|_| LineError::BadBcrypt { user: user.to_owned() })?;
     // The crate reads the cost but checks the salt and digest only when verifying, and accepts
-    // shapes htpasswd never writes (a one-digit cost, empty `$` fields): check the exact shape
-    // `$2y$NN$` + 53 characters of bcrypt's alphabet here, on bytes so no input can split a
-    // character, so a truncated hash fails at start, not as "wrong password" forever after.
+    // shapes htpasswd never writes (a one-digit cost, empty `$` fields). Check the exact shape,
+    // `$2y$NN$` and 53 characters of bcrypt's alphabet, here: a truncated hash then fails at
+    // start, not as "wrong password" forever after. On bytes, so no input can split a character.
     let bytes = hash.as_bytes();
     let alphabet = |b: &u8| b.is_ascii_alphanumeric() || *b == b'.' || *b == b'/';
     let shaped = bytes.len() == 60
