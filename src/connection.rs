@@ -8,22 +8,38 @@
 //!   own header-read timeout cannot be used for this: it also runs while a kept-alive connection
 //!   waits for its next request, so it would close every idle connection after a few seconds.
 //! - **Idle**: a connection that has moved no bytes for `PROXY_IDLE_TIMEOUT_SECONDS` is closed
-//!   gracefully (a response still streaming finishes first).
+//!   gracefully (a response still streaming finishes first), or at once when a write to it is
+//!   stuck.
+//!
+//! And a deadline on every write, as nginx's `send_timeout` and HAProxy's `timeout client` give
+//! one: **send**. Each response has a time by which the client must have taken it: a scrape its
+//! scrape deadline ([`SendDeadline`], which the scrape sets), a local answer the header-read
+//! timeout from when it was made (a client gets as long to take a small answer as it had to send
+//! its request). A write that is still blocked at that time fails, and the connection closes. A
+//! client that pipelines requests and never reads its answers would otherwise hold its
+//! connection, and its `PROXY_MAX_CONNECTIONS` slot, for ever: enough of them and `/health` is
+//! never accepted again. While the proxy drains, a write blocked for the header-read timeout
+//! fails too, so such a client cannot hold a drain past its grace period.
 //!
 //! And one signal: **hang-up** ([`HangUp`], in every request's extensions). hyper polls a response
 //! body only while the client's socket takes bytes, so a scraper that stops reading mid-body would
-//! never let its body see its deadline or learn that a shared body cut it off. The scrape signals
-//! the hang-up in both cases (`stream`, `scrape::coalesce::buffer`) and the connection closes at
-//! once, dropping the response, which records why.
+//! never learn that a shared body cut it off. The shared body signals the hang-up
+//! (`scrape::coalesce::buffer`) and the connection closes at once, dropping the response, which
+//! records why. A body unfinished at its deadline while the scraper does not read is closed by
+//! the send deadline below, and counted as cut too.
 //!
 //! The header size limit (431) is hyper's. On drain, idle connections close at once and busy ones
 //! after their response. Every close the proxy asks for is counted by reason
 //! (`windows_exporter_proxy_connections_closed_total{reason}`).
+//!
+//! The bytes a client has not read yet may all sit in the kernel's socket buffers, where the
+//! proxy cannot tell them from bytes read: a response small enough to fit there is handed over
+//! whole, and its connection then idles until the idle timeout like any kept-alive one.
 
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -35,8 +51,9 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, watch};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
+use crate::deadline::SendDeadline;
 use crate::response::ResponseBody;
 use crate::router::App;
 use crate::scrape::ScrapeError;
@@ -69,7 +86,7 @@ pub async fn serve(
     limits: Limits,
     mut drain: watch::Receiver<bool>,
 ) {
-    let clock = Arc::new(Clock::new());
+    let clock = Arc::new(Clock::new(limits.header_read_timeout));
     let deadline = Instant::now() + limits.header_read_timeout;
     let Some(acceptor) = tls else {
         return serve_http(stream, None, clock, app, limits, drain).await;
@@ -107,7 +124,7 @@ async fn serve_http<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let telemetry = app.telemetry.clone();
-    let io = TokioIo::new(ActivityIo { inner: stream, clock: clock.clone() });
+    let io = TokioIo::new(ActivityIo::new(stream, clock.clone()));
     let service_clock = clock.clone();
     let hang_up = HangUp(Arc::new(Notify::new()));
     let service_hang_up = hang_up.clone();
@@ -120,8 +137,10 @@ async fn serve_http<S>(
         }
         let guard = InFlight::new(service_clock.clone());
         let app = app.clone();
+        let clock = service_clock.clone();
         async move {
             let response = app.handle(request).await;
+            clock.response_due(response.extensions().get::<SendDeadline>());
             Ok::<_, std::convert::Infallible>(response.map(|body| CountedBody { body, _in_flight: guard }))
         }
     });
@@ -143,7 +162,14 @@ async fn serve_http<S>(
         }
         tokio::select! {
             result = connection.as_mut() => {
-                if let Some(reason) = closed_by {
+                if clock.send_timed_out() && clock.in_flight() > 0 {
+                    // The body itself was unfinished at its deadline: its scrape records why.
+                    tracing::debug!("closing connection: its response was cut off (past its deadline)");
+                    telemetry.connection_closed(CloseReason::cut);
+                } else if clock.send_timed_out() {
+                    tracing::debug!("closing connection: the client took no bytes before its send deadline");
+                    telemetry.connection_closed(CloseReason::send_timeout);
+                } else if let Some(reason) = closed_by {
                     telemetry.connection_closed(reason);
                 }
                 if let Err(error) = result {
@@ -156,6 +182,9 @@ async fn serve_http<S>(
             _ = drain.changed(), if !closing => {
                 closing = true;
                 closed_by = Some(CloseReason::drain);
+                // A write stuck now fails after the short send deadline (see ActivityIo); hyper
+                // retries its pending write when polled next, which is where that starts.
+                clock.draining.store(true, Ordering::Relaxed);
                 connection.as_mut().graceful_shutdown();
             }
             // A request started arriving: its header deadline may be sooner than the idle one.
@@ -181,6 +210,13 @@ async fn serve_http<S>(
                         closing = true;
                         closed_by = Some(CloseReason::header_timeout);
                         connection.as_mut().graceful_shutdown();
+                    }
+                    Watching::Idle if clock.quiet_for(now) >= limits.idle_timeout && clock.write_blocked() => {
+                        // Nothing moved for the idle timeout because the client takes nothing:
+                        // a graceful close would wait for that write for ever.
+                        tracing::debug!(idle_ms = clock.quiet_for(now).as_millis() as u64, "closing idle connection stuck writing");
+                        telemetry.connection_closed(CloseReason::idle);
+                        return;
                     }
                     Watching::Idle if clock.quiet_for(now) >= limits.idle_timeout => {
                         tracing::debug!(idle_ms = clock.quiet_for(now).as_millis() as u64, "closing idle connection");
@@ -209,7 +245,8 @@ enum Watching {
     Idle,
 }
 
-/// When a connection last moved bytes, and whether a request head is on its way.
+/// When a connection last moved bytes, whether a request head is on its way, and by when the
+/// client must take the response being written.
 struct Clock {
     /// The last read or write.
     last_activity: Timestamp,
@@ -219,17 +256,58 @@ struct Clock {
     head_started: Notify,
     /// Requests whose response has not finished.
     in_flight: AtomicUsize,
+    /// By when the latest response must be written; unset before the first.
+    write_due: Timestamp,
+    /// Since when a write has been blocked; unset while writes go through.
+    blocked_since: Timestamp,
+    /// The header-read timeout: a local answer's send deadline, and a blocked write's in a drain.
+    short: Duration,
+    /// The proxy is draining.
+    draining: AtomicBool,
+    /// A write failed at its send deadline.
+    send_timed_out: AtomicBool,
 }
 
 impl Clock {
-    /// A new connection: its first request head is due from now.
-    fn new() -> Clock {
+    /// A new connection: its first request head is due from now; `short` is the header-read
+    /// timeout.
+    fn new(short: Duration) -> Clock {
         Clock {
             last_activity: Timestamp::now(),
             head_since: Timestamp::now(),
             head_started: Notify::new(),
             in_flight: AtomicUsize::new(0),
+            write_due: Timestamp::unset(),
+            blocked_since: Timestamp::unset(),
+            short,
+            draining: AtomicBool::new(false),
+            send_timed_out: AtomicBool::new(false),
         }
+    }
+
+    /// A response was made: the client must have taken it by `deadline` (a scrape's), or by
+    /// the short send deadline from now (a local answer).
+    fn response_due(&self, deadline: Option<&SendDeadline>) {
+        self.write_due.set(deadline.map_or_else(|| Instant::now() + self.short, |SendDeadline(at)| *at));
+    }
+
+    /// A write could not go through: when the blocked write must fail, counted from when it
+    /// first blocked. `None` before any response (nothing is due).
+    fn send_limit(&self, now: Instant) -> Option<Instant> {
+        let since = if self.blocked_since.set_now_if_unset() { now } else { self.blocked_since.get().unwrap_or(now) };
+        let draining = self.draining.load(Ordering::Relaxed).then(|| since + self.short);
+        match (self.write_due.get(), draining) {
+            (Some(due), Some(drain)) => Some(due.min(drain)),
+            (due, drain) => due.or(drain),
+        }
+    }
+
+    fn write_blocked(&self) -> bool {
+        self.blocked_since.get().is_some()
+    }
+
+    fn send_timed_out(&self) -> bool {
+        self.send_timed_out.load(Ordering::Relaxed)
     }
 
     /// Bytes arrived: the start of a request head, unless one is already pending.
@@ -242,6 +320,7 @@ impl Clock {
 
     fn bytes_written(&self) {
         self.last_activity.set_now();
+        self.blocked_since.clear();
     }
 
     /// hyper parsed a complete request head.
@@ -317,10 +396,38 @@ impl Body for CountedBody {
     }
 }
 
-/// The client socket, reporting reads and writes to the connection's [`Clock`].
+/// The client socket, reporting reads and writes to the connection's [`Clock`], and failing a
+/// write that is still blocked at its send deadline.
 struct ActivityIo<S> {
     inner: S,
     clock: Arc<Clock>,
+    /// Armed while a write is blocked, for the time it must fail.
+    send_deadline: Pin<Box<Sleep>>,
+}
+
+impl<S> ActivityIo<S> {
+    fn new(inner: S, clock: Arc<Clock>) -> ActivityIo<S> {
+        // Armed (reset) only when a write blocks; until then it is never polled.
+        ActivityIo { inner, clock, send_deadline: Box::pin(tokio::time::sleep_until(Instant::now())) }
+    }
+
+    /// The inner socket cannot take bytes now: wait for it, but only until the send deadline.
+    fn blocked<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        let Some(limit) = self.clock.send_limit(Instant::now()) else { return Poll::Pending };
+        if self.send_deadline.deadline() != limit {
+            self.send_deadline.as_mut().reset(limit);
+        }
+        match self.send_deadline.as_mut().poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(()) => {
+                self.clock.send_timed_out.store(true, Ordering::Relaxed);
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client took no bytes before its send deadline",
+                )))
+            }
+        }
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for ActivityIo<S> {
@@ -338,11 +445,15 @@ impl<S: AsyncRead + Unpin> AsyncRead for ActivityIo<S> {
 impl<S: AsyncWrite + Unpin> AsyncWrite for ActivityIo<S> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let result = Pin::new(&mut this.inner).poll_write(cx, buf);
-        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            this.clock.bytes_written();
+        match Pin::new(&mut this.inner).poll_write(cx, buf) {
+            Poll::Pending => this.blocked(cx),
+            result => {
+                if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
+                    this.clock.bytes_written();
+                }
+                result
+            }
         }
-        result
     }
 
     fn poll_write_vectored(
@@ -351,23 +462,41 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ActivityIo<S> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let result = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            this.clock.bytes_written();
+        match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
+            Poll::Pending => this.blocked(cx),
+            result => {
+                if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
+                    this.clock.bytes_written();
+                }
+                result
+            }
         }
-        result
     }
 
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
     }
 
+    // A TLS stream writes its buffered records on flush and shutdown: they block like writes.
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_flush(cx) {
+            Poll::Pending => this.blocked(cx),
+            result => {
+                if matches!(result, Poll::Ready(Ok(()))) {
+                    this.clock.blocked_since.clear();
+                }
+                result
+            }
+        }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_shutdown(cx) {
+            Poll::Pending => this.blocked(cx),
+            result => result,
+        }
     }
 }
 
@@ -384,7 +513,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_new_connection_owes_its_first_head_within_the_header_timeout() {
         let opened = Instant::now();
-        let clock = Clock::new();
+        let clock = Clock::new(LIMITS.header_read_timeout);
         let (deadline, watching) = clock.next_deadline(&LIMITS);
         assert_eq!(watching, Watching::Head);
         assert_eq!(deadline, opened + LIMITS.header_read_timeout);
@@ -393,7 +522,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn between_requests_only_the_idle_timeout_runs() {
         let opened = Instant::now();
-        let clock = Clock::new();
+        let clock = Clock::new(LIMITS.header_read_timeout);
         clock.bytes_read();
         clock.head_received();
         tokio::time::advance(Duration::from_secs(10)).await;
@@ -405,7 +534,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_first_byte_of_a_later_request_starts_its_header_clock() {
-        let clock = Clock::new();
+        let clock = Clock::new(LIMITS.header_read_timeout);
         clock.head_received();
         tokio::time::advance(Duration::from_secs(30)).await;
         clock.bytes_read();

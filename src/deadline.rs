@@ -4,15 +4,22 @@
 //! The proxy must answer before that, so it takes a margin off and clamps the result to sane
 //! bounds; a scrape without the header (or with a malformed one) gets the configured default.
 //!
-//! The exporter is told the proxy's budget, not the scraper's: the forwarded header is rewritten
-//! to the deadline computed here, always well-formed. windows_exporter subtracts its own margin
-//! from that value for its collectors, so it answers with partial data before the proxy would
-//! give up, and a malformed scraper value can never reach it (windows_exporter issues #2001,
-//! #2177 made every collector time out on one).
+//! The exporter is told the time the proxy really has left, not the scraper's budget: the
+//! forwarded header is rewritten, as each exporter request goes out, to what is left of the
+//! deadline computed here, always well-formed. A scrape that waited for a slot or a port tells
+//! the exporter only what remains after the wait. windows_exporter subtracts its own margin from
+//! that value for its collectors, so it answers with partial data before the proxy would give
+//! up, and a malformed scraper value can never reach it (windows_exporter issues #2001, #2177
+//! made every collector time out on one). Below [`MIN_DEADLINE`] left, no exporter request is
+//! sent at all: it could not be answered in time, and every request is a collection on the node.
+//!
+//! The deadline also bounds the answer's delivery: [`SendDeadline`] tells the scraper's
+//! connection by when the response must have been taken by the scraper.
 
 use std::time::Duration;
 
 use http::HeaderValue;
+use tokio::time::Instant;
 
 /// The request header Prometheus sets on every scrape.
 pub const SCRAPE_TIMEOUT_HEADER: &str = "x-prometheus-scrape-timeout-seconds";
@@ -43,13 +50,24 @@ impl ScrapeBudget {
         }
     }
 
-    /// The header value forwarded to the exporter: this budget in seconds, millisecond precision.
+    /// This budget as the header's value: what identical scrapes share (`scrape::coalesce::key`).
     pub fn header_value(&self) -> HeaderValue {
-        let millis = self.timeout.as_millis();
-        let text = format!("{}.{:03}", millis / 1000, millis % 1000);
-        HeaderValue::from_str(&text).expect("digits and a dot are a valid header value")
+        header_value(self.timeout)
     }
 }
+
+/// The header value forwarded to the exporter: `left` in seconds, millisecond precision.
+pub fn header_value(left: Duration) -> HeaderValue {
+    let millis = left.as_millis();
+    let text = format!("{}.{:03}", millis / 1000, millis % 1000);
+    HeaderValue::from_str(&text).expect("digits and a dot are a valid header value")
+}
+
+/// In a response's extensions: by when the scraper must have taken the whole response. A
+/// scrape sets its own deadline; a response without one (a local answer) gets the connection's
+/// short send deadline. See `connection`.
+#[derive(Debug, Clone, Copy)]
+pub struct SendDeadline(pub Instant);
 
 /// Anything above this is treated as this, before clamping (and `Duration` cannot overflow).
 const UNREASONABLE_SECONDS: f64 = 1e6;
@@ -97,5 +115,6 @@ mod tests {
         assert_eq!(budget(Some("10")).header_value(), "9.500");
         assert_eq!(budget(Some("garbage")).header_value(), "10.000");
         assert_eq!(budget(Some("0.3")).header_value(), "0.250");
+        assert_eq!(header_value(Duration::from_micros(1_234_567)), "1.234");
     }
 }

@@ -38,6 +38,18 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Prepares the exporter's response headers for the scraper: hop-by-hop removed, and with them
+/// `Content-Length` when the exporter also sent `Transfer-Encoding`. RFC 9112 6.1: the
+/// transfer coding overrides the length, and an intermediary MUST remove the received
+/// `Content-Length`; passed on, it would frame the decoded body short, and the scraper would
+/// take the first bytes for a complete scrape.
+pub fn for_scraper(headers: &mut HeaderMap) {
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        headers.remove(header::CONTENT_LENGTH);
+    }
+    remove_hop_by_hop(headers);
+}
+
 /// Prepares a scraper's request headers for the exporter: hop-by-hop removed, and the headers that
 /// describe a request body removed too, because the proxy never forwards one (a stray
 /// `Content-Length` would make the exporter wait for bytes that never come).
@@ -117,6 +129,16 @@ mod tests {
             ("accept", "*/*"),
         ]));
         assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), vec!["accept"]);
+    }
+
+    #[test]
+    fn a_response_framed_by_transfer_encoding_loses_its_content_length() {
+        let mut h = map(&[("content-length", "5"), ("transfer-encoding", "chunked"), ("content-type", "text/plain")]);
+        for_scraper(&mut h);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), vec!["content-type"]);
+        let mut h = map(&[("content-length", "5"), ("content-type", "text/plain")]);
+        for_scraper(&mut h);
+        assert_eq!(h.len(), 2, "a Content-Length alone stays");
     }
 
     #[test]

@@ -5,11 +5,15 @@
 //! path and query of a request target are ever used; an absolute-form target
 //! (`GET http://elsewhere/metrics`) is routed by its path and still goes to the configured
 //! exporter, and `CONNECT` is refused, so the proxy can never be steered to another host.
+//!
+//! A request must carry one `Host` header (RFC 9112 3.2): an HTTP/1.1 request without one, or
+//! any request with two or more, is answered 400 and its connection closed, as Go's net/http,
+//! nginx and Envoy do. Its value is never used.
 
 use std::sync::Arc;
 
 use http::header::{self, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode, Version};
 
 use crate::auth::Auth;
 use crate::health::{self, Readiness};
@@ -34,6 +38,8 @@ pub enum Route {
 /// A request that fits no endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rejection {
+    /// No `Host` header where HTTP/1.1 requires one, or more than one (400).
+    BadHost,
     /// No such path (404).
     NotFound,
     /// The path exists but not for this method (405); the value is the `Allow` header.
@@ -73,7 +79,7 @@ impl App {
     /// Answers one request. Never fails: every error is a response.
     pub async fn handle<B>(&self, request: Request<B>) -> Response<ResponseBody> {
         let path = request.uri().path();
-        let route = route(request.method(), path);
+        let route = if one_host(&request) { route(request.method(), path) } else { Err(Rejection::BadHost) };
         // /health and /ready stay open: the kubelet's probes send no credentials.
         if let (Ok(Route::Metrics | Route::ProxyMetrics), Some(auth)) = (&route, &self.auth) {
             let decision = auth.decide(path, request.headers(), client_certificate(&request)).await;
@@ -94,6 +100,16 @@ impl App {
     }
 }
 
+/// Whether the request carries the one `Host` header RFC 9112 3.2 asks for (HTTP/1.0 may omit it).
+fn one_host<B>(request: &Request<B>) -> bool {
+    let mut hosts = request.headers().get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (_, Some(_)) => false,
+        (Some(_), None) => true,
+        (None, None) => request.version() < Version::HTTP_11,
+    }
+}
+
 /// The verified client certificate (DER) of the request's connection, if it presented one:
 /// `connection` inserts [`ClientCertificate`] on HTTPS connections whose client sent one.
 fn client_certificate<B>(request: &Request<B>) -> Option<&[u8]> {
@@ -103,6 +119,12 @@ fn client_certificate<B>(request: &Request<B>) -> Option<&[u8]> {
 /// The response for a request that fits no endpoint.
 pub fn rejected(rejection: Rejection, path: &str) -> Response<ResponseBody> {
     match rejection {
+        Rejection::BadHost => {
+            let mut response =
+                response::text(StatusCode::BAD_REQUEST, "a request must carry exactly one Host header (RFC 9112 3.2)");
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            response
+        }
         Rejection::NotFound => response::text(
             StatusCode::NOT_FOUND,
             format!("no endpoint at {path:?}; try /metrics, /health, /ready or /proxy/metrics"),
@@ -136,6 +158,22 @@ mod tests {
         }
         assert_eq!(route(&Method::HEAD, "/proxy/metrics"), Err(Rejection::MethodNotAllowed("GET")));
         assert_eq!(route(&Method::CONNECT, ""), Err(Rejection::MethodNotAllowed("GET, HEAD")));
+    }
+
+    #[test]
+    fn http_1_1_needs_exactly_one_host() {
+        let request = |version, hosts: &[&str]| {
+            let mut builder = Request::get("/health").version(version);
+            for host in hosts {
+                builder = builder.header(header::HOST, *host);
+            }
+            builder.body(()).unwrap()
+        };
+        assert!(one_host(&request(Version::HTTP_11, &["a"])));
+        assert!(!one_host(&request(Version::HTTP_11, &[])));
+        assert!(!one_host(&request(Version::HTTP_11, &["a", "b"])));
+        assert!(one_host(&request(Version::HTTP_10, &[])));
+        assert!(!one_host(&request(Version::HTTP_10, &["a", "a"])));
     }
 
     #[test]

@@ -20,7 +20,6 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::sync::{Notify, OwnedSemaphorePermit};
-use tokio::task::AbortHandle;
 use tokio::time::{Instant, Sleep};
 
 use crate::exporter::innermost;
@@ -63,10 +62,8 @@ pub enum Source {
 /// The exporter's body on its way to the scraper.
 pub struct ScrapeStream {
     body: Source,
-    /// Fires only while hyper polls the body; the watchdog covers the rest.
+    /// Fires only while hyper polls the body; the connection's send deadline covers the rest.
     deadline: Pin<Box<Sleep>>,
-    /// Hangs up on the scraper at the deadline if the body is still unfinished then.
-    watchdog: Option<AbortHandle>,
     bytes: u64,
     record: Option<ScrapeRecord>,
 }
@@ -75,34 +72,19 @@ impl ScrapeStream {
     /// Streams `body`, cutting it off at `deadline`. hyper polls a body only while the scraper's
     /// socket takes bytes, so a scraper that stops reading would hold the response (and, without
     /// coalescing, its exporter slot) past the deadline, and would not learn that a shared body
-    /// cut it for lagging. With `hang_up` (its connection's, see `connection::HangUp`), a timer
-    /// signals it at the deadline and a shared body's writer signals it at the cut; the
-    /// connection then closes.
+    /// cut it for lagging. The deadline is the response's send deadline too (the scrape sets
+    /// `deadline::SendDeadline`): a write still blocked then fails and the connection closes,
+    /// dropping this body. With `hang_up` (its connection's, see `connection::HangUp`), a shared
+    /// body's writer signals the cut, and the connection closes at once.
     pub fn new(body: Source, deadline: Instant, record: ScrapeRecord, hang_up: Option<Arc<Notify>>) -> ScrapeStream {
         if let (Source::Shared(reader, _), Some(hang_up)) = (&body, &hang_up) {
             reader.hang_up_when_cut(hang_up.clone());
         }
-        let watchdog = hang_up.map(|hang_up| {
-            tokio::spawn(async move {
-                tokio::time::sleep_until(deadline).await;
-                hang_up.notify_one();
-            })
-            .abort_handle()
-        });
-        ScrapeStream {
-            body,
-            deadline: Box::pin(tokio::time::sleep_until(deadline)),
-            watchdog,
-            bytes: 0,
-            record: Some(record),
-        }
+        ScrapeStream { body, deadline: Box::pin(tokio::time::sleep_until(deadline)), bytes: 0, record: Some(record) }
     }
 
     /// Records how the scrape ended, once: the first call wins.
     fn finish(&mut self, ending: Result<Outcome, &ScrapeError>) {
-        if let Some(watchdog) = self.watchdog.take() {
-            watchdog.abort();
-        }
         let Some(record) = self.record.take() else { return };
         let elapsed = record.started.elapsed();
         let elapsed_ms = elapsed.as_millis() as u64;
@@ -194,8 +176,8 @@ impl Drop for ScrapeStream {
         // scraper went away, which drops its own exporter connection, or its cursor on a
         // shared one (the shared request goes on while others read it). A cursor the writer cut
         // is dropped when `connection` hangs up on its scraper, which had stopped reading: that
-        // is the cut, not the scraper going away; one unfinished at its deadline was hung up on
-        // by the watchdog.
+        // is the cut, not the scraper going away; one unfinished at its deadline was closed by
+        // the connection's send deadline.
         let ending = match &self.body {
             Source::Shared(reader, limit) if reader.is_cut() => Err(ScrapeError::Lagged { limit: *limit }),
             _ if self.is_end_stream() => Ok(Outcome::ok),

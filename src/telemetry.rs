@@ -64,6 +64,9 @@ pub enum CloseReason {
     /// A response that could not be finished while its scraper had stopped reading: cut for
     /// lagging behind a shared body, or unfinished at its scrape deadline.
     cut,
+    /// A write to the client still blocked at its send deadline: the response's scrape deadline,
+    /// or `PROXY_HEADER_READ_TIMEOUT_SECONDS` for a local answer and during a drain.
+    send_timeout,
 }
 
 /// Labels of `windows_exporter_proxy_connections_closed_total`.

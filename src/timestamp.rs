@@ -33,6 +33,12 @@ impl Timestamp {
         self.epoch.elapsed().as_millis() as u64 + 1
     }
 
+    /// Sets it to `at` (an instant before this timestamp was made counts as that moment).
+    pub fn set(&self, at: Instant) {
+        let stamp = at.saturating_duration_since(self.epoch).as_millis() as u64 + 1;
+        self.stamp.store(stamp, Ordering::Relaxed);
+    }
+
     /// Sets it to now.
     pub fn set_now(&self) {
         self.stamp.store(self.stamp_now(), Ordering::Relaxed);
@@ -91,5 +97,15 @@ mod tests {
         tokio::time::advance(Duration::from_secs(1)).await;
         assert!(!t.set_now_if_unset());
         assert_eq!(t.get(), first);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn holds_a_future_instant() {
+        let t = Timestamp::unset();
+        let later = Instant::now() + Duration::from_millis(1500);
+        t.set(later);
+        assert_eq!(t.get(), Some(later));
+        t.set(Instant::now() - Duration::from_secs(1));
+        assert_eq!(t.get(), Some(Instant::now()), "before the epoch counts as the epoch");
     }
 }

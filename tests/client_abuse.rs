@@ -10,6 +10,8 @@
 
 mod support;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -383,4 +385,178 @@ async fn a_scraper_that_stops_reading_is_cut_at_its_deadline_and_its_exporter_sl
         assert_eq!(metric(&m, "windows_exporter_proxy_scrapes_total{outcome=\"timeout\",status=\"200\"}"), 1.0);
         assert_eq!(metric(&m, "windows_exporter_proxy_connections_closed_total{reason=\"cut\"}"), 1.0);
     }
+}
+
+/// A client that pipelines `count` copies of `request` on one connection and never reads an
+/// answer, with a 4 KiB receive buffer: once its buffers are full the proxy's writes to it block,
+/// the proxy stops reading, and so this client's writes stop too. The connection stays open for
+/// as long as the returned value lives.
+async fn pipelining_non_reader(addr: std::net::SocketAddr, request: &'static [u8], count: usize) -> StalledClient {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = within("connect a client that never reads", socket.connect(addr)).await.unwrap();
+    let (reader, mut writer) = tokio::io::split(stream);
+    let written = Arc::new(AtomicUsize::new(0));
+    let progress = written.clone();
+    let total = request.len() * count;
+    let writing = tokio::spawn(async move {
+        for piece in request.repeat(count).chunks(16 * 1024) {
+            if writer.write_all(piece).await.is_err() {
+                // The proxy closed the connection: it had stopped reading long before.
+                progress.store(usize::MAX, Ordering::Relaxed);
+                break;
+            }
+            progress.fetch_add(piece.len(), Ordering::Relaxed);
+        }
+        writer
+    });
+    StalledClient { _reader: reader, _writing: writing, written, total }
+}
+
+/// Keeps a never-reading client's connection open: neither half is dropped while it lives.
+struct StalledClient {
+    _reader: tokio::io::ReadHalf<TcpStream>,
+    _writing: tokio::task::JoinHandle<tokio::io::WriteHalf<TcpStream>>,
+    /// Bytes written so far; `usize::MAX` once the proxy closed the connection.
+    written: Arc<AtomicUsize>,
+    total: usize,
+}
+
+impl StalledClient {
+    /// Waits until the proxy has stopped reading this client's requests: its writes made no
+    /// progress for half a second while more remained to write (or the proxy has closed the
+    /// connection since). The proxy is then blocked writing answers that nobody reads.
+    async fn wait_until_stuck(&self) {
+        within("the proxy to stop reading a client that never reads", async {
+            let mut last = usize::MAX;
+            loop {
+                let now = self.written.load(Ordering::Relaxed);
+                assert!(now != self.total, "every request was read: the proxy never blocked");
+                if now == usize::MAX || (now == last && now > 0) {
+                    return;
+                }
+                last = now;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        })
+        .await;
+    }
+}
+
+const PIPELINED_HEALTH: &[u8] = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+
+#[tokio::test]
+async fn clients_that_pipeline_and_never_read_cannot_pin_every_connection_slot() {
+    // Issue 24's reproduction: every connection slot taken by a client whose answers pile up
+    // unread. Before the fix /health was never accepted again (the liveness probe fails and the
+    // kubelet restarts the pod in a loop). A local answer now has a short send deadline (the
+    // header-read timeout, 1 s here), after which the stuck connection is closed.
+    let exporter = exporter().await;
+    let proxy = proxy_for(
+        &exporter,
+        &[
+            ("PROXY_MAX_CONNECTIONS", "4"),
+            ("PROXY_HEADER_READ_TIMEOUT_SECONDS", "1"),
+            ("PROXY_IDLE_TIMEOUT_SECONDS", "2"),
+        ],
+    )
+    .await;
+    let mut stalled = Vec::new();
+    for _ in 0..4 {
+        stalled.push(pipelining_non_reader(proxy.addr, PIPELINED_HEALTH, 1_000_000).await);
+    }
+    for client in &stalled {
+        client.wait_until_stuck().await;
+    }
+    // The slots free up while the non-readers are still connected.
+    health_within(proxy.addr, Duration::from_secs(10)).await;
+    let m = proxy
+        .wait_for_metrics("the stuck connections closed for their send deadline", |m| {
+            metric(m, "windows_exporter_proxy_connections_closed_total{reason=\"send_timeout\"}") >= 4.0
+        })
+        .await;
+    assert_eq!(metric(&m, "windows_exporter_proxy_connections_closed_total{reason=\"idle\"}"), 0.0);
+    drop(stalled);
+}
+
+#[tokio::test]
+async fn pipelined_scrapes_that_are_never_read_are_cut_by_their_scrape_deadline() {
+    // Small bodies: each one is handed to hyper whole (the scrape's own deadline watchdog is off
+    // by then) and the bytes pile up in hyper's write queue. The idle timeout (75 s by default)
+    // used to wait for that write for ever.
+    let exporter = FakeExporter::serving(Bytes::from(vec![b'#'; 4096]), TEXT).await;
+    let proxy = proxy_for(&exporter, &[]).await;
+    let started = tokio::time::Instant::now();
+    const SCRAPE: &[u8] = b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Prometheus-Scrape-Timeout-Seconds: 2\r\n\r\n";
+    let stalled = pipelining_non_reader(proxy.addr, SCRAPE, 5_000).await;
+    proxy
+        .wait_for_metrics("the stuck scraper's connection closed", |m| {
+            metric(m, "windows_exporter_proxy_connections_closed_total{reason=\"send_timeout\"}")
+                + metric(m, "windows_exporter_proxy_connections_closed_total{reason=\"cut\"}")
+                >= 1.0
+        })
+        .await;
+    // Well before the idle timeout; the scrape budget is 1.5 s.
+    assert!(started.elapsed() < Duration::from_secs(20), "closed after {:?}", started.elapsed());
+    health_within(proxy.addr, HEALTH).await;
+    drop(stalled);
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_drain_with_a_client_that_never_reads_still_ends_cleanly() {
+    let exporter = exporter().await;
+    let mut proxy = proxy_for(&exporter, &[("PROXY_SHUTDOWN_GRACE_SECONDS", "5")]).await;
+    let stalled = pipelining_non_reader(proxy.addr, PIPELINED_HEALTH, 1_000_000).await;
+    // Its answers are piling up unread: the proxy has written all it can.
+    stalled.wait_until_stuck().await;
+    proxy.signal(libc::SIGTERM);
+    // Before the fix: "grace period over; closing what is left" and exit 1.
+    proxy.expect_clean_drain().await;
+    let drained = proxy.log.iter().any(|l| l.contains("grace period over"));
+    assert!(!drained, "the drain waited for the stuck client: {:?}", proxy.log);
+    drop(stalled);
+}
+
+#[tokio::test]
+async fn http_1_1_requests_need_exactly_one_host_header() {
+    // RFC 9112 3.2: a server MUST answer 400 to an HTTP/1.1 request without Host and to any
+    // request with more than one.
+    let mut exporter = exporter().await;
+    let proxy = proxy_for(&exporter, &[]).await;
+    for request in [
+        "GET /metrics HTTP/1.1\r\n\r\n",
+        "GET /health HTTP/1.1\r\nConnection: close\r\n\r\n",
+        "GET /metrics HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        "GET /metrics HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n",
+    ] {
+        let (raw, closed) = raw_exchange(proxy.addr, request.as_bytes(), Duration::from_secs(3)).await;
+        assert!(first_status(&raw).ends_with(" 400 Bad Request"), "{request:?} -> {raw:?}");
+        assert!(raw.contains("Host"), "the answer names the header: {raw:?}");
+        assert!(closed, "{request:?}: the connection stayed open after a 400");
+    }
+    assert!(exporter.pending_requests().is_empty(), "a request without one Host reached the exporter");
+    // HTTP/1.0 needs none.
+    let (raw, _) = raw_exchange(proxy.addr, b"GET /metrics HTTP/1.0\r\n\r\n", Duration::from_secs(3)).await;
+    assert!(raw.starts_with("HTTP/1.0 200 OK") || raw.starts_with("HTTP/1.1 200 OK"), "{raw:?}");
+}
+
+#[tokio::test]
+async fn a_connection_stuck_writing_is_closed_at_the_idle_timeout_when_that_comes_first() {
+    // A 120 s scrape deadline, a 2 s idle timeout: nothing moves on a connection whose client
+    // takes nothing, so the idle timeout closes it. It used to ask hyper for a graceful close,
+    // which waited for the blocked write for ever.
+    let exporter = FakeExporter::serving(Bytes::from(vec![b'#'; 4096]), TEXT).await;
+    let proxy = proxy_for(&exporter, &[("PROXY_IDLE_TIMEOUT_SECONDS", "2")]).await;
+    const SCRAPE: &[u8] = b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Prometheus-Scrape-Timeout-Seconds: 120\r\n\r\n";
+    // 17 MB of requests: more than the socket buffers on both sides hold.
+    let stalled = pipelining_non_reader(proxy.addr, SCRAPE, 200_000).await;
+    stalled.wait_until_stuck().await;
+    let m = proxy
+        .wait_for_metrics("the stuck connection closed at the idle timeout", |m| {
+            metric(m, "windows_exporter_proxy_connections_closed_total{reason=\"idle\"}") >= 1.0
+        })
+        .await;
+    assert_eq!(metric(&m, "windows_exporter_proxy_connections_closed_total{reason=\"send_timeout\"}"), 0.0);
+    drop(stalled);
 }

@@ -12,7 +12,8 @@ use http::{Method, StatusCode};
 use http_body_util::BodyExt;
 use support::scenarios::{self, Native};
 use support::{
-    Client, ExporterBody, FakeExporter, HeldScrape, ProxyProcess, health_within, reply, streaming_reply, within,
+    Client, ExporterBody, FakeExporter, HeldScrape, ProxyProcess, health_within, read_all, reply, streaming_reply,
+    within,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -57,7 +58,8 @@ async fn exporter_that_never_answers_gets_504_before_the_scrapers_deadline() {
     // The scraper said 1 s; the scraper's own deadline bounds the wait (generously).
     let scraped = support::within_for(Duration::from_secs(5), "the 504", scrape).await.unwrap();
 
-    assert_eq!(seen.headers["x-prometheus-scrape-timeout-seconds"], "0.500");
+    // The proxy's budget, 0.5 s, as much of it as is left when the request goes out.
+    support::assert_told_budget(&seen.headers, 0.5);
     assert_eq!(scraped.status, StatusCode::GATEWAY_TIMEOUT);
     let body = scraped.text();
     assert_eq!(body.trim_end().lines().count(), 1, "{body:?}");
@@ -378,4 +380,43 @@ async fn connect_timeout_is_502_naming_the_firewall() {
         .wait_for_log("the connect warning", |l| is_warning(l, "scrape failed: exporter unreachable or reply invalid"))
         .await;
     drop(listener);
+}
+
+#[tokio::test]
+async fn a_reply_with_both_content_length_and_transfer_encoding_is_never_passed_on_short() {
+    // RFC 9112 6.1: Transfer-Encoding overrides Content-Length, and an intermediary MUST remove
+    // the received Content-Length. Before the fix the scraper got `content-length: 5`, `abcde`
+    // and a clean keep-alive 200: a silently partial scrape.
+    const BODY: &str = "abcdefghijklmnopqrstuvwxyz0123";
+    const CHUNKED: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\
+        Transfer-Encoding: chunked\r\n\r\n14\r\nabcdefghijklmnopqrst\r\na\r\nuvwxyz0123\r\n0\r\n\r\n";
+    const IDENTITY: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\
+        Transfer-Encoding: identity\r\n\r\nabcdefghijklmnopqrstuvwxyz0123";
+    for (name, reply) in [("chunked", CHUNKED), ("identity", IDENTITY)] {
+        let (addr, _task) = raw_exporter(reply).await;
+        for coalesce in ["true", "false"] {
+            let port = addr.port().to_string();
+            let proxy = ProxyProcess::start(&[
+                ("PROXY_HOSTIP", "127.0.0.1"),
+                ("PROXY_PORT", port.as_str()),
+                ("PROXY_COALESCE", coalesce),
+            ])
+            .await;
+            let mut client = Client::connect(proxy.addr).await;
+            let response = client.send(Method::GET, "/metrics", &[]).await.unwrap();
+            let status = response.status();
+            let length = response.headers().get("content-length").cloned();
+            let read = read_all(response).await;
+            let what = format!("Transfer-Encoding: {name}, PROXY_COALESCE={coalesce}");
+            if status == StatusCode::OK {
+                // Passed on: all of it, never framed by the exporter's Content-Length.
+                let scraped = read.unwrap_or_else(|e| panic!("{what}: {e}"));
+                assert_eq!(scraped.text(), BODY, "{what}");
+                assert!(length.as_ref().is_none_or(|l| l == "30"), "{what}: content-length {length:?}");
+            } else {
+                // Or refused as an invalid reply, as HAProxy does for the identity form.
+                assert_eq!(status, StatusCode::BAD_GATEWAY, "{what}");
+            }
+        }
+    }
 }

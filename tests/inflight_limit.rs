@@ -141,3 +141,80 @@ async fn scraper_giving_up_while_waiting_leaves_the_queue() {
     assert!(held.try_recv().is_err(), "the abandoned scrape reached the exporter");
     assert_eq!(metric(&m, "windows_exporter_proxy_scrapes_total{outcome=\"ok\",status=\"200\"}"), 2.0);
 }
+
+/// An exporter that holds every request until released, and hands the test each request's
+/// `X-Prometheus-Scrape-Timeout-Seconds` with its release.
+async fn holding_exporter_telling_timeouts() -> (FakeExporter, mpsc::UnboundedReceiver<(f64, oneshot::Sender<()>)>) {
+    let (held_tx, held) = mpsc::unbounded_channel();
+    let exporter = FakeExporter::start(move |request| {
+        let timeout: f64 = request.headers()["x-prometheus-scrape-timeout-seconds"].to_str().unwrap().parse().unwrap();
+        let (release, released) = oneshot::channel::<()>();
+        held_tx.send((timeout, release)).unwrap();
+        async move {
+            let _ = released.await;
+            reply(StatusCode::OK, &[("content-type", TEXT)], Bytes::from_static(b"up 1\n"))
+        }
+    })
+    .await;
+    (exporter, held)
+}
+
+#[tokio::test]
+async fn a_scrape_that_waited_for_a_slot_tells_the_exporter_only_the_time_it_has_left() {
+    // Before the fix the exporter was told the whole budget whatever the wait, and let its
+    // collectors run to a deadline nobody waited for.
+    let (exporter, mut held) = holding_exporter_telling_timeouts().await;
+    let proxy = ProxyProcess::start(&[
+        ("PROXY_HOSTIP", "127.0.0.1"),
+        ("PROXY_PORT", &exporter.port()),
+        ("PROXY_MAX_INFLIGHT", "1"),
+    ])
+    .await;
+    let first = scrape(&proxy, None);
+    let (_, release_first) = within("the first held request", held.recv()).await.unwrap();
+    // 10 s scraper timeout: a 9.5 s budget, of which it spends at least 1 s waiting.
+    let second = scrape(&proxy, Some("10"));
+    proxy.wait_for_metrics("the second scrape waiting", |m| gauges(m) == (1.0, 1.0)).await;
+    let waiting_since = tokio::time::Instant::now();
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    release_first.send(()).unwrap();
+    let (told, release_second) = within("the second request", held.recv()).await.unwrap();
+    let waited = waiting_since.elapsed().as_secs_f64();
+    assert!(told <= 9.5 - waited + 0.001, "told the exporter {told} s after waiting {waited} s of a 9.5 s budget");
+    assert!(told > 0.25, "{told}");
+    release_second.send(()).unwrap();
+    for task in [first, second] {
+        assert_eq!(within("a scrape", task).await.unwrap().status, StatusCode::OK);
+    }
+}
+
+#[tokio::test]
+async fn a_scrape_with_no_time_left_when_its_slot_frees_never_reaches_the_exporter() {
+    // Before the fix a scrape sent its exporter request however little of its deadline was
+    // left, and then abandoned it: a collection on the node that nobody waited for.
+    let (exporter, mut held) = holding_exporter_telling_timeouts().await;
+    let proxy = ProxyProcess::start(&[
+        ("PROXY_HOSTIP", "127.0.0.1"),
+        ("PROXY_PORT", &exporter.port()),
+        ("PROXY_MAX_INFLIGHT", "1"),
+    ])
+    .await;
+    let first = scrape(&proxy, None);
+    let (_, release_first) = within("the first held request", held.recv()).await.unwrap();
+    // 1.5 s scraper timeout: a 1 s budget. Its slot frees after at least 0.85 s of it, with at
+    // most 0.15 s left: below the 0.25 s the proxy needs at the least.
+    let second = scrape(&proxy, Some("1.5"));
+    proxy.wait_for_metrics("the second scrape waiting", |m| gauges(m) == (1.0, 1.0)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(850)).await;
+    release_first.send(()).unwrap();
+    let second = within("the second scrape", second).await.unwrap();
+    assert!(
+        second.status == StatusCode::GATEWAY_TIMEOUT || second.status == StatusCode::SERVICE_UNAVAILABLE,
+        "{:?}: {}",
+        second.status,
+        second.text()
+    );
+    assert_eq!(within("the first scrape", first).await.unwrap().status, StatusCode::OK);
+    proxy.wait_for_metrics("all slots free", |m| gauges(m) == (0.0, 0.0)).await;
+    assert!(held.try_recv().is_err(), "a request with no time left reached the exporter");
+}

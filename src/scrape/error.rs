@@ -47,6 +47,18 @@ pub enum ScrapeError {
         /// Whether the budget came from the scraper's timeout header.
         from_scraper: bool,
     },
+    /// An exporter slot freed with less than `deadline::MIN_DEADLINE` of the deadline left: no
+    /// exporter request was sent, since it could not be answered in time (504).
+    #[error(
+        "no exporter request sent: {left:?} of the {timeout:?} deadline left when an exporter slot freed, below the {:?} an answer needs",
+        crate::deadline::MIN_DEADLINE
+    )]
+    NoTimeLeft {
+        /// What was left of the deadline.
+        left: Duration,
+        /// The scrape's whole budget.
+        timeout: Duration,
+    },
     /// The exporter's connection failed mid-body (the scraper's connection is aborted).
     #[error("exporter connection failed mid-body: {0}")]
     BodyFailed(String),
@@ -85,7 +97,9 @@ impl ScrapeError {
             ScrapeError::Exporter(_) => Outcome::upstream_error,
             ScrapeError::NoPort { error: DiscoveryError::NoneAnswered(_), .. } => Outcome::upstream_error,
             ScrapeError::NoPort { error: DiscoveryError::StillProbing(_), .. } => Outcome::timeout,
-            ScrapeError::NoAnswer { .. } | ScrapeError::BodyDeadline => Outcome::timeout,
+            ScrapeError::NoAnswer { .. } | ScrapeError::NoTimeLeft { .. } | ScrapeError::BodyDeadline => {
+                Outcome::timeout
+            }
             ScrapeError::BodyFailed(_) => Outcome::aborted,
             ScrapeError::Lagged { .. } => Outcome::lagged,
         }
@@ -98,7 +112,7 @@ impl ScrapeError {
             ScrapeError::Exporter(_) => Some(StatusCode::BAD_GATEWAY),
             ScrapeError::NoPort { error: DiscoveryError::NoneAnswered(_), .. } => Some(StatusCode::BAD_GATEWAY),
             ScrapeError::NoPort { error: DiscoveryError::StillProbing(_), .. } => Some(StatusCode::GATEWAY_TIMEOUT),
-            ScrapeError::NoAnswer { .. } => Some(StatusCode::GATEWAY_TIMEOUT),
+            ScrapeError::NoAnswer { .. } | ScrapeError::NoTimeLeft { .. } => Some(StatusCode::GATEWAY_TIMEOUT),
             ScrapeError::BodyFailed(_) | ScrapeError::BodyDeadline | ScrapeError::Lagged { .. } => None,
         }
     }
@@ -129,6 +143,12 @@ impl ScrapeError {
                 upstream = exporter,
                 timeout_ms = timeout.as_millis() as u64,
                 "scrape failed: exporter sent no response headers before the deadline"
+            ),
+            ScrapeError::NoTimeLeft { left, timeout } => tracing::warn!(
+                upstream = exporter,
+                left_ms = left.as_millis() as u64,
+                timeout_ms = timeout.as_millis() as u64,
+                "scrape failed: too little of the deadline left to ask the exporter"
             ),
             ScrapeError::BodyFailed(_) | ScrapeError::BodyDeadline | ScrapeError::Lagged { .. } => {
                 unreachable!("mid-body failures have no status")

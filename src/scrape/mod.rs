@@ -35,7 +35,7 @@ pub use error::ScrapeError;
 
 use crate::config::Config;
 use crate::connection::HangUp;
-use crate::deadline::{SCRAPE_TIMEOUT_HEADER, ScrapeBudget};
+use crate::deadline::{self, MIN_DEADLINE, SCRAPE_TIMEOUT_HEADER, ScrapeBudget, SendDeadline};
 use crate::exporter::{Exporter, ExporterError};
 use crate::headers;
 use crate::response::ResponseBody;
@@ -92,7 +92,11 @@ impl Scrape {
         let deadline = started + budget.timeout;
         let mut port = None;
         match self.answer(request, started, deadline, &budget, &mut port).await {
-            Ok(response) => response,
+            Ok(mut response) => {
+                // The scraper must have taken the whole answer by the scrape's deadline.
+                response.extensions_mut().insert(SendDeadline(deadline));
+                response
+            }
             Err(error) => {
                 let exporter = match (&error, port) {
                     (ScrapeError::NoPort { .. }, _) => self.exporter.host_label(),
@@ -142,6 +146,7 @@ impl Scrape {
         budget: &ScrapeBudget,
     ) -> Result<Response<ResponseBody>, ScrapeError> {
         let slot = self.wait_for_slot(deadline, budget).await?;
+        time_left(deadline, budget)?;
         let inflight = GaugeGuard::new(self.telemetry.inflight());
         let answer =
             tokio::time::timeout_at(deadline, send(&self.exporter, &self.telemetry, &outgoing, port, deadline))
@@ -210,6 +215,7 @@ impl Scrape {
             tokio::select! {
                 permit = self.slots.clone().acquire_owned() => {
                     let slot = permit.expect("the semaphore is never closed");
+                    time_left(deadline, budget)?;
                     let inflight = GaugeGuard::new(self.telemetry.inflight());
                     let (member, joined) = coalescer.start(key, slot, inflight, self.send_owned(outgoing, port, deadline));
                     if joined == Joined::Shared {
@@ -255,7 +261,8 @@ impl Scrape {
 
     /// What goes to the exporter: the scraper's method and query on the exporter's `/metrics`,
     /// its end-to-end headers, `Host` set to the exporter, and the proxy's own budget as the
-    /// scrape timeout.
+    /// scrape timeout (what identical scrapes share; [`send_to`] replaces it with the time left
+    /// when the request goes out).
     fn outgoing(&self, scraper: http::request::Parts, budget: &ScrapeBudget) -> Outgoing {
         let path = scraper
             .uri
@@ -291,10 +298,29 @@ fn no_answer(budget: &ScrapeBudget) -> ScrapeError {
     ScrapeError::NoAnswer { timeout: budget.timeout, from_scraper: budget.from_scraper }
 }
 
+/// The time left before `deadline`, if an exporter request sent now could still be answered
+/// in it: at least [`MIN_DEADLINE`].
+fn left_for_a_request(deadline: Instant) -> Option<Duration> {
+    Some(deadline.saturating_duration_since(Instant::now())).filter(|left| *left >= MIN_DEADLINE)
+}
+
+/// Checked once a scrape holds its exporter slot, before it sends anything: a request that
+/// cannot be answered in time is a collection on the node that nobody waits for, so it is never
+/// sent, and the scrape gets a 504 instead.
+fn time_left(deadline: Instant, budget: &ScrapeBudget) -> Result<(), ScrapeError> {
+    match left_for_a_request(deadline) {
+        Some(_) => Ok(()),
+        None => Err(ScrapeError::NoTimeLeft {
+            left: deadline.saturating_duration_since(Instant::now()),
+            timeout: budget.timeout,
+        }),
+    }
+}
+
 /// Sends one scrape's exporter request to `port`. With a `PROXY_PORT` list, a refusal means the
 /// exporter stopped or moved: the port is looked for again, once and before `deadline`, and the
-/// request sent where the exporter answers now (a failed second look leaves the refusal as the
-/// answer).
+/// request sent where the exporter answers now (a failed second look, or one that leaves less
+/// than [`MIN_DEADLINE`], leaves the refusal as the answer).
 async fn send(
     exporter: &Exporter,
     telemetry: &Telemetry,
@@ -303,12 +329,14 @@ async fn send(
     deadline: Instant,
 ) -> Result<Response<Incoming>, ExporterError> {
     let discovery = exporter.discovery();
-    match send_to(exporter, telemetry, outgoing, port).await {
+    match send_to(exporter, telemetry, outgoing, port, deadline).await {
         Err(ExporterError::Refused) if discovery.is_list() => {
             discovery.refused(port);
             match discovery.port(deadline).await {
-                Ok(next) => send_to(exporter, telemetry, outgoing, next).await,
-                Err(_) => Err(ExporterError::Refused),
+                Ok(next) if left_for_a_request(deadline).is_some() => {
+                    send_to(exporter, telemetry, outgoing, next, deadline).await
+                }
+                _ => Err(ExporterError::Refused),
             }
         }
         other => other,
@@ -316,26 +344,34 @@ async fn send(
 }
 
 /// Sends one exporter request to `port` and counts it; a pooled connection that the exporter
-/// closed just as the request went out gets one fresh attempt (scrapes are idempotent GETs).
-/// The answer comes back with its hop-by-hop headers removed and its time to headers recorded.
+/// closed just as the request went out gets one fresh attempt (scrapes are idempotent GETs),
+/// when at least [`MIN_DEADLINE`] is still left. Each attempt tells the exporter the time left
+/// before `deadline`. The answer comes back with its headers ready for the scraper and its time
+/// to headers recorded.
 async fn send_to(
     exporter: &Exporter,
     telemetry: &Telemetry,
     outgoing: &Outgoing,
     port: u16,
+    deadline: Instant,
 ) -> Result<Response<Incoming>, ExporterError> {
+    let request = || {
+        let mut headers = outgoing.headers.clone();
+        headers
+            .insert(SCRAPE_TIMEOUT_HEADER, deadline::header_value(deadline.saturating_duration_since(Instant::now())));
+        exporter.request(port, outgoing.method.clone(), outgoing.path.clone(), headers)
+    };
     telemetry.exporter_request_sent();
-    let request = || exporter.request(port, outgoing.method.clone(), outgoing.path.clone(), outgoing.headers.clone());
     let sent = Instant::now();
     let mut answer = match exporter.send(request()).await {
-        Err(error) if error.is_stale_connection() => {
+        Err(error) if error.is_stale_connection() && left_for_a_request(deadline).is_some() => {
             tracing::debug!(upstream = %exporter.label(port), %error, "retrying scrape on a fresh connection");
             exporter.send(request()).await
         }
         other => other,
     }?;
     telemetry.upstream_responded(sent.elapsed());
-    headers::remove_hop_by_hop(answer.headers_mut());
+    headers::for_scraper(answer.headers_mut());
     Ok(answer)
 }
 

@@ -401,6 +401,15 @@ impl Scraped {
     }
 }
 
+/// Checks the `X-Prometheus-Scrape-Timeout-Seconds` an exporter request carried: the time left
+/// of a `budget`-second deadline as the request went out, so at most the budget, and for a
+/// scrape that waited for nothing, all but the moment it took to send (under 50 ms).
+pub fn assert_told_budget(headers: &http::HeaderMap, budget: f64) {
+    let value = headers["x-prometheus-scrape-timeout-seconds"].to_str().unwrap();
+    let told: f64 = value.parse().unwrap();
+    assert!(told <= budget && told > budget - 0.05, "told the exporter {value} s of a {budget} s budget");
+}
+
 /// An HTTP/1.1 connection to the proxy, as a scraper holds one.
 pub struct Client {
     sender: hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
