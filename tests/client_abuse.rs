@@ -77,7 +77,13 @@ fn proxy_nofile(pid: u32) -> u64 {
 async fn a_thousand_idle_connections_leave_health_answering() {
     raise_nofile(4096);
     let exporter = exporter().await;
-    let proxy = proxy_for(&exporter, &[]).await;
+    // The connections must all be open at once, so neither clock may close one while the test
+    // runs. With the default 5 s header-read clock the first silent connections were cut once
+    // opening the rest took longer than that: the listen backlog is 128, so on a busy machine
+    // the kernel drops SYNs while the proxy is not accepting, and each drop costs the client a
+    // 1 s retransmit. That clock has its own test below.
+    let clocks = [("PROXY_HEADER_READ_TIMEOUT_SECONDS", "3600"), ("PROXY_IDLE_TIMEOUT_SECONDS", "3600")];
+    let proxy = proxy_for(&exporter, &clocks).await;
     assert!(proxy_nofile(proxy.pid()) >= 1100, "the proxy cannot hold 1,000 connections with this ulimit -n");
     let fd_baseline = warm_baseline(&proxy).await;
 
