@@ -417,6 +417,43 @@ async fn an_unknown_user_costs_about_as_much_as_a_wrong_password() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+#[tokio::test]
+async fn a_password_longer_than_bcrypts_72_bytes_is_refused_even_with_the_right_prefix() {
+    // htpasswd -B hashes only the first 72 bytes, and bcrypt compares only those, so 72 'a's and
+    // 72 'a's + "b" have the same hash; only the exact 72 bytes may pass.
+    let mut exporter = exporter().await;
+    let dir = temp_dir("basic-72");
+    let a72 = "a".repeat(72);
+    let file = htpasswd_file(&dir, "prometheus", &a72);
+    let (port, file_var) = (exporter.port(), file.display().to_string());
+    let proxy = ProxyProcess::start(&[
+        ("PROXY_HOSTIP", "127.0.0.1"),
+        ("PROXY_PORT", &port),
+        ("PROXY_AUTH", "basic"),
+        ("PROXY_BASIC_AUTH_FILE", &file_var),
+        ("PROXY_ALLOW_PLAINTEXT_CREDENTIALS", "true"),
+    ])
+    .await;
+    let mut client = Client::connect(proxy.addr).await;
+    let right = basic("prometheus", &a72);
+    for password in [format!("{a72}b"), format!("{a72}{}", "z".repeat(100))] {
+        let refused = client.get("/metrics", &[("authorization", &basic("prometheus", &password))]).await;
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{} bytes", password.len());
+    }
+    assert!(exporter.pending_requests().is_empty());
+    assert_eq!(client.get("/metrics", &[("authorization", &right)]).await.status, StatusCode::OK);
+    exporter.next_request().await;
+    // Still refused once the exact password is remembered.
+    let refused = client.get("/metrics", &[("authorization", &basic("prometheus", &format!("{a72}b")))]).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    let metrics = own_metrics_with(&mut client, &[("authorization", &right)]).await;
+    assert_eq!(
+        metric(&metrics, "windows_exporter_proxy_auth_decisions_total{method=\"basic\",outcome=\"unauthenticated\"}"),
+        3.0
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Forwarding without PROXY_AUTH
 

@@ -357,6 +357,54 @@ async fn a_replaced_client_certificate_is_used_and_connections_made_with_the_old
     scrape_until(&mut client, "the renewed certificate to be used", StatusCode::OK).await;
 }
 
+#[tokio::test]
+async fn a_client_certificate_outside_its_validity_is_not_used_while_the_current_one_is_valid() {
+    let bed = Bed::new();
+    let exporter = NodeExporter::start("127.0.0.33", &bed.web_config(&["IP:127.0.0.33"])).await;
+    let live_cert = bed.pki.path("live-client.crt");
+    let live_key = bed.pki.path("live-client.key");
+    std::fs::copy(&bed.client.certificate, &live_cert).unwrap();
+    std::fs::copy(&bed.client.key, &live_key).unwrap();
+    let mut proxy = bed
+        .proxy(
+            &exporter,
+            &[
+                ("PROXY_EXPORTER_CLIENT_CERT_FILE", live_cert.to_str().unwrap()),
+                ("PROXY_EXPORTER_CLIENT_KEY_FILE", live_key.to_str().unwrap()),
+            ],
+        )
+        .await;
+    let mut client = support::Client::connect(proxy.addr).await;
+    assert_eq!(client.get("/metrics", &[]).await.status, StatusCode::OK);
+
+    // Issued by the CA the exporter trusts, but expired: the exporter would refuse it.
+    let expired = bed.pki.issue(
+        "expired-client",
+        &Leaf {
+            validity: Some(("20200101000000Z", "20200201000000Z")),
+            ..Leaf::client("windows-exporter-proxy", 0x5eed_0007)
+        },
+    );
+    replace(&expired, &live_cert, &live_key);
+    let failures = "windows_exporter_proxy_tls_reload_failures_total";
+    proxy.wait_for_metrics("the expired pair to be counted", |m| support::metric(m, failures) == 1.0).await;
+    let warning =
+        proxy.wait_for_log("the expired pair's warning", |l| l["variable"] == "PROXY_EXPORTER_CLIENT_CERT_FILE").await;
+    assert_eq!(warning["level"], "WARN", "{warning}");
+    assert!(warning["error"].as_str().unwrap().starts_with("has expired"), "{warning}");
+    // A new connection, so the certificate presented is the one in use now.
+    let mut fresh = support::Client::connect(proxy.addr).await;
+    assert_eq!(fresh.get("/metrics", &[]).await.status, StatusCode::OK, "the valid pair stays in use");
+    assert!(!proxy.log.iter().any(|l| l.contains("exporter client certificate reloaded")));
+
+    let renewed = bed.pki.issue("proxy-client-renewed", &Leaf::client("windows-exporter-proxy", 0x5eed_0008));
+    replace(&renewed, &live_cert, &live_key);
+    let reloaded =
+        proxy.wait_for_message("exporter client certificate reloaded; connections made with the old one closed").await;
+    assert_eq!(reloaded["serial"], renewed.serial_hex().as_str(), "{reloaded}");
+    scrape_until(&mut client, "the renewed certificate to be used", StatusCode::OK).await;
+}
+
 /// Replaces the files at `cert` and `key` by `leaf`'s with a rename each, as an editor or
 /// cert-manager's CSI driver does.
 fn replace(leaf: &Issued, cert: &Path, key: &Path) {

@@ -1,6 +1,6 @@
 //! HTTPS on the listener, as scrapers and the kubelet see it: bad TLS settings stop the proxy
 //! with exit 64 before it binds; certificates rotate the kubelet's way and in place without a
-//! restart; a broken new pair keeps the old one serving; the header-read deadline covers the
+//! restart; a broken new pair, or one outside its validity, keeps the old one serving; the header-read deadline covers the
 //! handshake; probes and scrapes work over HTTPS; ALPN, minimum version and client certificates
 //! behave as documented. Certificates are made per test with the openssl CLI.
 
@@ -322,6 +322,53 @@ async fn files_replaced_in_place_are_served_and_a_broken_pair_keeps_the_old_one(
     assert_eq!(warnings, 1, "a broken pair is logged once");
     let metrics = client.own_metrics(proxy.addr, &[]).await;
     assert_eq!(metric(&metrics, "windows_exporter_proxy_tls_reload_failures_total"), 1.0);
+}
+
+#[tokio::test]
+async fn a_rotation_to_a_certificate_outside_its_validity_keeps_the_valid_one() {
+    let pki = Pki::new("validity");
+    let valid = pki.issue("valid", &Leaf::server(0x41));
+    let expired =
+        pki.issue("expired", &Leaf { validity: Some(("20200101000000Z", "20200201000000Z")), ..Leaf::server(0x42) });
+    let early =
+        pki.issue("early", &Leaf { validity: Some(("20900101000000Z", "20910101000000Z")), ..Leaf::server(0x43) });
+    let next = pki.issue("next", &Leaf::server(0x44));
+    let dir = pki.dir.join("tls");
+    std::fs::create_dir(&dir).unwrap();
+    let (certificate, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+    // Leaves alone: the chain's window would include the CA's.
+    std::fs::copy(&valid.certificate, &certificate).unwrap();
+    std::fs::copy(&valid.key, &key).unwrap();
+    let (mut proxy, _exporter) = https_proxy(&certificate, &key, &[], "info").await;
+    let client = TlsClient::new(&pki.ca);
+    assert_eq!(client.connect(proxy.addr).await.unwrap().1.leaf, valid.leaf_der());
+
+    for (n, (pair, reason)) in [(&expired, "has expired"), (&early, "is not valid yet")].into_iter().enumerate() {
+        std::fs::copy(&pair.certificate, &certificate).unwrap();
+        std::fs::copy(&pair.key, &key).unwrap();
+        let warning = proxy
+            .wait_for_log("the unusable certificate to be reported", |l| {
+                l["message"] == "new certificate files cannot be used; the previous certificate stays in use"
+                    && l["error"].as_str().is_some_and(|e| e.starts_with(reason))
+            })
+            .await;
+        assert_eq!(warning["level"], "WARN");
+        assert_eq!(warning["file"], path(&certificate), "{warning}");
+        assert!(warning["error"].as_str().unwrap().ends_with("while the certificate in use is still valid"));
+        let (answer, handshake) = client.get(proxy.addr, "/health").await.unwrap();
+        assert_eq!(answer.status, 200);
+        assert_eq!(handshake.leaf, valid.leaf_der(), "{reason}: the valid certificate still serves");
+        let metrics = client.own_metrics(proxy.addr, &[]).await;
+        assert_eq!(metric(&metrics, "windows_exporter_proxy_tls_reload_failures_total"), (n + 1) as f64);
+    }
+    assert!(!proxy.log.iter().any(|l| l.contains("certificate reloaded")), "neither was ever served");
+
+    std::fs::copy(&next.certificate, &certificate).unwrap();
+    std::fs::copy(&next.key, &key).unwrap();
+    wait_for_reload(&mut proxy, 0x44).await;
+    assert_eq!(client.connect(proxy.addr).await.unwrap().1.leaf, next.leaf_der());
+    let warnings = proxy.log.iter().filter(|l| l.contains("new certificate files cannot be used")).count();
+    assert_eq!(warnings, 2, "each unusable pair is logged once");
 }
 
 /// Reads until the proxy closes the connection; true for EOF or reset.

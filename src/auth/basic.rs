@@ -14,6 +14,13 @@
 //! every 5 minutes. Wrong passwords are never remembered, so the cache cannot be filled by
 //! guessing. An unknown user is checked against a dummy hash of the file's highest cost, so it
 //! takes as long as a known user with a wrong password and answers the same 401.
+//!
+//! bcrypt reads only a password's first [`MAX_PASSWORD_BYTES`] bytes, so every longer password
+//! sharing them would match (Apache's `htpasswd -B` hashes and verifies them truncated, and Go's
+//! `CompareHashAndPassword` compares them truncated too). A presented password longer than that
+//! can never be told apart from its prefix, so it is refused outright, before any bcrypt, with the
+//! same 401 and count as a wrong password. Its length is all the refusal depends on, and the
+//! scraper already knows it, so answering fast tells nothing about the user or the file.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -28,6 +35,8 @@ use tokio::time::Instant;
 pub const ALLOW_TTL: Duration = Duration::from_secs(5 * 60);
 /// bcrypt checks running at once; more wait their turn.
 pub const CONCURRENT_CHECKS: usize = 2;
+/// Longest password accepted: all bcrypt reads (Apache's and Go's bcrypt included).
+pub const MAX_PASSWORD_BYTES: usize = 72;
 /// At most this many remembered passwords; past it, nothing more is remembered until some expire.
 const MAX_REMEMBERED: usize = 1024;
 
@@ -244,7 +253,11 @@ impl BasicAuth {
     }
 
     /// Whether `password` is `user`'s. Runs bcrypt off the async threads unless remembered.
+    /// A password over [`MAX_PASSWORD_BYTES`] is never `user`'s: bcrypt would ignore its tail.
     pub async fn check(&self, user: &str, password: &str) -> bool {
+        if password.len() > MAX_PASSWORD_BYTES {
+            return false;
+        }
         let key = self.key(user, password);
         let now = Instant::now();
         {
@@ -390,6 +403,17 @@ mod tests {
         assert!(!auth.check("prometheus", "wrong").await);
         assert!(!auth.check("nobody", "s3cret").await);
         assert!(!auth.check("", "").await);
+    }
+
+    #[tokio::test]
+    async fn only_the_exact_72_byte_password_passes_never_a_longer_one_sharing_it() {
+        let a72 = "a".repeat(MAX_PASSWORD_BYTES);
+        let hash = bcrypt::hash(&a72, 4).unwrap();
+        let auth = BasicAuth::new(Htpasswd::parse(format!("p:{hash}").as_bytes()).unwrap());
+        assert!(bcrypt::verify(format!("{a72}b"), &hash).unwrap(), "bcrypt alone truncates");
+        assert!(!auth.check("p", &format!("{a72}b")).await);
+        assert!(auth.check("p", &a72).await);
+        assert!(!auth.check("p", &format!("{a72}b")).await, "not even after the prefix is remembered");
     }
 
     #[tokio::test]

@@ -5,7 +5,7 @@
 //! `Authorization: Basic` ([`basic`]), `tokenreview` at `Authorization: Bearer`
 //! ([`tokenreview`]). A request is served when any of them authenticates and authorizes it.
 //! Otherwise the answer is the most actionable one: 503 if a method could not decide (the API
-//! server failed; retrying may work), else 403 if a credential was valid but not allowed, else 401
+//! server failed, or too many unknown tokens are being reviewed; retrying may work), else 403 if a credential was valid but not allowed, else 401
 //! with a `WWW-Authenticate` challenge per listed method. No refused request reaches the exporter.
 //!
 //! `/health` and `/ready` never come here: the kubelet's probes send no credentials.
@@ -82,6 +82,9 @@ pub enum Verdict {
     Forbidden(String),
     /// Could not decide; the cause goes to the log, never to the scraper.
     Unavailable(String),
+    /// Did not decide: too many credentials never seen valid to check now
+    /// ([`tokenreview::limit`]); logged there, aggregated.
+    Limited,
 }
 
 /// How a request's authentication ended: the `outcome` label.
@@ -96,6 +99,8 @@ pub enum Outcome {
     forbidden,
     /// 503.
     unavailable,
+    /// 503 with `Retry-After`: over the limit of reviews for unknown tokens.
+    limited,
 }
 
 /// Labels of `windows_exporter_proxy_auth_decisions_total`.
@@ -129,13 +134,14 @@ impl Decision {
             Verdict::Unauthenticated => Outcome::unauthenticated,
             Verdict::Forbidden(_) => Outcome::forbidden,
             Verdict::Unavailable(_) => Outcome::unavailable,
+            Verdict::Limited => Outcome::limited,
         }
     }
 
     fn rank(&self) -> u8 {
         match self.verdict {
             Verdict::Allowed(_) => 3,
-            Verdict::Unavailable(_) => 2,
+            Verdict::Unavailable(_) | Verdict::Limited => 2,
             Verdict::Forbidden(_) => 1,
             Verdict::Unauthenticated => 0,
         }
@@ -216,6 +222,8 @@ impl Auth {
             Verdict::Unavailable(cause) => {
                 tracing::warn!(method, path, error = %cause, "scrape refused: could not check credentials (503)")
             }
+            // Not one warning per junk token: tokenreview::limit reports refusals, aggregated.
+            Verdict::Limited => tracing::debug!(method, path, "scrape refused: too many unknown credentials (503)"),
         }
         decision
     }
@@ -304,6 +312,16 @@ impl Auth {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "credentials could not be checked now (the proxy's log has the cause); try again",
             ),
+            Verdict::Limited => {
+                let mut response = response::text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many unknown credentials to check now; try again shortly",
+                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(tokenreview::limit::RETRY_AFTER_SECONDS));
+                response
+            }
         }
     }
 }

@@ -16,7 +16,9 @@
 //! mismatched for a moment, so a failure is only reported when the same bytes still fail one
 //! interval later: then it is logged once, at warn, and counted in
 //! `windows_exporter_proxy_tls_reload_failures_total` (certificate pairs), until the files
-//! change again.
+//! change again. A new certificate that loads but is outside its validity now (expired, or not
+//! valid yet) counts as broken while the one in use is still valid, as for the serving pair
+//! ([`certificate::replacement`]): the exporter would refuse it at every new handshake.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -44,7 +46,10 @@ pub fn spawn(exporter: Exporter, watched: Watched, metrics: TlsMetrics) {
     if watched.identity.is_none() && watched.password.is_none() {
         return;
     }
-    let mut identity = watched.identity.map(|(cert, key)| (FileState::new(&[&cert, &key]), cert, key));
+    // The pair in use, read again with the snapshot, to compare a new pair's validity with.
+    let mut identity = watched
+        .identity
+        .map(|(cert, key)| (FileState::new(&[&cert, &key]), certificate::read_key_pair(&cert, &key).ok(), cert, key));
     let mut password = watched.password.map(|(user, file)| (FileState::new(&[&file]), user, file));
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(RELOAD_INTERVAL);
@@ -52,10 +57,18 @@ pub fn spawn(exporter: Exporter, watched: Watched, metrics: TlsMetrics) {
         interval.tick().await; // the first tick is immediate; the files were just loaded
         loop {
             interval.tick().await;
-            if let Some((state, cert_file, key_file)) = identity.as_mut() {
-                match state.check(&[cert_file, key_file], || certificate::read_key_pair(cert_file, key_file)) {
+            if let Some((state, in_use, cert_file, key_file)) = identity.as_mut() {
+                let load = || {
+                    let new = certificate::read_key_pair(cert_file, key_file)?;
+                    match in_use {
+                        Some(current) => certificate::replacement(new, current, certificate::unix_now()),
+                        None => Ok(new),
+                    }
+                };
+                match state.check(&[cert_file, key_file], load) {
                     Check::Unchanged => {}
                     Check::Loaded(pair) => {
+                        *in_use = Some(pair.clone());
                         metrics.certificate_loaded(cert_file, pair.not_after);
                         exporter.set_identity(pair.certified.clone());
                         tracing::info!(

@@ -69,6 +69,23 @@ pub enum CertificateError {
     /// The key is not the one the certificate was issued for.
     #[error("does not match the certificate (its public key is not the certificate's)")]
     Mismatch,
+    /// A rotation to a chain that is outside its validity now, while the one in use is inside
+    /// its own (see [`replacement`]).
+    #[error(
+        "{} (valid from {} to {}, now {}), while the certificate in use is still valid",
+        if .now < .not_before { "is not valid yet" } else { "has expired" },
+        crate::tls::x509::format_utc(*.not_before),
+        crate::tls::x509::format_utc(*.not_after),
+        crate::tls::x509::format_utc(*.now)
+    )]
+    NotValidNow {
+        /// The chain's latest `notBefore`, Unix seconds.
+        not_before: i64,
+        /// The chain's earliest `notAfter`, Unix seconds.
+        not_after: i64,
+        /// The time of the check, Unix seconds.
+        now: i64,
+    },
 }
 
 fn found_labels(found: &[String]) -> String {
@@ -185,8 +202,38 @@ pub struct KeyPair {
     pub certified: Arc<CertifiedKey>,
     /// The leaf certificate's fields.
     pub leaf: CertificateInfo,
+    /// The latest `notBefore` in the chain, Unix seconds: when this pair starts working.
+    pub not_before: i64,
     /// The earliest `notAfter` in the chain, Unix seconds: when this pair stops working.
     pub not_after: i64,
+}
+
+impl KeyPair {
+    /// Whether every certificate of the chain is inside its validity at `now` (Unix seconds).
+    pub fn is_valid_at(&self, now: i64) -> bool {
+        self.not_before <= now && now < self.not_after
+    }
+}
+
+/// The time now in Unix seconds, as certificate validity is compared with it.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Whether a reloaded pair may replace the one in use (`current`) at `now`: it may, unless it is
+/// outside its validity (expired, or not valid yet) while `current` is inside its own. Then the
+/// new pair would only make every new handshake fail where the current one still works, so it is
+/// refused like a pair that does not load. When the current one is outside its validity too, the
+/// new one is taken: there is nothing better to serve. Start-up does not come here: an expired
+/// certificate still starts, with a warning.
+pub fn replacement(new: KeyPair, current: &KeyPair, now: i64) -> Result<KeyPair, PairError> {
+    if new.is_valid_at(now) || !current.is_valid_at(now) {
+        return Ok(new);
+    }
+    Err(PairError {
+        file: PairFile::Certificate,
+        error: CertificateError::NotValidNow { not_before: new.not_before, not_after: new.not_after, now },
+    })
 }
 
 impl fmt::Debug for KeyPair {
@@ -224,6 +271,7 @@ pub fn key_pair(chain: Vec<CertificateDer<'static>>, key: &PrivateKeyDer<'_>) ->
         })
         .collect::<Result<Vec<_>, _>>()
         .map_err(in_file(PairFile::Certificate))?;
+    let not_before = infos.iter().map(|i| i.not_before).max().unwrap_or(i64::MIN);
     let (Some(leaf), Some(not_after)) = (infos.first().cloned(), infos.iter().map(|i| i.not_after).min()) else {
         return Err(PairError {
             file: PairFile::Certificate,
@@ -248,7 +296,7 @@ pub fn key_pair(chain: Vec<CertificateDer<'static>>, key: &PrivateKeyDer<'_>) ->
             });
         }
     }
-    Ok(KeyPair { certified: Arc::new(certified), leaf, not_after })
+    Ok(KeyPair { certified: Arc::new(certified), leaf, not_before, not_after })
 }
 
 /// The earliest `notAfter` of `certificates`, Unix seconds: the number the expiry gauge shows
@@ -443,5 +491,28 @@ mod tests {
         let shown = format!("{pair:?}");
         assert!(shown.contains("not_after: 2111498827"), "{shown}");
         assert!(!shown.contains("key"), "{shown}");
+    }
+
+    #[test]
+    fn a_replacement_outside_its_validity_is_refused_only_while_the_current_pair_is_valid() {
+        let pair = |not_before, not_after| KeyPair {
+            not_before,
+            not_after,
+            ..read_key_pair(&testdata("leaf-ec.pem"), &testdata("leaf-ec.sec1.pem")).unwrap()
+        };
+        let (current, valid, expired, early) = (pair(100, 200), pair(150, 300), pair(0, 120), pair(180, 400));
+        assert_eq!(replacement(valid, &current, 160).unwrap().not_after, 300);
+        let refused = replacement(expired.clone(), &current, 160).unwrap_err();
+        assert_eq!(refused.file, PairFile::Certificate);
+        assert_eq!(
+            refused.to_string(),
+            "has expired (valid from 1970-01-01T00:00:00Z to 1970-01-01T00:02:00Z, now 1970-01-01T00:02:40Z), \
+             while the certificate in use is still valid"
+        );
+        let refused = replacement(early.clone(), &current, 160).unwrap_err().to_string();
+        assert!(refused.starts_with("is not valid yet (valid from 1970-01-01T00:03:00Z"), "{refused}");
+        // Once the current pair is outside its own validity, anything is better or no worse.
+        assert_eq!(replacement(expired, &current, 250).unwrap().not_after, 120);
+        assert_eq!(replacement(early, &current, 50).unwrap().not_after, 400);
     }
 }

@@ -13,6 +13,11 @@
 //!   (certificate written, key not yet), so a broken pair is only reported once it has stayed
 //!   the same for two polls; then it is logged once (warn) and counted in
 //!   `windows_exporter_proxy_tls_reload_failures_total`, and not again until the files change.
+//! - A new pair that loads but is outside its validity now (expired, or not valid yet) is treated
+//!   the same way while the pair serving is still valid: it would only make every new handshake
+//!   fail ([`certificate::replacement`]). Go, nginx and kube-rbac-proxy serve it anyway. Once the
+//!   serving pair is outside its own validity too, or the new one comes inside its own (a
+//!   `notBefore` a little in the future), the next poll takes it.
 //!
 //! [`WatchedKeyPair`] is rustls' certificate resolver on both sides: it serves the listener and
 //! presents the client certificate on the exporter hop.
@@ -22,7 +27,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use rustls::SignatureScheme;
 use rustls::client::ResolvesClientCert;
@@ -134,6 +139,7 @@ impl WatchedKeyPair {
             seen.reported = None;
             return Reload::Unchanged;
         }
+        let pair = pair.and_then(|new| certificate::replacement(new, &self.current(), certificate::unix_now()));
         match pair {
             Ok(pair) => {
                 let (serial, not_after) = (pair.leaf.serial_hex(), pair.not_after);
@@ -216,8 +222,7 @@ fn read(certificate_file: &Path, key_file: &Path) -> (u64, Result<KeyPair, PairE
 
 /// Go and exporter-toolkit serve an expired certificate without a word; at least say so.
 fn warn_if_expired(purpose: &'static str, file: &Path, pair: &KeyPair) {
-    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-    if pair.not_after <= now {
+    if pair.not_after <= certificate::unix_now() {
         tracing::warn!(purpose, file = %file.display(), not_after = pair.not_after, "certificate has expired; clients will refuse it");
     }
 }

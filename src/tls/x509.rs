@@ -1,8 +1,9 @@
-//! The few fields of an X.509 certificate the proxy reads: serial, `notAfter`, subject common
-//! name and subject alternative names (DNS, URI, IP).
+//! The few fields of an X.509 certificate the proxy reads: serial, `notBefore` and `notAfter`,
+//! subject common name and subject alternative names (DNS, URI, IP).
 //!
-//! Hand-written DER instead of a general X.509 crate: these four fields are all the proxy needs
-//! (the expiry gauge, client-certificate authorization, the serial in logs), rustls' own
+//! Hand-written DER instead of a general X.509 crate: these fields are all the proxy needs
+//! (the expiry gauge, refusing a rotation to a certificate outside its validity,
+//! client-certificate authorization, the serial in logs), rustls' own
 //! verifier (webpki) already checks signatures, validity and names on every handshake, and a full
 //! parser (x509-parser with nom, asn1-rs, der-parser, oid-registry, time) costs more .exe size
 //! than this whole module (measured: see the commit that added it). The reader is strict DER
@@ -56,6 +57,8 @@ pub enum SubjectName {
 pub struct CertificateInfo {
     /// The serial number's big-endian bytes, as encoded (a leading zero byte kept off).
     pub serial: Vec<u8>,
+    /// `notBefore` in seconds since the Unix epoch (UTC).
+    pub not_before: i64,
     /// `notAfter` in seconds since the Unix epoch (UTC).
     pub not_after: i64,
     /// The subject's first common name, if it has one.
@@ -83,8 +86,8 @@ impl CertificateInfo {
         tbs.expect(SEQUENCE, "signature algorithm")?;
         tbs.expect(SEQUENCE, "issuer")?;
         let mut validity = tbs.expect(SEQUENCE, "validity")?;
-        validity.any("notBefore")?;
-        let not_after = time(&mut validity)?;
+        let not_before = time(&mut validity, "notBefore")?;
+        let not_after = time(&mut validity, "notAfter")?;
         let subject = tbs.expect(SEQUENCE, "subject")?;
         tbs.expect(SEQUENCE, "subjectPublicKeyInfo")?;
         let mut names = Vec::new();
@@ -109,7 +112,7 @@ impl CertificateInfo {
                 _ => return Err(format!("unexpected field with tag {tag:#04x} in tbsCertificate")),
             }
         }
-        Ok(CertificateInfo { serial, not_after, common_name: common_name(subject)?, names })
+        Ok(CertificateInfo { serial, not_before, not_after, common_name: common_name(subject)?, names })
     }
 
     /// The serial in the colon-separated hex `openssl x509 -serial` and most tools show.
@@ -178,13 +181,13 @@ fn directory_string(tag: Option<u8>, bytes: &[u8]) -> Result<String, String> {
 }
 
 /// A Time (UTCTime or GeneralizedTime, `Z` only as DER requires) as Unix seconds.
-fn time(reader: &mut Reader<'_>) -> Result<i64, String> {
+fn time(reader: &mut Reader<'_>, field: &str) -> Result<i64, String> {
     let tag = reader.peek();
-    let bytes = reader.any("notAfter")?.rest();
+    let bytes = reader.any(field)?.rest();
     let digits = |range: std::ops::Range<usize>| -> Result<i64, String> {
-        let part = bytes.get(range).ok_or("notAfter is too short")?;
+        let part = bytes.get(range).ok_or_else(|| format!("{field} is too short"))?;
         if !part.iter().all(u8::is_ascii_digit) {
-            return Err("notAfter has a non-digit".to_owned());
+            return Err(format!("{field} has a non-digit"));
         }
         Ok(part.iter().fold(0, |n, d| n * 10 + i64::from(d - b'0')))
     };
@@ -196,18 +199,35 @@ fn time(reader: &mut Reader<'_>) -> Result<i64, String> {
         }
         // YYYYMMDDHHMMSSZ
         (Some(GENERALIZED_TIME), 15) => (digits(0..4)?, 4),
-        _ => return Err("notAfter is not a UTCTime or GeneralizedTime in UTC".to_owned()),
+        _ => return Err(format!("{field} is not a UTCTime or GeneralizedTime in UTC")),
     };
     if bytes.last() != Some(&b'Z') {
-        return Err("notAfter is not in UTC".to_owned());
+        return Err(format!("{field} is not in UTC"));
     }
     let (month, day) = (digits(rest..rest + 2)?, digits(rest + 2..rest + 4)?);
     let (hour, minute, second) =
         (digits(rest + 4..rest + 6)?, digits(rest + 6..rest + 8)?, digits(rest + 8..rest + 10)?);
     if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
-        return Err("notAfter is not a real date".to_owned());
+        return Err(format!("{field} is not a real date"));
     }
     Ok(days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second)
+}
+
+/// Unix seconds as `2026-12-01T15:27:07Z`, for log lines and messages about validity.
+pub fn format_utc(seconds: i64) -> String {
+    let (days, second_of_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+    // Howard Hinnant's `civil_from_days`, the inverse of `days_from_civil` below.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z - era * 146_097;
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    let (hour, minute, second) = (second_of_day / 3600, second_of_day / 60 % 60, second_of_day % 60);
+    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z")
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
@@ -299,6 +319,8 @@ mod tests {
         assert_eq!(info.serial_hex(), "12:34:ab:cd");
         // `date -u -d "Nov 28 15:27:07 2036" +%s`: the UTCTime path.
         assert_eq!(info.not_after, 2_111_498_827);
+        // `date -u -d "Dec  1 15:27:07 2026" +%s`.
+        assert_eq!(info.not_before, 1_796_138_827);
         assert_eq!(info.common_name.as_deref(), Some("proxy.example"));
         assert_eq!(
             info.names,
@@ -339,6 +361,16 @@ mod tests {
         let mut longer = der.clone();
         longer.push(0);
         assert_eq!(CertificateInfo::parse(&longer).unwrap_err(), "bytes after the certificate");
+    }
+
+    #[test]
+    fn unix_seconds_format_like_date_does() {
+        // `date -u -d @N +%Y-%m-%dT%H:%M:%SZ`
+        assert_eq!(format_utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_utc(1_796_138_827), "2026-12-01T15:27:07Z");
+        assert_eq!(format_utc(2_660_138_826), "2054-04-18T15:27:06Z");
+        assert_eq!(format_utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(format_utc(-1), "1969-12-31T23:59:59Z");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Certificates made at test time with the `openssl` CLI (the one Debian ships): a scratch
 //! directory per test holding a CA ([`Pki`]), as many further CAs as the test needs ([`Ca`], for
 //! "a certificate from another CA"), and the leaf certificates they issue ([`Leaf`]: server or
-//! client, EC or RSA, PKCS#8, SEC1 or PKCS#1 keys, chosen serials, SANs or none).
+//! client, EC or RSA, PKCS#8, SEC1 or PKCS#1 keys, chosen serials, SANs or none, valid from now
+//! or between fixed dates in the past or the future).
 //!
 //! Leaves are X.509 v3 with the extensions verifiers insist on (webpki and Go's crypto/x509
 //! alike): `basicConstraints`, `keyUsage`, `extendedKeyUsage` for the [`Role`], and the subject
@@ -48,6 +49,9 @@ pub struct Leaf {
     pub serial: u64,
     /// Validity in days from now.
     pub days: u32,
+    /// Fixed `notBefore` and `notAfter` instead of `days` from now, as `openssl ca` takes them
+    /// (`YYYYMMDDHHMMSSZ`): a certificate already expired, or not valid yet.
+    pub validity: Option<(&'static str, &'static str)>,
     /// Key type and encoding.
     pub key: KeyFormat,
     /// Server or client.
@@ -63,6 +67,7 @@ impl Leaf {
             sans: sans.iter().map(|s| s.to_string()).collect(),
             serial,
             days: 30,
+            validity: None,
             key: KeyFormat::EcPkcs8,
             role,
         }
@@ -187,13 +192,27 @@ impl Ca {
             &["req", "-new", "-key", &key, "-subj", &format!("/CN={}", leaf.common_name), "-out", &csr],
         );
         let certificate = format!("{name}.crt");
+        if let Some((not_before, not_after)) = leaf.validity {
+            self.issue_with_dates(name, leaf.serial, (not_before, not_after), &csr, &extensions, &certificate);
+        } else {
+            self.issue_for_days(leaf, &csr, &extensions, &certificate);
+        }
+        let chain = self.dir.join(format!("{name}.chain.crt"));
+        let mut pem = std::fs::read(self.dir.join(&certificate)).unwrap();
+        pem.extend(std::fs::read(&self.certificate).unwrap());
+        std::fs::write(&chain, pem).unwrap();
+        Issued { chain, certificate: self.dir.join(certificate), key: self.dir.join(key) }
+    }
+
+    /// `openssl x509 -req -days`: valid from now.
+    fn issue_for_days(&self, leaf: &Leaf, csr: &str, extensions: &str, certificate: &str) {
         openssl_in(
             &self.dir,
             &[
                 "x509",
                 "-req",
                 "-in",
-                &csr,
+                csr,
                 "-CA",
                 path_str(&self.certificate),
                 "-CAkey",
@@ -203,16 +222,65 @@ impl Ca {
                 "-days",
                 &leaf.days.to_string(),
                 "-extfile",
-                &extensions,
+                extensions,
                 "-out",
-                &certificate,
+                certificate,
             ],
         );
-        let chain = self.dir.join(format!("{name}.chain.crt"));
-        let mut pem = std::fs::read(self.dir.join(&certificate)).unwrap();
-        pem.extend(std::fs::read(&self.certificate).unwrap());
-        std::fs::write(&chain, pem).unwrap();
-        Issued { chain, certificate: self.dir.join(certificate), key: self.dir.join(key) }
+    }
+
+    /// `openssl ca -startdate -enddate`: OpenSSL 3.0's `x509` has no way to set either date
+    /// (`-not_before`/`-not_after` came in 3.4), `ca` has, given a config, a database and a serial
+    /// file of its own.
+    fn issue_with_dates(
+        &self,
+        name: &str,
+        serial: u64,
+        (not_before, not_after): (&str, &str),
+        csr: &str,
+        extensions: &str,
+        certificate: &str,
+    ) {
+        let config = format!("{name}.ca.cnf");
+        std::fs::write(
+            self.dir.join(&config),
+            format!(
+                "[ca]\ndefault_ca = test\n[test]\ndatabase = {name}.index\nnew_certs_dir = {name}.issued\n\
+                 serial = {name}.serial\ndefault_md = sha256\npolicy = any\nunique_subject = no\n\
+                 [any]\ncommonName = supplied\n"
+            ),
+        )
+        .unwrap();
+        std::fs::write(self.dir.join(format!("{name}.index")), "").unwrap();
+        std::fs::create_dir_all(self.dir.join(format!("{name}.issued"))).unwrap();
+        // An even number of hex digits, as openssl reads a serial file.
+        let hex = format!("{serial:X}");
+        let hex = if hex.len() % 2 == 1 { format!("0{hex}") } else { hex };
+        std::fs::write(self.dir.join(format!("{name}.serial")), format!("{hex}\n")).unwrap();
+        openssl_in(
+            &self.dir,
+            &[
+                "ca",
+                "-batch",
+                "-notext",
+                "-config",
+                &config,
+                "-cert",
+                path_str(&self.certificate),
+                "-keyfile",
+                path_str(&self.key),
+                "-in",
+                csr,
+                "-extfile",
+                extensions,
+                "-startdate",
+                not_before,
+                "-enddate",
+                not_after,
+                "-out",
+                certificate,
+            ],
+        );
     }
 }
 

@@ -10,9 +10,18 @@
 //! [`AUTHN_TTL`], SubjectAccessReviews for [`ALLOW_TTL`] when allowed and [`DENY_TTL`] when
 //! denied, keyed by a SHA-256 of what was reviewed (a token is never kept as a key). A failed
 //! review (API server unreachable, slow, 5xx, unreadable) is never cached and answers 503.
+//!
+//! Hostile clients (issue 24): a flood of distinct junk tokens can neither push the tokens that
+//! authenticated out of the TokenReview cache (they sit in its protected segment, [`cache`]) nor
+//! make the proxy send more than a bounded number of TokenReviews: reviews of tokens never seen
+//! authenticated go through [`limit`] (a burst of [`limit::BURST`], then [`limit::PER_SECOND`];
+//! the numbers and why are there), answered 503 with `Retry-After` over it; a token that
+//! authenticated before is never limited. SubjectAccessReviews need a token that authenticated,
+//! so junk never reaches them; their cache is bounded the same way.
 
 pub mod api;
 pub mod cache;
+pub mod limit;
 pub mod review;
 
 use std::sync::Arc;
@@ -22,6 +31,7 @@ use aws_lc_rs::digest;
 
 use self::api::KubeApi;
 use self::cache::ReviewCache;
+use self::limit::ReviewLimit;
 use self::review::{
     SUBJECT_ACCESS_REVIEWS, SubjectAccessReviewAnswer, SubjectAccessReviewRequest, TOKEN_REVIEWS, TokenReviewAnswer,
     TokenReviewRequest, UserInfo,
@@ -45,6 +55,7 @@ pub struct TokenReview {
     authz_users: Option<Vec<String>>,
     authn: Arc<ReviewCache<[u8; 32], Authenticated>>,
     authz: Arc<ReviewCache<[u8; 32], bool>>,
+    limit: ReviewLimit,
 }
 
 impl TokenReview {
@@ -57,6 +68,7 @@ impl TokenReview {
             authz_users,
             authn: Arc::default(),
             authz: Arc::default(),
+            limit: ReviewLimit::default(),
         }
     }
 
@@ -68,9 +80,10 @@ impl TokenReview {
     /// Authenticates `token`, then authorizes its user for `get path`.
     pub async fn decide(&self, token: &str, path: &str) -> Verdict {
         let user = match self.authenticate(token).await {
-            Ok(Some(user)) => user,
-            Ok(None) => return Verdict::Unauthenticated,
-            Err(cause) => return Verdict::Unavailable(format!("TokenReview: {cause}")),
+            Some(Ok(Some(user))) => user,
+            Some(Ok(None)) => return Verdict::Unauthenticated,
+            Some(Err(cause)) => return Verdict::Unavailable(format!("TokenReview: {cause}")),
+            None => return Verdict::Limited,
         };
         let allowed = match &self.authz_users {
             Some(users) => users.iter().any(|u| *u == user.username),
@@ -83,13 +96,17 @@ impl TokenReview {
         if allowed { Verdict::Allowed(username) } else { Verdict::Forbidden(username) }
     }
 
-    async fn authenticate(&self, token: &str) -> Result<Authenticated, Arc<str>> {
+    /// The TokenReview's outcome (cached, or shared with one in flight, or a new review);
+    /// `None` when a new review was needed and [`limit`] refused it.
+    async fn authenticate(&self, token: &str) -> Option<Result<Authenticated, Arc<str>>> {
         let key = sha256(&[token.as_bytes()]);
         let (api, audiences, token) = (self.api.clone(), self.audiences.clone(), token.to_owned());
         self.authn
-            .get_or_review(
+            .get_or_review_admitted(
                 key,
                 |_| AUTHN_TTL,
+                Option::is_some,
+                |known| self.limit.admit(known),
                 move || async move {
                     let answer: TokenReviewAnswer =
                         api.create(TOKEN_REVIEWS, &TokenReviewRequest::new(&token, &audiences)).await?;
