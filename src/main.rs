@@ -7,14 +7,14 @@ use std::sync::Arc;
 
 use windows_exporter_proxy::auth;
 use windows_exporter_proxy::cli::{self, Command};
-use windows_exporter_proxy::config::exporter::Trust;
 use windows_exporter_proxy::config::{Config, EXIT_USAGE};
+use windows_exporter_proxy::exporter::settings::Trust;
 use windows_exporter_proxy::exporter::{Exporter, reload};
 use windows_exporter_proxy::health::Readiness;
 use windows_exporter_proxy::logging;
 use windows_exporter_proxy::router::App;
 use windows_exporter_proxy::scrape::Scrape;
-use windows_exporter_proxy::server::{self, Settings, Stopped};
+use windows_exporter_proxy::server::{self, Stopped};
 use windows_exporter_proxy::shutdown::StopSignals;
 use windows_exporter_proxy::telemetry::Telemetry;
 use windows_exporter_proxy::tls::acceptor::Acceptor;
@@ -95,7 +95,7 @@ async fn serve(config: Config) -> ExitCode {
     );
     hop_started(&config, &exporter, &telemetry);
     let readiness = Arc::new(Readiness::new(exporter.clone(), config.ready_max_age));
-    let scrape = Scrape::new(&config, exporter.clone(), telemetry.clone());
+    let scrape = Scrape::new(&config.scrape_settings(), exporter.clone(), telemetry.clone());
     let auth = match auth::build(&config.auth, &telemetry) {
         Some(auth) => {
             tracing::info!(methods = ?auth.methods().iter().map(|m| m.name()).collect::<Vec<_>>(), "authenticating scrapes of /metrics and /proxy/metrics");
@@ -109,7 +109,7 @@ async fn serve(config: Config) -> ExitCode {
         );
     }
     let app = Arc::new(App { scrape, readiness, telemetry, auth });
-    let settings = Settings::from_config(&config, tls);
+    let settings = config.server_settings(tls);
 
     // With one port the line reads as it always has; with a list it names the host and the
     // ports, and discovery logs the port it picks.

@@ -20,7 +20,7 @@ use windows_exporter_proxy::exporter::Exporter;
 use windows_exporter_proxy::health::Readiness;
 use windows_exporter_proxy::router::App;
 use windows_exporter_proxy::scrape::Scrape;
-use windows_exporter_proxy::server::{self, Settings, Stopped};
+use windows_exporter_proxy::server::{self, Stopped};
 use windows_exporter_proxy::telemetry::Telemetry;
 
 /// A running `server::run`: where it listens, how to ask it to stop, and what it returned.
@@ -47,9 +47,9 @@ impl Server {
         let telemetry = Arc::new(Telemetry::new());
         let exporter = Exporter::new(config.exporter.clone(), config.connect_timeout);
         let readiness = Arc::new(Readiness::new(exporter.clone(), config.ready_max_age));
-        let scrape = Scrape::new(&config, exporter, telemetry.clone());
+        let scrape = Scrape::new(&config.scrape_settings(), exporter, telemetry.clone());
         let app = Arc::new(App { scrape, readiness, telemetry: telemetry.clone(), auth: None });
-        let settings = Settings::from_config(&config, None);
+        let settings = config.server_settings(None);
 
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().unwrap();

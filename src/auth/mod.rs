@@ -24,12 +24,11 @@ use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
-use self::basic::BasicAuth;
+use self::basic::{BasicAuth, Htpasswd};
 use self::client_cert::{AllowedNames, CertificateNames};
 use self::credential::Credential;
-use self::tokenreview::TokenReview;
 use self::tokenreview::api::KubeApi;
-use crate::config::auth::AuthSettings;
+use self::tokenreview::{TokenReview, TokenReviewSettings};
 use crate::response::{self, ResponseBody};
 use crate::telemetry::Telemetry;
 
@@ -139,6 +138,31 @@ impl Decision {
             Verdict::Forbidden(_) => 1,
             Verdict::Unauthenticated => 0,
         }
+    }
+}
+
+/// The checked authentication settings.
+#[derive(Debug, Clone, Default)]
+pub struct AuthSettings {
+    /// `PROXY_AUTH` in order; empty: no authentication.
+    pub methods: Vec<Method>,
+    /// `PROXY_CLIENT_ALLOWED_NAMES` (empty: every verified certificate).
+    pub client_allowed_names: AllowedNames,
+    /// The users of `PROXY_BASIC_AUTH_FILE`, when `basic` is listed.
+    pub htpasswd: Option<Htpasswd>,
+    /// When `tokenreview` is listed.
+    pub tokenreview: Option<TokenReviewSettings>,
+    /// `PROXY_ALLOW_PLAINTEXT_CREDENTIALS` was needed and set: `main` warns.
+    pub plaintext_credentials: bool,
+    /// Whether the scraper's `Authorization` goes to the exporter (`PROXY_FORWARD_AUTHORIZATION`
+    /// resolved).
+    pub forward_authorization: bool,
+}
+
+impl AuthSettings {
+    /// Whether any method is listed.
+    pub fn enabled(&self) -> bool {
+        !self.methods.is_empty()
     }
 }
 

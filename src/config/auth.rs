@@ -17,10 +17,11 @@ use rustls::RootCertStore;
 
 use super::variables as var;
 use super::{ConfigError, Reader, parse};
-use crate::auth::Method;
 use crate::auth::basic::Htpasswd;
 use crate::auth::client_cert::AllowedNames;
+use crate::auth::tokenreview::TokenReviewSettings;
 use crate::auth::tokenreview::api::ApiSettings;
+use crate::auth::{AuthSettings, Method};
 use crate::tls::certificate;
 
 /// `PROXY_FORWARD_AUTHORIZATION`.
@@ -32,42 +33,6 @@ pub enum Forward {
     Always,
     /// Never forward it.
     Never,
-}
-
-/// `tokenreview`'s settings.
-#[derive(Debug, Clone)]
-pub struct TokenReviewSettings {
-    /// Where the API server is and how to trust it.
-    pub api: ApiSettings,
-    /// `PROXY_TOKENREVIEW_AUDIENCES`.
-    pub audiences: Vec<String>,
-    /// `PROXY_AUTHZ_USERS`: when set, replaces SubjectAccessReviews.
-    pub authz_users: Option<Vec<String>>,
-}
-
-/// The checked authentication settings.
-#[derive(Debug, Clone, Default)]
-pub struct AuthSettings {
-    /// `PROXY_AUTH` in order; empty: no authentication.
-    pub methods: Vec<Method>,
-    /// `PROXY_CLIENT_ALLOWED_NAMES` (empty: every verified certificate).
-    pub client_allowed_names: AllowedNames,
-    /// The users of `PROXY_BASIC_AUTH_FILE`, when `basic` is listed.
-    pub htpasswd: Option<Htpasswd>,
-    /// When `tokenreview` is listed.
-    pub tokenreview: Option<TokenReviewSettings>,
-    /// `PROXY_ALLOW_PLAINTEXT_CREDENTIALS` was needed and set: `main` warns.
-    pub plaintext_credentials: bool,
-    /// Whether the scraper's `Authorization` goes to the exporter (`PROXY_FORWARD_AUTHORIZATION`
-    /// resolved).
-    pub forward_authorization: bool,
-}
-
-impl AuthSettings {
-    /// Whether any method is listed.
-    pub fn enabled(&self) -> bool {
-        !self.methods.is_empty()
-    }
 }
 
 /// What the other settings files tell this one.

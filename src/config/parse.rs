@@ -156,8 +156,8 @@ pub fn boolean(value: &str) -> Result<bool, String> {
 }
 
 /// `http` or `https` (any case): how the proxy talks to the exporter.
-pub fn exporter_scheme(value: &str) -> Result<crate::config::exporter::Scheme, String> {
-    use crate::config::exporter::Scheme;
+pub fn exporter_scheme(value: &str) -> Result<crate::exporter::settings::Scheme, String> {
+    use crate::exporter::settings::Scheme;
     match value.to_ascii_lowercase().as_str() {
         "http" => Ok(Scheme::Http),
         "https" => Ok(Scheme::Https),

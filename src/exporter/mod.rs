@@ -12,6 +12,7 @@ pub mod credentials;
 pub mod discovery;
 mod error;
 pub mod reload;
+pub mod settings;
 pub mod tls;
 
 use std::io;
@@ -31,13 +32,13 @@ use prometheus_client::metrics::gauge::Gauge;
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::ServerName;
 
-use crate::config::exporter::{ExporterSettings, Trust};
 use crate::health::PROBE_TIMEOUT;
 use crate::timestamp::Timestamp;
 use credentials::Credentials;
 use discovery::{Discovery, Ports, Probe};
 pub use error::ExporterError;
 pub(crate) use error::{innermost, sources};
+use settings::{ExporterSettings, Trust};
 use tls::HopContext;
 
 /// Idle pooled connections are closed after this: below windows_exporter's 60 s server timeout.

@@ -21,9 +21,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::config::exporter::read_password;
 use crate::exporter::Exporter;
-use crate::exporter::credentials::Credentials;
+use crate::exporter::credentials::{Credentials, read_password};
 use crate::tls::certificate;
 use crate::tls::metrics::TlsMetrics;
 

@@ -33,7 +33,6 @@ use tokio::time::Instant;
 
 pub use error::ScrapeError;
 
-use crate::config::Config;
 use crate::connection::HangUp;
 use crate::deadline::{SCRAPE_TIMEOUT_HEADER, ScrapeBudget};
 use crate::exporter::{Exporter, ExporterError};
@@ -43,7 +42,7 @@ use crate::stream::{Held, ScrapeRecord, ScrapeStream, Source};
 use crate::telemetry::{GaugeGuard, Telemetry};
 
 use coalesce::key::ScrapeKey;
-use coalesce::{Coalescer, Joined, Member};
+use coalesce::{Coalescer, Coalescing, Joined, Member};
 
 /// The exporter path every scrape goes to.
 pub const METRICS_PATH: &str = "/metrics";
@@ -54,6 +53,21 @@ pub const METRICS_PATH: &str = "/metrics";
 struct Scraper {
     started: Instant,
     hang_up: Option<Arc<Notify>>,
+}
+
+/// The `/metrics` handler's settings, filled by `config`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScrapeSettings {
+    /// Concurrent exporter requests (`PROXY_MAX_INFLIGHT`).
+    pub max_inflight: usize,
+    /// Deadline for a scrape that carries no timeout header.
+    pub scrape_timeout: Duration,
+    /// Taken off the scraper's own timeout.
+    pub timeout_margin: Duration,
+    /// Coalescing of identical concurrent scrapes.
+    pub coalesce: Coalescing,
+    /// Whether the scraper's `Authorization` goes to the exporter.
+    pub forward_authorization: bool,
 }
 
 /// The `/metrics` handler and what it shares between scrapes.
@@ -70,17 +84,17 @@ pub struct Scrape {
 }
 
 impl Scrape {
-    /// Scrapes of `exporter` with the limits in `config`.
-    pub fn new(config: &Config, exporter: Exporter, telemetry: Arc<Telemetry>) -> Scrape {
+    /// Scrapes of `exporter` with the limits in `settings`.
+    pub fn new(settings: &ScrapeSettings, exporter: Exporter, telemetry: Arc<Telemetry>) -> Scrape {
         Scrape {
             exporter,
-            slots: Arc::new(Semaphore::new(config.max_inflight)),
-            max_inflight: config.max_inflight,
-            default_timeout: config.scrape_timeout,
-            margin: config.timeout_margin,
+            slots: Arc::new(Semaphore::new(settings.max_inflight)),
+            max_inflight: settings.max_inflight,
+            default_timeout: settings.scrape_timeout,
+            margin: settings.timeout_margin,
             telemetry,
-            coalescer: config.coalesce.enabled.then(|| Coalescer::new(config.coalesce.max_buffer_bytes)),
-            forward_authorization: config.auth.forward_authorization,
+            coalescer: settings.coalesce.enabled.then(|| Coalescer::new(settings.coalesce.max_buffer_bytes)),
+            forward_authorization: settings.forward_authorization,
         }
     }
 
