@@ -40,7 +40,6 @@ pub mod health;
 pub mod router;
 pub mod scrape;
 pub mod server;
-pub mod stream;
 pub mod telemetry;
 pub mod tls;
 

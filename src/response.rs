@@ -12,7 +12,7 @@ use http::{Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 
 use crate::scrape::ScrapeError;
-use crate::stream::ScrapeStream;
+use crate::scrape::stream::ScrapeStream;
 
 /// The body of every response the proxy sends.
 pub enum ResponseBody {

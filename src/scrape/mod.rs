@@ -20,6 +20,7 @@
 
 pub mod coalesce;
 mod error;
+pub mod stream;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -38,11 +39,11 @@ use crate::deadline::{SCRAPE_TIMEOUT_HEADER, ScrapeBudget};
 use crate::exporter::{Exporter, ExporterError};
 use crate::headers;
 use crate::response::ResponseBody;
-use crate::stream::{Held, ScrapeRecord, ScrapeStream, Source};
 use crate::telemetry::{GaugeGuard, Telemetry};
 
 use coalesce::key::ScrapeKey;
 use coalesce::{Coalescer, Coalescing, Joined, Member};
+use stream::{Held, ScrapeRecord, ScrapeStream, Source};
 
 /// The exporter path every scrape goes to.
 pub const METRICS_PATH: &str = "/metrics";
