@@ -45,6 +45,7 @@ pub mod tls;
 
 pub mod cli;
 pub mod deadline;
+pub mod hangup;
 pub mod headers;
 pub mod logging;
 pub mod response;

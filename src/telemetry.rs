@@ -20,7 +20,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::auth::DecisionLabels;
 use crate::tls::metrics::TlsMetrics;
 
 /// How a scrape through the proxy ended.
@@ -49,6 +48,29 @@ pub enum Outcome {
 struct ScrapeLabels {
     outcome: Outcome,
     status: u16,
+}
+
+/// How a request's authentication ended: the `outcome` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[allow(non_camel_case_types)] // label values are written as Prometheus expects them
+pub enum AuthOutcome {
+    /// Served.
+    allowed,
+    /// 401.
+    unauthenticated,
+    /// 403.
+    forbidden,
+    /// 503.
+    unavailable,
+}
+
+/// Labels of `windows_exporter_proxy_auth_decisions_total`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct DecisionLabels {
+    /// The deciding method's name, or `none`.
+    pub method: &'static str,
+    /// How it ended.
+    pub outcome: AuthOutcome,
 }
 
 /// Why the proxy closed a client connection.

@@ -20,7 +20,6 @@ pub mod tokenreview;
 
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Response, StatusCode};
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
@@ -30,7 +29,7 @@ use self::credential::Credential;
 use self::tokenreview::api::KubeApi;
 use self::tokenreview::{TokenReview, TokenReviewSettings};
 use crate::response::{self, ResponseBody};
-use crate::telemetry::Telemetry;
+use crate::telemetry::{AuthOutcome, DecisionLabels, Telemetry};
 
 /// The realm in every challenge.
 pub const REALM: &str = "windows-exporter-proxy";
@@ -83,29 +82,6 @@ pub enum Verdict {
     Unavailable(String),
 }
 
-/// How a request's authentication ended: the `outcome` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
-#[allow(non_camel_case_types)] // label values are written as Prometheus expects them
-pub enum Outcome {
-    /// Served.
-    allowed,
-    /// 401.
-    unauthenticated,
-    /// 403.
-    forbidden,
-    /// 503.
-    unavailable,
-}
-
-/// Labels of `windows_exporter_proxy_auth_decisions_total`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-pub struct DecisionLabels {
-    /// The deciding method's name, or `none`.
-    pub method: &'static str,
-    /// How it ended.
-    pub outcome: Outcome,
-}
-
 /// The decision for one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
@@ -122,12 +98,12 @@ impl Decision {
     }
 
     /// The `outcome` label.
-    pub fn outcome(&self) -> Outcome {
+    pub fn outcome(&self) -> AuthOutcome {
         match self.verdict {
-            Verdict::Allowed(_) => Outcome::allowed,
-            Verdict::Unauthenticated => Outcome::unauthenticated,
-            Verdict::Forbidden(_) => Outcome::forbidden,
-            Verdict::Unavailable(_) => Outcome::unavailable,
+            Verdict::Allowed(_) => AuthOutcome::allowed,
+            Verdict::Unauthenticated => AuthOutcome::unauthenticated,
+            Verdict::Forbidden(_) => AuthOutcome::forbidden,
+            Verdict::Unavailable(_) => AuthOutcome::unavailable,
         }
     }
 
@@ -336,6 +312,7 @@ impl Auth {
 mod tests {
     use super::*;
     use http::HeaderValue;
+    use http_body_util::BodyExt;
 
     fn chain(order: &[Method]) -> Auth {
         let htpasswd =
@@ -357,7 +334,8 @@ mod tests {
         // prometheus:s3cret
         let decision = auth.decide("/metrics", &headers(&["Basic cHJvbWV0aGV1czpzM2NyZXQ="]), None).await;
         assert_eq!(decision, Decision { method: Some(Method::Basic), verdict: Verdict::Allowed("prometheus".into()) });
-        let count = auth.decisions.get_or_create(&DecisionLabels { method: "basic", outcome: Outcome::allowed }).get();
+        let count =
+            auth.decisions.get_or_create(&DecisionLabels { method: "basic", outcome: AuthOutcome::allowed }).get();
         assert_eq!(count, 1);
     }
 
@@ -382,8 +360,8 @@ mod tests {
         assert!(challenges[1].to_str().unwrap().starts_with("Basic realm="));
     }
 
-    #[test]
-    fn an_unavailable_answer_keeps_the_cause_out_of_the_body() {
+    #[tokio::test]
+    async fn an_unavailable_answer_keeps_the_cause_out_of_the_body() {
         let auth = chain(&[Method::Basic]);
         let decision = Decision {
             method: Some(Method::TokenReview),
@@ -391,7 +369,7 @@ mod tests {
         };
         let response = auth.refusal(&decision);
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-        let ResponseBody::Local(Some(body)) = response.into_body() else { panic!("a local body") };
+        let body = response.into_body().collect().await.expect("a local body").to_bytes();
         assert!(!String::from_utf8_lossy(&body).contains("10.0.0.1"));
     }
 

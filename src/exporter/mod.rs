@@ -32,7 +32,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::ServerName;
 
-use crate::health::PROBE_TIMEOUT;
 use crate::timestamp::Timestamp;
 use credentials::Credentials;
 use discovery::{Discovery, Ports, Probe};
@@ -40,6 +39,11 @@ pub use error::ExporterError;
 pub(crate) use error::{innermost, sources};
 use settings::{ExporterSettings, Trust};
 use tls::HopContext;
+
+/// A readiness probe of the exporter gives up after this long in all (connect included), so
+/// `/ready` answers 503 with a reason inside the kubelet's probe timeout (3 s in our manifests)
+/// instead of the kubelet timing out with none.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Idle pooled connections are closed after this: below windows_exporter's 60 s server timeout.
 pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(50);

@@ -34,11 +34,11 @@ use tokio::time::Instant;
 
 pub use error::ScrapeError;
 
-use crate::connection::HangUp;
 use crate::deadline::{SCRAPE_TIMEOUT_HEADER, ScrapeBudget};
 use crate::exporter::{Exporter, ExporterError};
+use crate::hangup::HangUp;
 use crate::headers;
-use crate::response::ResponseBody;
+use crate::response::{ResponseBody, streamed};
 use crate::telemetry::{GaugeGuard, Telemetry};
 
 use coalesce::key::ScrapeKey;
@@ -167,7 +167,7 @@ impl Scrape {
         let record = self.record(parts.status, scraper.started, Some(Held { slot, inflight }));
         Ok(Response::from_parts(
             parts,
-            ResponseBody::Scrape(ScrapeStream::new(Source::Exporter(body), deadline, record, scraper.hang_up)),
+            streamed(ScrapeStream::new(Source::Exporter(body), deadline, record, scraper.hang_up)),
         ))
     }
 
@@ -198,7 +198,7 @@ impl Scrape {
         let record = self.record(answer.status, scraper.started, None);
         let source = Source::Shared(member.into_reader(), coalescer.limit());
         let body = ScrapeStream::new(source, deadline, record, scraper.hang_up);
-        Ok(response.map(|()| ResponseBody::Scrape(body)))
+        Ok(response.map(|()| streamed(body)))
     }
 
     /// Joins the identical exporter request in flight; else waits (within the deadline) for a
