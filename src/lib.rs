@@ -37,6 +37,7 @@ pub mod config;
 pub mod connection;
 pub mod exporter;
 pub mod health;
+pub mod proxy;
 pub mod router;
 pub mod scrape;
 pub mod server;

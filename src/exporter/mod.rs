@@ -24,12 +24,13 @@ use prometheus_client::metrics::gauge::Gauge;
 use rustls::sign::CertifiedKey;
 
 use crate::timestamp::Timestamp;
+use crate::tls::metrics::TlsMetrics;
 use client::HopClient;
 use credentials::Credentials;
 use discovery::{Discovery, Ports, Probe};
 pub use error::ExporterError;
 pub(crate) use error::innermost;
-use settings::ExporterSettings;
+use settings::{ExporterSettings, Trust};
 
 /// A readiness probe of the exporter gives up after this long in all (connect included), so
 /// `/ready` answers 503 with a reason inside the kubelet's probe timeout (3 s in our manifests)
@@ -100,6 +101,32 @@ impl Exporter {
             client,
             last_answer: Arc::new(Timestamp::unset()),
         }
+    }
+
+    /// The hop's start-up, once: the skip-verify warning, the expiry of its certificate files in
+    /// `metrics`, and the watch on the files it re-reads.
+    pub fn hop_started(&self, hop: &ExporterSettings, metrics: &TlsMetrics) {
+        if let Some(tls) = &hop.tls {
+            match &tls.trust {
+                Trust::InsecureSkipVerify => tracing::warn!(
+                    variable = "PROXY_EXPORTER_INSECURE_SKIP_VERIFY",
+                    "the exporter's certificate is not verified: whoever answers on the exporter's address gets the scrapes and the proxy's exporter credentials"
+                ),
+                Trust::Bundle { file, certificates, .. } => metrics.certificates_loaded(file, certificates),
+            }
+            if let Some(identity) = &tls.identity {
+                metrics.certificate_loaded(&identity.cert_file, identity.loaded.not_after);
+            }
+        }
+        let watched = reload::Watched {
+            identity: hop
+                .tls
+                .as_ref()
+                .and_then(|t| t.identity.as_ref())
+                .map(|i| (i.cert_file.clone(), i.key_file.clone())),
+            password: hop.basic_auth.as_ref().map(|b| (b.username.clone(), b.password_file.clone())),
+        };
+        reload::spawn(self.clone(), watched, metrics.clone());
     }
 
     /// Which port is in use, and the search for one.
