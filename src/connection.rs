@@ -13,7 +13,7 @@
 //! And one signal: **hang-up** ([`HangUp`], in every request's extensions). hyper polls a response
 //! body only while the client's socket takes bytes, so a scraper that stops reading mid-body would
 //! never let its body see its deadline or learn that a shared body cut it off. The scrape signals
-//! the hang-up in both cases (`stream`, `scrape::coalesce::buffer`) and the connection closes at
+//! the hang-up in both cases (`scrape::stream`, `scrape::coalesce::buffer`) and the connection closes at
 //! once, dropping the response, which records why.
 //!
 //! The header size limit (431) is hyper's. On drain, idle connections close at once and busy ones

@@ -25,7 +25,7 @@ use crate::tls::metrics::TlsMetrics;
 /// How a scrape through the proxy ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
 #[allow(non_camel_case_types)] // label values are written as Prometheus expects them
-pub enum Outcome {
+pub enum ScrapeOutcome {
     /// The whole body reached the scraper.
     ok,
     /// The exporter refused, could not be reached or sent something that is not HTTP (502).
@@ -46,7 +46,7 @@ pub enum Outcome {
 /// Labels of `windows_exporter_proxy_scrapes_total`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ScrapeLabels {
-    outcome: Outcome,
+    outcome: ScrapeOutcome,
     status: u16,
 }
 
@@ -212,7 +212,7 @@ impl Telemetry {
     }
 
     /// Counts one finished scrape.
-    pub fn scrape_finished(&self, outcome: Outcome, status: u16) {
+    pub fn scrape_finished(&self, outcome: ScrapeOutcome, status: u16) {
         self.scrapes.get_or_create(&ScrapeLabels { outcome, status }).inc();
     }
 
@@ -364,7 +364,7 @@ mod tests {
     #[test]
     fn encodes_every_family_with_the_prefix() {
         let t = Telemetry::new();
-        t.scrape_finished(Outcome::timeout, 504);
+        t.scrape_finished(ScrapeOutcome::timeout, 504);
         t.upstream_responded(Duration::from_millis(30));
         t.streamed(1234);
         let _g = GaugeGuard::new(t.inflight());
@@ -401,7 +401,7 @@ mod tests {
     #[test]
     fn text_format_names_counters_by_their_sample_and_has_no_eof() {
         let t = Telemetry::new();
-        t.scrape_finished(Outcome::ok, 200);
+        t.scrape_finished(ScrapeOutcome::ok, 200);
         let text = t.encode(Format::Text);
         assert!(text.contains("# TYPE windows_exporter_proxy_scrapes_total counter\n"), "{text}");
         assert!(text.contains("# HELP windows_exporter_proxy_scrapes_total Scrapes of /metrics"), "{text}");

@@ -167,7 +167,7 @@ pub struct ClientCertAuth {
     pub allowed: AllowedNames,
 }
 
-/// The configured chain. Built by `main` from `config::auth`.
+/// The configured chain. Built by [`build`] from the [`AuthSettings`] `config` fills.
 pub struct Auth {
     methods: Vec<Method>,
     client_cert: Option<ClientCertAuth>,

@@ -157,7 +157,7 @@ pub fn settings(values: &mut Reader, context: Context) -> AuthSettings {
             let read = std::fs::read(&file).map_err(|error| format!("cannot be read: {error}"));
             let parsed = read.and_then(|content| Htpasswd::parse(&content).map_err(|error| error.to_string()));
             settings.htpasswd =
-                values.check(&var::BASIC_AUTH_FILE, parsed.map_err(|reason| (file.display().to_string(), reason)));
+                values.record(&var::BASIC_AUTH_FILE, parsed.map_err(|reason| (file.display().to_string(), reason)));
         }
     }
     if listed(Method::TokenReview) {
@@ -202,7 +202,7 @@ fn tokenreview(values: &mut Reader) -> Option<TokenReviewSettings> {
     let token_file = values.value(&var::KUBE_TOKEN_FILE, path);
     if let Err(error) = std::fs::metadata(&token_file) {
         let shown = token_file.display().to_string();
-        values.check::<()>(
+        values.record::<()>(
             &var::KUBE_TOKEN_FILE,
             Err((
                 shown,
@@ -215,7 +215,7 @@ fn tokenreview(values: &mut Reader) -> Option<TokenReviewSettings> {
     }
     let ca_file = values.value(&var::KUBE_CA_FILE, path);
     let ca =
-        values.check(&var::KUBE_CA_FILE, roots(&ca_file).map_err(|reason| (ca_file.display().to_string(), reason)));
+        values.record(&var::KUBE_CA_FILE, roots(&ca_file).map_err(|reason| (ca_file.display().to_string(), reason)));
     let audiences = values.optional(&var::TOKENREVIEW_AUDIENCES, parse::list).unwrap_or_default();
     let authz_users = values.optional(&var::AUTHZ_USERS, parse::list);
     Some(TokenReviewSettings { api: ApiSettings { url: url?, token_file, ca: Arc::new(ca?) }, audiences, authz_users })
@@ -227,7 +227,7 @@ fn service_url(values: &mut Reader) -> Option<Uri> {
     let port = values.required(&var::KUBERNETES_SERVICE_PORT, parse::port, API_HINT);
     let (host, port) = (host?, port?);
     let url = format!("https://{}:{port}", host.0);
-    values.check(
+    values.record(
         &var::KUBERNETES_SERVICE_HOST,
         url.parse::<Uri>().map_err(|_| (host.0, "cannot be used in a URL".into())),
     )

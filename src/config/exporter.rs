@@ -17,7 +17,7 @@ use super::parse::{self, Host};
 use super::variables as var;
 use super::{ConfigError, Reader};
 use crate::exporter::credentials::read_password;
-use crate::exporter::settings::{BasicAuth, ClientIdentity, ExporterSettings, HopTls, Scheme, Trust};
+use crate::exporter::settings::{ClientIdentity, ExporterLogin, ExporterScheme, ExporterSettings, HopTls, Trust};
 use crate::exporter::tls::trust_anchors;
 use crate::tls::certificate::{self, PairFile};
 
@@ -26,7 +26,7 @@ use crate::tls::certificate::{self, PairFile};
 /// recorded in `values`; `None` when there was one.
 pub fn settings(values: &mut Reader, host: Option<&Host>) -> Option<ExporterSettings> {
     let scheme_set_badly = values.raw(&var::EXPORTER_SCHEME).is_some_and(|v| parse::exporter_scheme(v.trim()).is_err());
-    let https = values.value(&var::EXPORTER_SCHEME, parse::exporter_scheme) == Scheme::Https;
+    let https = values.value(&var::EXPORTER_SCHEME, parse::exporter_scheme) == ExporterScheme::Https;
     let skip_verify = values.value(&var::EXPORTER_INSECURE_SKIP_VERIFY, parse::boolean);
     let server_name = values.optional(&var::EXPORTER_SERVER_NAME, parse::server_name);
     let basic_auth = basic_auth(values);
@@ -58,7 +58,7 @@ pub fn settings(values: &mut Reader, host: Option<&Host>) -> Option<ExporterSett
                 .map_err(|error| error.to_string())
                 .and_then(|certificates| Ok((trust_anchors(&certificates)?, certificates)));
             values
-                .check(&var::EXPORTER_CA_FILE, loaded.map_err(|reason| (file.clone(), reason)))
+                .record(&var::EXPORTER_CA_FILE, loaded.map_err(|reason| (file.clone(), reason)))
                 .map(|(roots, certificates)| Trust::Bundle { file: file.into(), certificates, roots: Arc::new(roots) })
         }
         (None, false) => {
@@ -84,7 +84,7 @@ pub fn settings(values: &mut Reader, host: Option<&Host>) -> Option<ExporterSett
             let checked = parse::server_name(&host.0).map_err(|reason| {
                 (host.0.clone(), format!("cannot be the TLS server name ({reason}); set PROXY_EXPORTER_SERVER_NAME"))
             });
-            values.check(&var::HOSTIP, checked)
+            values.record(&var::HOSTIP, checked)
         }
     };
 
@@ -133,7 +133,7 @@ fn client_identity(values: &mut Reader) -> Option<Option<ClientIdentity>> {
 
 /// `PROXY_EXPORTER_BASIC_AUTH_USERNAME` with its password file, both or neither.
 /// `Some(None)` for neither, `None` for a problem (recorded).
-fn basic_auth(values: &mut Reader) -> Option<Option<BasicAuth>> {
+fn basic_auth(values: &mut Reader) -> Option<Option<ExporterLogin>> {
     let username = values.raw(&var::EXPORTER_BASIC_AUTH_USERNAME).map(|v| v.trim().to_owned());
     let file = values.raw(&var::EXPORTER_BASIC_AUTH_PASSWORD_FILE).map(|v| v.trim().to_owned());
     match (username, file) {
@@ -162,12 +162,12 @@ fn basic_auth(values: &mut Reader) -> Option<Option<BasicAuth>> {
                     "a basic-auth username cannot hold ':' or control characters",
                 ));
             }
-            let password = values.check(
+            let password = values.record(
                 &var::EXPORTER_BASIC_AUTH_PASSWORD_FILE,
                 read_password(Path::new(&file)).map_err(|reason| (file.clone(), reason)),
             );
             match (username_ok, password) {
-                (true, Some(password)) => Some(Some(BasicAuth { username, password_file: file.into(), password })),
+                (true, Some(password)) => Some(Some(ExporterLogin { username, password_file: file.into(), password })),
                 _ => None,
             }
         }
@@ -289,7 +289,7 @@ mod tests {
             "{message}"
         );
         let _ = std::fs::remove_dir_all(&dir);
-        let s = BasicAuth { username: "u".into(), password_file: "/pw".into(), password: "s3cret".into() };
+        let s = ExporterLogin { username: "u".into(), password_file: "/pw".into(), password: "s3cret".into() };
         assert!(!format!("{s:?}").contains("s3cret"));
     }
 }

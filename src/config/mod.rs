@@ -11,7 +11,10 @@
 //! into a struct of strings, was dropped: that struct repeated every name and did no work the
 //! parsers do not do, and serde stops at the first error where operators need all of them.) A
 //! concept with several variables and rules between them (TLS, authentication, the exporter hop)
-//! gets a settings file of its own beside this one.
+//! gets a settings file of its own beside this one. Each settings type lives with the module
+//! that consumes it (`tls::acceptor::TlsSettings`, `auth::AuthSettings`,
+//! `exporter::settings::ExporterSettings`, `scrape::ScrapeSettings`, `server::Settings`): this
+//! module sits on top, reads the environment and fills them, and no module below imports it.
 //!
 //! Tests feed [`Config::from_vars`] a list of pairs instead of changing the process environment;
 //! clippy's `disallowed-methods` keeps every other module from reading it.
@@ -218,7 +221,7 @@ impl Config {
         };
         let hop = exporter::settings(&mut values, host.as_ref());
         let auth = auth::settings(&mut values, auth_context(hop.as_ref(), config.tls.as_ref()));
-        let exporter = host.and_then(|host| values.check(&var::HOSTIP, exporter_authority(&host, port)));
+        let exporter = host.and_then(|host| values.record(&var::HOSTIP, exporter_authority(&host, port)));
         values.finish()?;
         let exporter = exporter.expect("a missing or bad host was recorded as an error");
         let hop = hop.expect("a problem with the hop settings was recorded as an error");
@@ -355,8 +358,9 @@ impl Reader {
         self.errors.push(error);
     }
 
-    /// A later check of a value: `Err((value, reason))` is recorded against `variable`.
-    pub fn check<T>(&mut self, variable: &Variable, result: Result<T, (String, String)>) -> Option<T> {
+    /// Records the result of a later check of `variable`'s value: `Err((value, reason))` as an
+    /// error against it, a pass as its value.
+    pub fn record<T>(&mut self, variable: &Variable, result: Result<T, (String, String)>) -> Option<T> {
         result.map_err(|(value, reason)| self.errors.push(ConfigError::invalid(variable, &value, reason))).ok()
     }
 

@@ -52,7 +52,7 @@ pub fn spawn(exporter: Exporter, watched: Watched, metrics: TlsMetrics) {
         loop {
             interval.tick().await;
             if let Some((state, cert_file, key_file)) = identity.as_mut() {
-                match state.check(&[cert_file, key_file], || certificate::read_key_pair(cert_file, key_file)) {
+                match state.compare(&[cert_file, key_file], || certificate::read_key_pair(cert_file, key_file)) {
                     Check::Unchanged => {}
                     Check::Loaded(pair) => {
                         metrics.certificate_loaded(cert_file, pair.not_after);
@@ -75,7 +75,7 @@ pub fn spawn(exporter: Exporter, watched: Watched, metrics: TlsMetrics) {
             }
             if let Some((state, username, file)) = password.as_mut() {
                 let load = || read_password(file);
-                match state.check(&[file], load) {
+                match state.compare(&[file], load) {
                     Check::Unchanged => {}
                     Check::Loaded(new) => {
                         exporter.set_credentials(Credentials::basic(username, &new));
@@ -119,7 +119,7 @@ impl FileState {
         FileState { in_use: snapshot(files), failing: None }
     }
 
-    fn check<T, E>(&mut self, files: &[&PathBuf], load: impl FnOnce() -> Result<T, E>) -> Check<T, E> {
+    fn compare<T, E>(&mut self, files: &[&PathBuf], load: impl FnOnce() -> Result<T, E>) -> Check<T, E> {
         let files: Vec<&Path> = files.iter().map(|f| f.as_path()).collect();
         self.judge(snapshot(&files), load)
     }

@@ -18,7 +18,7 @@ pub struct ExporterSettings {
     /// `Some` for `https`.
     pub tls: Option<HopTls>,
     /// The credentials the proxy sends on every exporter request, if any.
-    pub basic_auth: Option<BasicAuth>,
+    pub basic_auth: Option<ExporterLogin>,
 }
 
 /// TLS to the exporter.
@@ -60,9 +60,10 @@ pub struct ClientIdentity {
     pub loaded: KeyPair,
 }
 
-/// Basic-auth credentials for the exporter.
+/// The proxy's own basic-auth login to the exporter (scrapers' logins to the proxy are checked
+/// by `auth::basic`, a different thing).
 #[derive(Clone)]
-pub struct BasicAuth {
+pub struct ExporterLogin {
     /// `PROXY_EXPORTER_BASIC_AUTH_USERNAME`.
     pub username: String,
     /// `PROXY_EXPORTER_BASIC_AUTH_PASSWORD_FILE`.
@@ -71,10 +72,10 @@ pub struct BasicAuth {
     pub password: String,
 }
 
-impl fmt::Debug for BasicAuth {
+impl fmt::Debug for ExporterLogin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never the password.
-        f.debug_struct("BasicAuth")
+        f.debug_struct("ExporterLogin")
             .field("username", &self.username)
             .field("password_file", &self.password_file)
             .finish_non_exhaustive()
@@ -89,9 +90,10 @@ impl ExporterSettings {
     }
 }
 
-/// How the proxy talks to the exporter.
+/// How the proxy talks to the exporter, as `PROXY_EXPORTER_SCHEME` says (the client turns it into
+/// an `http::uri::Scheme` for its URIs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scheme {
+pub enum ExporterScheme {
     /// Plain HTTP.
     Http,
     /// HTTPS.

@@ -5,7 +5,7 @@
 //! `PROXY_MAX_INFLIGHT` exporter slots, build the exporter request with the scraper's end-to-end
 //! headers, send it (one retry on a stale pooled connection), and answer with the exporter's
 //! status, headers and body unchanged but for hop-by-hop headers. The body is streamed by
-//! [`crate::stream`]; the proxy never decompresses, recompresses or parses it. Every failure is a
+//! [`stream`]; the proxy never decompresses, recompresses or parses it. Every failure is a
 //! [`ScrapeError`], logged, counted and answered in one place.
 //!
 //! The slot guard protects the host: windows_exporter's WMI and PDH collectors are expensive, and

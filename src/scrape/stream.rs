@@ -26,7 +26,7 @@ use tokio::time::{Instant, Sleep};
 use crate::exporter::innermost;
 use crate::scrape::ScrapeError;
 use crate::scrape::coalesce::buffer::{BodyReader, ReadError};
-use crate::telemetry::{GaugeGuard, Outcome, Telemetry};
+use crate::telemetry::{GaugeGuard, ScrapeOutcome, Telemetry};
 
 /// Everything recorded when a scrape ends.
 pub struct ScrapeRecord {
@@ -75,7 +75,7 @@ impl ScrapeStream {
     /// Streams `body`, cutting it off at `deadline`. hyper polls a body only while the scraper's
     /// socket takes bytes, so a scraper that stops reading would hold the response (and, without
     /// coalescing, its exporter slot) past the deadline, and would not learn that a shared body
-    /// cut it for lagging. With `hang_up` (its connection's, see `connection::HangUp`), a timer
+    /// cut it for lagging. With `hang_up` (its connection's, see `hangup::HangUp`), a timer
     /// signals it at the deadline and a shared body's writer signals it at the cut; the
     /// connection then closes.
     pub fn new(body: Source, deadline: Instant, record: ScrapeRecord, hang_up: Option<Arc<Notify>>) -> ScrapeStream {
@@ -99,7 +99,7 @@ impl ScrapeStream {
     }
 
     /// Records how the scrape ended, once: the first call wins.
-    fn finish(&mut self, ending: Result<Outcome, &ScrapeError>) {
+    fn finish(&mut self, ending: Result<ScrapeOutcome, &ScrapeError>) {
         if let Some(watchdog) = self.watchdog.take() {
             watchdog.abort();
         }
@@ -112,7 +112,7 @@ impl ScrapeStream {
             }
             Ok(outcome) => {
                 record.telemetry.scrape_finished(outcome, record.status);
-                if outcome == Outcome::client_gone {
+                if outcome == ScrapeOutcome::client_gone {
                     tracing::info!(
                         upstream = %record.upstream, bytes = self.bytes, elapsed_ms,
                         "scraper disconnected mid-body; its exporter request goes on only while another scraper shares it"
@@ -162,7 +162,7 @@ impl Body for ScrapeStream {
             }
             Poll::Ready(Some(Err(error))) => this.fail(error),
             Poll::Ready(None) => {
-                this.finish(Ok(Outcome::ok));
+                this.finish(Ok(ScrapeOutcome::ok));
                 Poll::Ready(None)
             }
             Poll::Pending => match this.deadline.as_mut().poll(cx) {
@@ -198,9 +198,9 @@ impl Drop for ScrapeStream {
         // by the watchdog.
         let ending = match &self.body {
             Source::Shared(reader, limit) if reader.is_cut() => Err(ScrapeError::Lagged { limit: *limit }),
-            _ if self.is_end_stream() => Ok(Outcome::ok),
+            _ if self.is_end_stream() => Ok(ScrapeOutcome::ok),
             _ if Instant::now() >= self.deadline.deadline() => Err(ScrapeError::BodyDeadline),
-            _ => Ok(Outcome::client_gone),
+            _ => Ok(ScrapeOutcome::client_gone),
         };
         self.finish(ending.as_ref().copied());
     }
