@@ -54,9 +54,9 @@ use tokio::sync::{Notify, watch};
 use tokio::time::{Instant, Sleep};
 
 use crate::deadline::SendDeadline;
-use crate::response::ResponseBody;
+use crate::hangup::HangUp;
+use crate::response::{BoxError, ResponseBody};
 use crate::router::App;
-use crate::scrape::ScrapeError;
 use crate::telemetry::CloseReason;
 use crate::timestamp::Timestamp;
 use crate::tls::ClientCertificate;
@@ -231,11 +231,6 @@ async fn serve_http<S>(
     }
 }
 
-/// In each request's extensions: notify it to close this connection at once, when a response
-/// has been cut off and hyper may not be polling it (see `scrape::coalesce::buffer`).
-#[derive(Debug, Clone)]
-pub struct HangUp(pub Arc<Notify>);
-
 /// Which deadline the connection loop is waiting for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Watching {
@@ -381,9 +376,9 @@ struct CountedBody {
 
 impl Body for CountedBody {
     type Data = Bytes;
-    type Error = ScrapeError;
+    type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, ScrapeError>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         Pin::new(&mut self.get_mut().body).poll_frame(cx)
     }
 

@@ -18,16 +18,11 @@ use http::{HeaderMap, Method, StatusCode};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::exporter::{Exporter, ExporterError};
+use crate::exporter::{Exporter, ExporterError, PROBE_TIMEOUT};
 use crate::response::{self, ResponseBody};
 
 /// A failed readiness probe is not repeated for this long.
 pub const PROBE_RETRY_INTERVAL: Duration = Duration::from_secs(1);
-/// A readiness probe of the exporter gives up after this long in all (connect included), so
-/// `/ready` answers 503 with a reason inside the kubelet's probe timeout (3 s in our manifests)
-/// instead of the kubelet timing out with none.
-pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-
 /// Liveness: the proxy is up and serving.
 pub fn health() -> http::Response<ResponseBody> {
     response::text(StatusCode::OK, "ok")

@@ -1,31 +1,34 @@
 //! windows-exporter-proxy: a small streaming reverse proxy that lets Prometheus scrape a Windows
 //! node's `windows_exporter` through a pod on that node.
 //!
-//! The binary (`src/main.rs`) is a thin shell: [`config::Config::from_env`], logging, bind, then
-//! [`server::run`] until the OS asks it to stop. Everything else lives here, one concept a module,
-//! listed in the order a request meets them:
+//! The binary (`src/main.rs`) is a thin shell: [`config::Config::from_env`], logging, bind,
+//! [`proxy::Proxy::build`], then [`server::run`] until the OS asks it to stop. Everything else
+//! lives here, one concept a module, in layers: a module imports only from the layers below it,
+//! and no two modules import each other (`tests/layering.rs` checks both). Top to bottom, in the
+//! order a request meets them:
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`config`] | the only reader of the environment: the table of variables, their parsers, a checked [`config::Config`] |
+//! | [`config`] | the only reader of the environment: the table of variables, their parsers, a checked [`config::Config`] that fills each module's own settings type |
+//! | [`proxy`] | the wiring: the objects `main` (and the in-process test) builds from a `Config` |
 //! | [`server`] | accept loop, connection cap, graceful drain |
-//! | [`tls`] | HTTPS: the handshake, the reloading certificate, certificate files, the TLS metrics |
-//! | [`connection`] | one client connection: HTTP/1.1 limits, header-read and idle clocks, the hang-up a stalled response signals, its part in a drain |
+//! | [`connection`] | one client connection: HTTP/1.1 limits, header-read and idle clocks, its part in a drain |
 //! | [`router`] | which endpoint a request is for, and the 404/405 answers |
-//! | [`auth`] | who may scrape: the `PROXY_AUTH` chain of client-cert, basic and tokenreview |
-//! | [`scrape`] | the `/metrics` handler: deadline, in-flight slot, exporter request, answer; [`scrape::ScrapeError`]; [`scrape::coalesce`]: identical concurrent scrapes share one exporter request |
-//! | [`exporter`] | the exporter's address, the pooled client (plain or TLS, with the proxy's own credentials), when it last answered; [`exporter::ExporterError`]; [`exporter::discovery`]: which of `PROXY_PORT`'s ports answers |
-//! | [`stream`] | the streamed response body: deadline, byte counting, abort on failure |
+//! | [`auth`] | who may scrape: the `PROXY_AUTH` chain of client-cert, basic and tokenreview, and its [`auth::AuthSettings`] |
 //! | [`health`] | `/health` (liveness) and `/ready` (readiness, cached exporter check) |
+//! | [`scrape`] | the `/metrics` handler: deadline, in-flight slot, exporter request, answer; [`scrape::ScrapeError`]; [`scrape::stream`]: the streamed body (deadline, byte counting, abort on failure); [`scrape::coalesce`]: identical concurrent scrapes share one exporter request |
+//! | [`exporter`] | the exporter's address book and when it last answered; [`exporter::client`]: the pooled client (plain or TLS, with the proxy's own credentials); [`exporter::discovery`]: which of `PROXY_PORT`'s ports answers; [`exporter::settings`]: the hop's settings |
 //! | [`telemetry`] | the proxy's own metrics, served on `/proxy/metrics` |
+//! | [`tls`] | HTTPS: the handshake and its [`tls::acceptor::TlsSettings`], the reloading certificate, certificate files, the TLS metrics |
 //!
-//! and the pieces they share:
+//! and the leaves they share:
 //!
 //! | module | owns |
 //! |---|---|
+//! | [`response`] | the response body type (boxed) and small local responses |
+//! | [`hangup`] | [`hangup::HangUp`], how a cut-off response closes its connection |
 //! | [`headers`] | hop-by-hop header filtering, both directions |
 //! | [`deadline`] | the per-scrape deadline from `X-Prometheus-Scrape-Timeout-Seconds` |
-//! | [`response`] | the response body type and small local responses |
 //! | [`timestamp`] | [`timestamp::Timestamp`], an atomic "when did this last happen" |
 //! | [`cli`] | command-line flags (`--help`, `--version`) |
 //! | [`logging`] | the tracing subscriber: text or JSON on stdout, level from `RUST_LOG` |
@@ -37,15 +40,16 @@ pub mod config;
 pub mod connection;
 pub mod exporter;
 pub mod health;
+pub mod proxy;
 pub mod router;
 pub mod scrape;
 pub mod server;
-pub mod stream;
 pub mod telemetry;
 pub mod tls;
 
 pub mod cli;
 pub mod deadline;
+pub mod hangup;
 pub mod headers;
 pub mod logging;
 pub mod response;

@@ -5,16 +5,11 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use windows_exporter_proxy::auth;
 use windows_exporter_proxy::cli::{self, Command};
-use windows_exporter_proxy::config::exporter::Trust;
 use windows_exporter_proxy::config::{Config, EXIT_USAGE};
-use windows_exporter_proxy::exporter::{Exporter, reload};
-use windows_exporter_proxy::health::Readiness;
 use windows_exporter_proxy::logging;
-use windows_exporter_proxy::router::App;
-use windows_exporter_proxy::scrape::Scrape;
-use windows_exporter_proxy::server::{self, Settings, Stopped};
+use windows_exporter_proxy::proxy::Proxy;
+use windows_exporter_proxy::server::{self, Stopped};
 use windows_exporter_proxy::shutdown::StopSignals;
 use windows_exporter_proxy::telemetry::Telemetry;
 use windows_exporter_proxy::tls::acceptor::Acceptor;
@@ -86,30 +81,7 @@ async fn serve(config: Config) -> ExitCode {
     };
     let local = listener.local_addr().map_or_else(|_| config.listen.to_string(), |a| a.to_string());
 
-    let exporter = Exporter::with_ports(
-        config.exporter.clone(),
-        config.exporter_ports.clone(),
-        config.connect_timeout,
-        &config.hop,
-        telemetry.exporter_port().clone(),
-    );
-    hop_started(&config, &exporter, &telemetry);
-    let readiness = Arc::new(Readiness::new(exporter.clone(), config.ready_max_age));
-    let scrape = Scrape::new(&config, exporter.clone(), telemetry.clone());
-    let auth = match auth::build(&config.auth, &telemetry) {
-        Some(auth) => {
-            tracing::info!(methods = ?auth.methods().iter().map(|m| m.name()).collect::<Vec<_>>(), "authenticating scrapes of /metrics and /proxy/metrics");
-            Some(auth)
-        }
-        None => None,
-    };
-    if config.auth.plaintext_credentials {
-        tracing::warn!(
-            "PROXY_ALLOW_PLAINTEXT_CREDENTIALS=true: scrapers' passwords or tokens cross the network in clear text"
-        );
-    }
-    let app = Arc::new(App { scrape, readiness, telemetry, auth });
-    let settings = Settings::from_config(&config, tls);
+    let Proxy { app, settings, exporter } = Proxy::build(&config, telemetry, tls);
 
     // With one port the line reads as it always has; with a list it names the host and the
     // ports, and discovery logs the port it picks.
@@ -148,29 +120,6 @@ async fn serve(config: Config) -> ExitCode {
         Stopped::Drained => ExitCode::SUCCESS,
         Stopped::GraceExpired { .. } | Stopped::Interrupted { .. } => exit(1),
     }
-}
-
-/// The hop's start-up: the skip-verify warning, the expiry of its certificate files, and the
-/// watch on the files it re-reads.
-fn hop_started(config: &Config, exporter: &Exporter, telemetry: &Telemetry) {
-    let hop = &config.hop;
-    if let Some(tls) = &hop.tls {
-        match &tls.trust {
-            Trust::InsecureSkipVerify => tracing::warn!(
-                variable = "PROXY_EXPORTER_INSECURE_SKIP_VERIFY",
-                "the exporter's certificate is not verified: whoever answers on the exporter's address gets the scrapes and the proxy's exporter credentials"
-            ),
-            Trust::Bundle { file, certificates, .. } => telemetry.tls().certificates_loaded(file, certificates),
-        }
-        if let Some(identity) = &tls.identity {
-            telemetry.tls().certificate_loaded(&identity.cert_file, identity.loaded.not_after);
-        }
-    }
-    let watched = reload::Watched {
-        identity: hop.tls.as_ref().and_then(|t| t.identity.as_ref()).map(|i| (i.cert_file.clone(), i.key_file.clone())),
-        password: hop.basic_auth.as_ref().map(|b| (b.username.clone(), b.password_file.clone())),
-    };
-    reload::spawn(exporter.clone(), watched, telemetry.tls().clone());
 }
 
 fn exit(code: i32) -> ExitCode {

@@ -12,7 +12,6 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 
-use crate::config::Config;
 use crate::connection::{self, Limits};
 use crate::router::App;
 use crate::telemetry::GaugeGuard;
@@ -32,22 +31,6 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// HTTPS: the handshake every connection starts with; `None` serves plain HTTP.
     pub tls: Option<Acceptor>,
-}
-
-impl Settings {
-    /// The settings `config` asks for, serving HTTPS through `tls` when given.
-    pub fn from_config(config: &Config, tls: Option<Acceptor>) -> Settings {
-        Settings {
-            limits: Limits {
-                header_read_timeout: config.header_read_timeout,
-                idle_timeout: config.idle_timeout,
-                max_header_bytes: config.max_header_bytes,
-            },
-            max_connections: config.max_connections,
-            shutdown_grace: config.shutdown_grace,
-            tls,
-        }
-    }
 }
 
 /// How the server stopped.

@@ -20,13 +20,12 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::auth::DecisionLabels;
 use crate::tls::metrics::TlsMetrics;
 
 /// How a scrape through the proxy ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
 #[allow(non_camel_case_types)] // label values are written as Prometheus expects them
-pub enum Outcome {
+pub enum ScrapeOutcome {
     /// The whole body reached the scraper.
     ok,
     /// The exporter refused, could not be reached or sent something that is not HTTP (502).
@@ -47,8 +46,33 @@ pub enum Outcome {
 /// Labels of `windows_exporter_proxy_scrapes_total`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ScrapeLabels {
-    outcome: Outcome,
+    outcome: ScrapeOutcome,
     status: u16,
+}
+
+/// How a request's authentication ended: the `outcome` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[allow(non_camel_case_types)] // label values are written as Prometheus expects them
+pub enum AuthOutcome {
+    /// Served.
+    allowed,
+    /// 401.
+    unauthenticated,
+    /// 403.
+    forbidden,
+    /// 503.
+    unavailable,
+    /// 503 with `Retry-After`: over the limit of reviews for unknown tokens.
+    limited,
+}
+
+/// Labels of `windows_exporter_proxy_auth_decisions_total`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct DecisionLabels {
+    /// The deciding method's name, or `none`.
+    pub method: &'static str,
+    /// How it ended.
+    pub outcome: AuthOutcome,
 }
 
 /// Why the proxy closed a client connection.
@@ -193,7 +217,7 @@ impl Telemetry {
     }
 
     /// Counts one finished scrape.
-    pub fn scrape_finished(&self, outcome: Outcome, status: u16) {
+    pub fn scrape_finished(&self, outcome: ScrapeOutcome, status: u16) {
         self.scrapes.get_or_create(&ScrapeLabels { outcome, status }).inc();
     }
 
@@ -345,7 +369,7 @@ mod tests {
     #[test]
     fn encodes_every_family_with_the_prefix() {
         let t = Telemetry::new();
-        t.scrape_finished(Outcome::timeout, 504);
+        t.scrape_finished(ScrapeOutcome::timeout, 504);
         t.upstream_responded(Duration::from_millis(30));
         t.streamed(1234);
         let _g = GaugeGuard::new(t.inflight());
@@ -382,7 +406,7 @@ mod tests {
     #[test]
     fn text_format_names_counters_by_their_sample_and_has_no_eof() {
         let t = Telemetry::new();
-        t.scrape_finished(Outcome::ok, 200);
+        t.scrape_finished(ScrapeOutcome::ok, 200);
         let text = t.encode(Format::Text);
         assert!(text.contains("# TYPE windows_exporter_proxy_scrapes_total counter\n"), "{text}");
         assert!(text.contains("# HELP windows_exporter_proxy_scrapes_total Scrapes of /metrics"), "{text}");

@@ -1,6 +1,6 @@
 //! `server::run` inside the test process, as its documentation promises it can be run: on
-//! `127.0.0.1:0`, with the app built from a [`Config`] the way `main` builds it, and a stop
-//! channel in place of the OS signals. What it returns is checked directly: a stop with nothing
+//! `127.0.0.1:0`, with the app built from a [`Config`] by `Proxy::build`, the function `main`
+//! builds it with, and a stop channel in place of the OS signals. What it returns is checked directly: a stop with nothing
 //! in flight drains, a stop during a held scrape waits for it and drains, and a second stop
 //! during a held scrape ends the drain as `Interrupted`.
 
@@ -16,11 +16,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing_subscriber::layer::SubscriberExt;
 use windows_exporter_proxy::config::Config;
-use windows_exporter_proxy::exporter::Exporter;
-use windows_exporter_proxy::health::Readiness;
-use windows_exporter_proxy::router::App;
-use windows_exporter_proxy::scrape::Scrape;
-use windows_exporter_proxy::server::{self, Settings, Stopped};
+use windows_exporter_proxy::proxy::Proxy;
+use windows_exporter_proxy::server::{self, Stopped};
 use windows_exporter_proxy::telemetry::Telemetry;
 
 /// A running `server::run`: where it listens, how to ask it to stop, and what it returned.
@@ -45,11 +42,7 @@ impl Server {
         let config = Config::from_vars([("PROXY_HOSTIP", "127.0.0.1".to_owned()), ("PROXY_PORT", exporter.port())])
             .expect("a valid configuration");
         let telemetry = Arc::new(Telemetry::new());
-        let exporter = Exporter::new(config.exporter.clone(), config.connect_timeout);
-        let readiness = Arc::new(Readiness::new(exporter.clone(), config.ready_max_age));
-        let scrape = Scrape::new(&config, exporter, telemetry.clone());
-        let app = Arc::new(App { scrape, readiness, telemetry: telemetry.clone(), auth: None });
-        let settings = Settings::from_config(&config, None);
+        let Proxy { app, settings, .. } = Proxy::build(&config, telemetry.clone(), None);
 
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().unwrap();

@@ -20,18 +20,16 @@ pub mod tokenreview;
 
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Response, StatusCode};
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
-use self::basic::BasicAuth;
+use self::basic::{BasicAuth, Htpasswd};
 use self::client_cert::{AllowedNames, CertificateNames};
 use self::credential::Credential;
-use self::tokenreview::TokenReview;
 use self::tokenreview::api::KubeApi;
-use crate::config::auth::AuthSettings;
+use self::tokenreview::{TokenReview, TokenReviewSettings};
 use crate::response::{self, ResponseBody};
-use crate::telemetry::Telemetry;
+use crate::telemetry::{AuthOutcome, DecisionLabels, Telemetry};
 
 /// The realm in every challenge.
 pub const REALM: &str = "windows-exporter-proxy";
@@ -87,31 +85,6 @@ pub enum Verdict {
     Limited,
 }
 
-/// How a request's authentication ended: the `outcome` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
-#[allow(non_camel_case_types)] // label values are written as Prometheus expects them
-pub enum Outcome {
-    /// Served.
-    allowed,
-    /// 401.
-    unauthenticated,
-    /// 403.
-    forbidden,
-    /// 503.
-    unavailable,
-    /// 503 with `Retry-After`: over the limit of reviews for unknown tokens.
-    limited,
-}
-
-/// Labels of `windows_exporter_proxy_auth_decisions_total`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-pub struct DecisionLabels {
-    /// The deciding method's name, or `none`.
-    pub method: &'static str,
-    /// How it ended.
-    pub outcome: Outcome,
-}
-
 /// The decision for one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
@@ -128,13 +101,13 @@ impl Decision {
     }
 
     /// The `outcome` label.
-    pub fn outcome(&self) -> Outcome {
+    pub fn outcome(&self) -> AuthOutcome {
         match self.verdict {
-            Verdict::Allowed(_) => Outcome::allowed,
-            Verdict::Unauthenticated => Outcome::unauthenticated,
-            Verdict::Forbidden(_) => Outcome::forbidden,
-            Verdict::Unavailable(_) => Outcome::unavailable,
-            Verdict::Limited => Outcome::limited,
+            Verdict::Allowed(_) => AuthOutcome::allowed,
+            Verdict::Unauthenticated => AuthOutcome::unauthenticated,
+            Verdict::Forbidden(_) => AuthOutcome::forbidden,
+            Verdict::Unavailable(_) => AuthOutcome::unavailable,
+            Verdict::Limited => AuthOutcome::limited,
         }
     }
 
@@ -145,6 +118,31 @@ impl Decision {
             Verdict::Forbidden(_) => 1,
             Verdict::Unauthenticated => 0,
         }
+    }
+}
+
+/// The checked authentication settings.
+#[derive(Debug, Clone, Default)]
+pub struct AuthSettings {
+    /// `PROXY_AUTH` in order; empty: no authentication.
+    pub methods: Vec<Method>,
+    /// `PROXY_CLIENT_ALLOWED_NAMES` (empty: every verified certificate).
+    pub client_allowed_names: AllowedNames,
+    /// The users of `PROXY_BASIC_AUTH_FILE`, when `basic` is listed.
+    pub htpasswd: Option<Htpasswd>,
+    /// When `tokenreview` is listed.
+    pub tokenreview: Option<TokenReviewSettings>,
+    /// `PROXY_ALLOW_PLAINTEXT_CREDENTIALS` was needed and set: `main` warns.
+    pub plaintext_credentials: bool,
+    /// Whether the scraper's `Authorization` goes to the exporter (`PROXY_FORWARD_AUTHORIZATION`
+    /// resolved).
+    pub forward_authorization: bool,
+}
+
+impl AuthSettings {
+    /// Whether any method is listed.
+    pub fn enabled(&self) -> bool {
+        !self.methods.is_empty()
     }
 }
 
@@ -173,7 +171,7 @@ pub struct ClientCertAuth {
     pub allowed: AllowedNames,
 }
 
-/// The configured chain. Built by `main` from `config::auth`.
+/// The configured chain. Built by [`build`] from the [`AuthSettings`] `config` fills.
 pub struct Auth {
     methods: Vec<Method>,
     client_cert: Option<ClientCertAuth>,
@@ -330,6 +328,7 @@ impl Auth {
 mod tests {
     use super::*;
     use http::HeaderValue;
+    use http_body_util::BodyExt;
 
     fn chain(order: &[Method]) -> Auth {
         let htpasswd =
@@ -351,7 +350,8 @@ mod tests {
         // prometheus:s3cret
         let decision = auth.decide("/metrics", &headers(&["Basic cHJvbWV0aGV1czpzM2NyZXQ="]), None).await;
         assert_eq!(decision, Decision { method: Some(Method::Basic), verdict: Verdict::Allowed("prometheus".into()) });
-        let count = auth.decisions.get_or_create(&DecisionLabels { method: "basic", outcome: Outcome::allowed }).get();
+        let count =
+            auth.decisions.get_or_create(&DecisionLabels { method: "basic", outcome: AuthOutcome::allowed }).get();
         assert_eq!(count, 1);
     }
 
@@ -376,8 +376,8 @@ mod tests {
         assert!(challenges[1].to_str().unwrap().starts_with("Basic realm="));
     }
 
-    #[test]
-    fn an_unavailable_answer_keeps_the_cause_out_of_the_body() {
+    #[tokio::test]
+    async fn an_unavailable_answer_keeps_the_cause_out_of_the_body() {
         let auth = chain(&[Method::Basic]);
         let decision = Decision {
             method: Some(Method::TokenReview),
@@ -385,7 +385,7 @@ mod tests {
         };
         let response = auth.refusal(&decision);
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-        let ResponseBody::Local(Some(body)) = response.into_body() else { panic!("a local body") };
+        let body = response.into_body().collect().await.expect("a local body").to_bytes();
         assert!(!String::from_utf8_lossy(&body).contains("10.0.0.1"));
     }
 

@@ -17,10 +17,11 @@ use rustls::RootCertStore;
 
 use super::variables as var;
 use super::{ConfigError, Reader, parse};
-use crate::auth::Method;
 use crate::auth::basic::Htpasswd;
 use crate::auth::client_cert::AllowedNames;
+use crate::auth::tokenreview::TokenReviewSettings;
 use crate::auth::tokenreview::api::ApiSettings;
+use crate::auth::{AuthSettings, Method};
 use crate::tls::certificate;
 
 /// `PROXY_FORWARD_AUTHORIZATION`.
@@ -32,42 +33,6 @@ pub enum Forward {
     Always,
     /// Never forward it.
     Never,
-}
-
-/// `tokenreview`'s settings.
-#[derive(Debug, Clone)]
-pub struct TokenReviewSettings {
-    /// Where the API server is and how to trust it.
-    pub api: ApiSettings,
-    /// `PROXY_TOKENREVIEW_AUDIENCES`.
-    pub audiences: Vec<String>,
-    /// `PROXY_AUTHZ_USERS`: when set, replaces SubjectAccessReviews.
-    pub authz_users: Option<Vec<String>>,
-}
-
-/// The checked authentication settings.
-#[derive(Debug, Clone, Default)]
-pub struct AuthSettings {
-    /// `PROXY_AUTH` in order; empty: no authentication.
-    pub methods: Vec<Method>,
-    /// `PROXY_CLIENT_ALLOWED_NAMES` (empty: every verified certificate).
-    pub client_allowed_names: AllowedNames,
-    /// The users of `PROXY_BASIC_AUTH_FILE`, when `basic` is listed.
-    pub htpasswd: Option<Htpasswd>,
-    /// When `tokenreview` is listed.
-    pub tokenreview: Option<TokenReviewSettings>,
-    /// `PROXY_ALLOW_PLAINTEXT_CREDENTIALS` was needed and set: `main` warns.
-    pub plaintext_credentials: bool,
-    /// Whether the scraper's `Authorization` goes to the exporter (`PROXY_FORWARD_AUTHORIZATION`
-    /// resolved).
-    pub forward_authorization: bool,
-}
-
-impl AuthSettings {
-    /// Whether any method is listed.
-    pub fn enabled(&self) -> bool {
-        !self.methods.is_empty()
-    }
 }
 
 /// What the other settings files tell this one.
@@ -192,7 +157,7 @@ pub fn settings(values: &mut Reader, context: Context) -> AuthSettings {
             let read = std::fs::read(&file).map_err(|error| format!("cannot be read: {error}"));
             let parsed = read.and_then(|content| Htpasswd::parse(&content).map_err(|error| error.to_string()));
             settings.htpasswd =
-                values.check(&var::BASIC_AUTH_FILE, parsed.map_err(|reason| (file.display().to_string(), reason)));
+                values.record(&var::BASIC_AUTH_FILE, parsed.map_err(|reason| (file.display().to_string(), reason)));
         }
     }
     if listed(Method::TokenReview) {
@@ -237,7 +202,7 @@ fn tokenreview(values: &mut Reader) -> Option<TokenReviewSettings> {
     let token_file = values.value(&var::KUBE_TOKEN_FILE, path);
     if let Err(error) = std::fs::metadata(&token_file) {
         let shown = token_file.display().to_string();
-        values.check::<()>(
+        values.record::<()>(
             &var::KUBE_TOKEN_FILE,
             Err((
                 shown,
@@ -250,7 +215,7 @@ fn tokenreview(values: &mut Reader) -> Option<TokenReviewSettings> {
     }
     let ca_file = values.value(&var::KUBE_CA_FILE, path);
     let ca =
-        values.check(&var::KUBE_CA_FILE, roots(&ca_file).map_err(|reason| (ca_file.display().to_string(), reason)));
+        values.record(&var::KUBE_CA_FILE, roots(&ca_file).map_err(|reason| (ca_file.display().to_string(), reason)));
     let audiences = values.optional(&var::TOKENREVIEW_AUDIENCES, parse::list).unwrap_or_default();
     let authz_users = values.optional(&var::AUTHZ_USERS, parse::list);
     Some(TokenReviewSettings { api: ApiSettings { url: url?, token_file, ca: Arc::new(ca?) }, audiences, authz_users })
@@ -262,7 +227,7 @@ fn service_url(values: &mut Reader) -> Option<Uri> {
     let port = values.required(&var::KUBERNETES_SERVICE_PORT, parse::port, API_HINT);
     let (host, port) = (host?, port?);
     let url = format!("https://{}:{port}", host.0);
-    values.check(
+    values.record(
         &var::KUBERNETES_SERVICE_HOST,
         url.parse::<Uri>().map_err(|_| (host.0, "cannot be used in a URL".into())),
     )

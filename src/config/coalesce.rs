@@ -13,28 +13,18 @@
 use super::Reader;
 use super::parse::{self, Parser};
 use super::variables as var;
+use crate::scrape::coalesce::Coalescing;
 
 /// Smallest accepted bound: two of the exporter client's 128 KiB reads.
 pub const MIN_BUFFER_BYTES: u64 = 256 * 1024;
 /// Largest accepted bound: far past any scrape, so anything above is a typo.
 pub const MAX_BUFFER_BYTES: u64 = 1 << 30;
 
-/// Coalescing of identical concurrent scrapes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Coalescing {
-    /// `PROXY_COALESCE`.
-    pub enabled: bool,
-    /// `PROXY_COALESCE_MAX_BUFFER_BYTES`: body bytes one shared exporter request may hold.
-    pub max_buffer_bytes: u64,
-}
-
-impl Coalescing {
-    /// Reads both variables (errors are recorded in `values`).
-    pub fn read(values: &mut Reader) -> Coalescing {
-        Coalescing {
-            enabled: values.value(&var::COALESCE, parse::boolean),
-            max_buffer_bytes: values.value(&var::COALESCE_MAX_BUFFER_BYTES, BUFFER_BYTES),
-        }
+/// Reads both variables (errors are recorded in `values`).
+pub fn settings(values: &mut Reader) -> Coalescing {
+    Coalescing {
+        enabled: values.value(&var::COALESCE, parse::boolean),
+        max_buffer_bytes: values.value(&var::COALESCE_MAX_BUFFER_BYTES, BUFFER_BYTES),
     }
 }
 

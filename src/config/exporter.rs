@@ -10,183 +10,91 @@
 //! username without its password file are contradictions: exit 64, as is any file that cannot
 //! be used now (it is loaded here, so a typo fails at start, not at the first scrape).
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-use rustls::RootCertStore;
-use rustls_pki_types::{CertificateDer, ServerName};
 
 use super::parse::{self, Host};
 use super::variables as var;
 use super::{ConfigError, Reader};
+use crate::exporter::credentials::read_password;
+use crate::exporter::settings::{ClientIdentity, ExporterLogin, ExporterScheme, ExporterSettings, HopTls, Trust};
 use crate::exporter::tls::trust_anchors;
-use crate::tls::certificate::{self, KeyPair, PairFile};
+use crate::tls::certificate::{self, PairFile};
 
-/// How the proxy reaches the exporter, checked.
-#[derive(Debug, Clone, Default)]
-pub struct ExporterSettings {
-    /// `Some` for `https`.
-    pub tls: Option<HopTls>,
-    /// The credentials the proxy sends on every exporter request, if any.
-    pub basic_auth: Option<BasicAuth>,
-}
+/// Reads and checks the hop variables. `host` is `PROXY_HOSTIP` as parsed (the default
+/// server name), `None` when it is missing or bad (already reported). Every problem is
+/// recorded in `values`; `None` when there was one.
+pub fn settings(values: &mut Reader, host: Option<&Host>) -> Option<ExporterSettings> {
+    let scheme_set_badly = values.raw(&var::EXPORTER_SCHEME).is_some_and(|v| parse::exporter_scheme(v.trim()).is_err());
+    let https = values.value(&var::EXPORTER_SCHEME, parse::exporter_scheme) == ExporterScheme::Https;
+    let skip_verify = values.value(&var::EXPORTER_INSECURE_SKIP_VERIFY, parse::boolean);
+    let server_name = values.optional(&var::EXPORTER_SERVER_NAME, parse::server_name);
+    let basic_auth = basic_auth(values);
 
-/// TLS to the exporter.
-#[derive(Debug, Clone)]
-pub struct HopTls {
-    /// Which certificates are accepted from the exporter.
-    pub trust: Trust,
-    /// Checked against the exporter's certificate and sent as SNI (DNS names only).
-    pub server_name: ServerName<'static>,
-    /// The proxy's client certificate, if it has one.
-    pub identity: Option<ClientIdentity>,
-}
-
-/// Which exporter certificates are accepted.
-#[derive(Debug, Clone)]
-pub enum Trust {
-    /// Those that chain to one of these CAs (from `PROXY_EXPORTER_CA_FILE`).
-    Bundle {
-        /// The file, for the expiry metric and messages.
-        file: PathBuf,
-        /// Its certificates.
-        certificates: Vec<CertificateDer<'static>>,
-        /// The same, as trust anchors.
-        roots: Arc<RootCertStore>,
-    },
-    /// Any (`PROXY_EXPORTER_INSECURE_SKIP_VERIFY=true`).
-    InsecureSkipVerify,
-}
-
-/// The proxy's client certificate: its files (re-read when they change) and what they held at
-/// start.
-#[derive(Debug, Clone)]
-pub struct ClientIdentity {
-    /// `PROXY_EXPORTER_CLIENT_CERT_FILE`.
-    pub cert_file: PathBuf,
-    /// `PROXY_EXPORTER_CLIENT_KEY_FILE`.
-    pub key_file: PathBuf,
-    /// The pair as loaded at start.
-    pub loaded: KeyPair,
-}
-
-/// Basic-auth credentials for the exporter.
-#[derive(Clone)]
-pub struct BasicAuth {
-    /// `PROXY_EXPORTER_BASIC_AUTH_USERNAME`.
-    pub username: String,
-    /// `PROXY_EXPORTER_BASIC_AUTH_PASSWORD_FILE`.
-    pub password_file: PathBuf,
-    /// The file's first line.
-    pub password: String,
-}
-
-impl fmt::Debug for BasicAuth {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Never the password.
-        f.debug_struct("BasicAuth")
-            .field("username", &self.username)
-            .field("password_file", &self.password_file)
-            .finish_non_exhaustive()
-    }
-}
-
-impl ExporterSettings {
-    /// Whether the proxy authenticates itself to the exporter (basic auth or a client
-    /// certificate): then `PROXY_FORWARD_AUTHORIZATION=auto` forwards no scraper credential.
-    pub fn sends_credentials(&self) -> bool {
-        self.basic_auth.is_some() || self.tls.as_ref().is_some_and(|tls| tls.identity.is_some())
-    }
-
-    /// Reads and checks the hop variables. `host` is `PROXY_HOSTIP` as parsed (the default
-    /// server name), `None` when it is missing or bad (already reported). Every problem is
-    /// recorded in `values`; `None` when there was one.
-    pub fn read(values: &mut Reader, host: Option<&Host>) -> Option<ExporterSettings> {
-        let scheme_set_badly =
-            values.raw(&var::EXPORTER_SCHEME).is_some_and(|v| parse::exporter_scheme(v.trim()).is_err());
-        let https = values.value(&var::EXPORTER_SCHEME, parse::exporter_scheme) == Scheme::Https;
-        let skip_verify = values.value(&var::EXPORTER_INSECURE_SKIP_VERIFY, parse::boolean);
-        let server_name = values.optional(&var::EXPORTER_SERVER_NAME, parse::server_name);
-        let basic_auth = basic_auth(values);
-
-        if !https {
-            // A bad scheme is reported already; the TLS settings would only add noise.
-            if !scheme_set_badly {
-                let tls_only = [
-                    &var::EXPORTER_CA_FILE,
-                    &var::EXPORTER_SERVER_NAME,
-                    &var::EXPORTER_CLIENT_CERT_FILE,
-                    &var::EXPORTER_CLIENT_KEY_FILE,
-                ];
-                for variable in tls_only {
-                    if let Some(value) = values.raw(variable).map(str::to_owned) {
-                        values.error(ConfigError::invalid(variable, &value, TLS_WITH_HTTP));
-                    }
-                }
-                if skip_verify {
-                    values.error(ConfigError::invalid(&var::EXPORTER_INSECURE_SKIP_VERIFY, "true", TLS_WITH_HTTP));
+    if !https {
+        // A bad scheme is reported already; the TLS settings would only add noise.
+        if !scheme_set_badly {
+            let tls_only = [
+                &var::EXPORTER_CA_FILE,
+                &var::EXPORTER_SERVER_NAME,
+                &var::EXPORTER_CLIENT_CERT_FILE,
+                &var::EXPORTER_CLIENT_KEY_FILE,
+            ];
+            for variable in tls_only {
+                if let Some(value) = values.raw(variable).map(str::to_owned) {
+                    values.error(ConfigError::invalid(variable, &value, TLS_WITH_HTTP));
                 }
             }
-            return Some(ExporterSettings { tls: None, basic_auth: basic_auth? });
+            if skip_verify {
+                values.error(ConfigError::invalid(&var::EXPORTER_INSECURE_SKIP_VERIFY, "true", TLS_WITH_HTTP));
+            }
         }
-
-        let trust = match (values.raw(&var::EXPORTER_CA_FILE).map(|v| v.trim().to_owned()), skip_verify) {
-            (Some(file), false) => {
-                let loaded = certificate::read_certificates(file.as_ref())
-                    .map_err(|error| error.to_string())
-                    .and_then(|certificates| Ok((trust_anchors(&certificates)?, certificates)));
-                values.check(&var::EXPORTER_CA_FILE, loaded.map_err(|reason| (file.clone(), reason))).map(
-                    |(roots, certificates)| Trust::Bundle { file: file.into(), certificates, roots: Arc::new(roots) },
-                )
-            }
-            (None, false) => {
-                values.error(ConfigError::Missing { name: var::EXPORTER_CA_FILE.name, hint: CA_HINT });
-                None
-            }
-            (Some(file), true) => {
-                values.error(ConfigError::invalid(
-                    &var::EXPORTER_CA_FILE,
-                    &file,
-                    "PROXY_EXPORTER_INSECURE_SKIP_VERIFY=true checks no CA; unset one of the two",
-                ));
-                None
-            }
-            (None, true) => Some(Trust::InsecureSkipVerify),
-        };
-
-        let server_name = match (server_name, values.is_set(&var::EXPORTER_SERVER_NAME), host) {
-            (Some(name), _, _) => Some(name),
-            // Set but bad, or PROXY_HOSTIP missing or bad: already reported.
-            (None, true, _) | (None, false, None) => None,
-            (None, false, Some(host)) => {
-                let checked = parse::server_name(&host.0).map_err(|reason| {
-                    (
-                        host.0.clone(),
-                        format!("cannot be the TLS server name ({reason}); set PROXY_EXPORTER_SERVER_NAME"),
-                    )
-                });
-                values.check(&var::HOSTIP, checked)
-            }
-        };
-
-        let identity = client_identity(values);
-        let tls = HopTls { trust: trust?, server_name: server_name?, identity: identity? };
-        Some(ExporterSettings { tls: Some(tls), basic_auth: basic_auth? })
+        return Some(ExporterSettings { tls: None, basic_auth: basic_auth? });
     }
+
+    let trust = match (values.raw(&var::EXPORTER_CA_FILE).map(|v| v.trim().to_owned()), skip_verify) {
+        (Some(file), false) => {
+            let loaded = certificate::read_certificates(file.as_ref())
+                .map_err(|error| error.to_string())
+                .and_then(|certificates| Ok((trust_anchors(&certificates)?, certificates)));
+            values
+                .record(&var::EXPORTER_CA_FILE, loaded.map_err(|reason| (file.clone(), reason)))
+                .map(|(roots, certificates)| Trust::Bundle { file: file.into(), certificates, roots: Arc::new(roots) })
+        }
+        (None, false) => {
+            values.error(ConfigError::Missing { name: var::EXPORTER_CA_FILE.name, hint: CA_HINT });
+            None
+        }
+        (Some(file), true) => {
+            values.error(ConfigError::invalid(
+                &var::EXPORTER_CA_FILE,
+                &file,
+                "PROXY_EXPORTER_INSECURE_SKIP_VERIFY=true checks no CA; unset one of the two",
+            ));
+            None
+        }
+        (None, true) => Some(Trust::InsecureSkipVerify),
+    };
+
+    let server_name = match (server_name, values.is_set(&var::EXPORTER_SERVER_NAME), host) {
+        (Some(name), _, _) => Some(name),
+        // Set but bad, or PROXY_HOSTIP missing or bad: already reported.
+        (None, true, _) | (None, false, None) => None,
+        (None, false, Some(host)) => {
+            let checked = parse::server_name(&host.0).map_err(|reason| {
+                (host.0.clone(), format!("cannot be the TLS server name ({reason}); set PROXY_EXPORTER_SERVER_NAME"))
+            });
+            values.record(&var::HOSTIP, checked)
+        }
+    };
+
+    let identity = client_identity(values);
+    let tls = HopTls { trust: trust?, server_name: server_name?, identity: identity? };
+    Some(ExporterSettings { tls: Some(tls), basic_auth: basic_auth? })
 }
 
 const TLS_WITH_HTTP: &str = "is a TLS setting but PROXY_EXPORTER_SCHEME is http; set it to https or unset this";
 const CA_HINT: &str = "PROXY_EXPORTER_SCHEME is https: give the PEM bundle of the CA that signs the exporter's certificate (or PROXY_EXPORTER_INSECURE_SKIP_VERIFY=true to try things out)";
-
-/// How the proxy talks to the exporter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scheme {
-    /// Plain HTTP.
-    Http,
-    /// HTTPS.
-    Https,
-}
 
 /// The client certificate pair, both files or neither, loaded and checked to match.
 /// `Some(None)` for neither, `None` for a problem (recorded).
@@ -225,7 +133,7 @@ fn client_identity(values: &mut Reader) -> Option<Option<ClientIdentity>> {
 
 /// `PROXY_EXPORTER_BASIC_AUTH_USERNAME` with its password file, both or neither.
 /// `Some(None)` for neither, `None` for a problem (recorded).
-fn basic_auth(values: &mut Reader) -> Option<Option<BasicAuth>> {
+fn basic_auth(values: &mut Reader) -> Option<Option<ExporterLogin>> {
     let username = values.raw(&var::EXPORTER_BASIC_AUTH_USERNAME).map(|v| v.trim().to_owned());
     let file = values.raw(&var::EXPORTER_BASIC_AUTH_PASSWORD_FILE).map(|v| v.trim().to_owned());
     match (username, file) {
@@ -254,42 +162,23 @@ fn basic_auth(values: &mut Reader) -> Option<Option<BasicAuth>> {
                     "a basic-auth username cannot hold ':' or control characters",
                 ));
             }
-            let password = values.check(
+            let password = values.record(
                 &var::EXPORTER_BASIC_AUTH_PASSWORD_FILE,
                 read_password(Path::new(&file)).map_err(|reason| (file.clone(), reason)),
             );
             match (username_ok, password) {
-                (true, Some(password)) => Some(Some(BasicAuth { username, password_file: file.into(), password })),
+                (true, Some(password)) => Some(Some(ExporterLogin { username, password_file: file.into(), password })),
                 _ => None,
             }
         }
     }
 }
 
-/// The password: the file's first line without its line ending (what `echo pw > file` and a
-/// Kubernetes Secret key both give). The reason never quotes the file.
-pub fn read_password(file: &Path) -> Result<String, String> {
-    let bytes = std::fs::read(file).map_err(|error| format!("cannot read it: {error}"))?;
-    if let Some(bom) = certificate::Bom::detect(&bytes) {
-        return Err(format!(
-            "starts with a {bom} byte-order mark (PowerShell 5 and some Windows editors write one); re-save it without one, e.g. Set-Content -Encoding ascii"
-        ));
-    }
-    let text = String::from_utf8(bytes).map_err(|_| "is not UTF-8 text".to_owned())?;
-    let password = text.lines().next().unwrap_or_default();
-    if password.is_empty() {
-        return Err("is empty: the first line is the password".to_owned());
-    }
-    if password.chars().any(char::is_control) {
-        return Err("the password holds control characters".to_owned());
-    }
-    Ok(password.to_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::{Config, ConfigErrors};
+    use rustls_pki_types::ServerName;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigErrors> {
         let mut all = vec![("PROXY_HOSTIP", "10.240.0.4")];
@@ -400,7 +289,7 @@ mod tests {
             "{message}"
         );
         let _ = std::fs::remove_dir_all(&dir);
-        let s = BasicAuth { username: "u".into(), password_file: "/pw".into(), password: "s3cret".into() };
+        let s = ExporterLogin { username: "u".into(), password_file: "/pw".into(), password: "s3cret".into() };
         assert!(!format!("{s:?}").contains("s3cret"));
     }
 }

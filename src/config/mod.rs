@@ -11,7 +11,10 @@
 //! into a struct of strings, was dropped: that struct repeated every name and did no work the
 //! parsers do not do, and serde stops at the first error where operators need all of them.) A
 //! concept with several variables and rules between them (TLS, authentication, the exporter hop)
-//! gets a settings file of its own beside this one.
+//! gets a settings file of its own beside this one. Each settings type lives with the module
+//! that consumes it (`tls::acceptor::TlsSettings`, `auth::AuthSettings`,
+//! `exporter::settings::ExporterSettings`, `scrape::ScrapeSettings`, `server::Settings`): this
+//! module sits on top, reads the environment and fills them, and no module below imports it.
 //!
 //! Tests feed [`Config::from_vars`] a list of pairs instead of changing the process environment;
 //! clippy's `disallowed-methods` keeps every other module from reading it.
@@ -32,10 +35,15 @@ use std::time::Duration;
 use http::uri::Authority;
 use tracing_subscriber::filter::Targets;
 
-pub use coalesce::Coalescing;
-
+use crate::auth::AuthSettings;
+use crate::connection::Limits;
 use crate::exporter::discovery::Ports;
+use crate::exporter::settings::ExporterSettings;
 use crate::logging::{self, LogFormat};
+use crate::scrape::ScrapeSettings;
+use crate::scrape::coalesce::Coalescing;
+use crate::server;
+use crate::tls::acceptor::{Acceptor, TlsSettings};
 use parse::{Host, Parser};
 use variables::{self as var, WhenUnset};
 pub use variables::{VARIABLES, Variable};
@@ -79,15 +87,15 @@ pub struct Config {
     /// How recent an exporter answer must be for `/ready` to say 200.
     pub ready_max_age: Duration,
     /// How the exporter is reached: plain or TLS, the proxy's credentials.
-    pub hop: exporter::ExporterSettings,
+    pub hop: ExporterSettings,
     /// HTTPS on the listener; `None`: plain HTTP.
-    pub tls: Option<tls::TlsSettings>,
+    pub tls: Option<TlsSettings>,
     /// Log format.
     pub log_format: LogFormat,
     /// Log levels, from `RUST_LOG`.
     pub log_filter: Targets,
     /// Who may scrape, and whether the scraper's `Authorization` reaches the exporter.
-    pub auth: auth::AuthSettings,
+    pub auth: AuthSettings,
     /// `PROXY_*` variables that were set but are not ours: likely typos, worth a warning.
     pub unknown_variables: Vec<String>,
 }
@@ -197,7 +205,7 @@ impl Config {
             timeout_margin: values.value(&var::TIMEOUT_MARGIN_SECONDS, parse::seconds),
             connect_timeout: values.value(&var::CONNECT_TIMEOUT_SECONDS, parse::positive_seconds),
             max_inflight: values.value(&var::MAX_INFLIGHT, parse::count),
-            coalesce: Coalescing::read(&mut values),
+            coalesce: coalesce::settings(&mut values),
             max_connections: values.value(&var::MAX_CONNECTIONS, parse::count),
             header_read_timeout: values.value(&var::HEADER_READ_TIMEOUT_SECONDS, parse::positive_seconds),
             idle_timeout: values.value(&var::IDLE_TIMEOUT_SECONDS, parse::positive_seconds),
@@ -211,13 +219,40 @@ impl Config {
             auth: Default::default(),
             unknown_variables: values.unknown.clone(),
         };
-        let hop = exporter::ExporterSettings::read(&mut values, host.as_ref());
+        let hop = exporter::settings(&mut values, host.as_ref());
         let auth = auth::settings(&mut values, auth_context(hop.as_ref(), config.tls.as_ref()));
-        let exporter = host.and_then(|host| values.check(&var::HOSTIP, exporter_authority(&host, port)));
+        let exporter = host.and_then(|host| values.record(&var::HOSTIP, exporter_authority(&host, port)));
         values.finish()?;
         let exporter = exporter.expect("a missing or bad host was recorded as an error");
         let hop = hop.expect("a problem with the hop settings was recorded as an error");
         Ok(Config { exporter, hop, auth, ..config })
+    }
+}
+
+impl Config {
+    /// The settings of the `/metrics` handler.
+    pub fn scrape_settings(&self) -> ScrapeSettings {
+        ScrapeSettings {
+            max_inflight: self.max_inflight,
+            scrape_timeout: self.scrape_timeout,
+            timeout_margin: self.timeout_margin,
+            coalesce: self.coalesce,
+            forward_authorization: self.auth.forward_authorization,
+        }
+    }
+
+    /// The server's settings, serving HTTPS through `tls` when given.
+    pub fn server_settings(&self, tls: Option<Acceptor>) -> server::Settings {
+        server::Settings {
+            limits: Limits {
+                header_read_timeout: self.header_read_timeout,
+                idle_timeout: self.idle_timeout,
+                max_header_bytes: self.max_header_bytes,
+            },
+            max_connections: self.max_connections,
+            shutdown_grace: self.shutdown_grace,
+            tls,
+        }
     }
 }
 
@@ -232,11 +267,11 @@ fn is_ours(name: &str) -> bool {
 /// What the authentication rules need to know from the other settings: whether `PROXY_LISTEN`
 /// serves HTTPS and asks for client certificates (`config/tls.rs`), and whether the proxy sends
 /// exporter credentials of its own (`auto` forwarding, `config/exporter.rs`).
-fn auth_context(hop: Option<&exporter::ExporterSettings>, tls: Option<&tls::TlsSettings>) -> auth::Context {
+fn auth_context(hop: Option<&ExporterSettings>, tls: Option<&TlsSettings>) -> auth::Context {
     auth::Context {
         serving_tls: tls.is_some(),
         client_ca: tls.is_some_and(|tls| tls.client_ca_file.is_some()),
-        exporter_credentials: hop.is_some_and(exporter::ExporterSettings::sends_credentials),
+        exporter_credentials: hop.is_some_and(ExporterSettings::sends_credentials),
     }
 }
 
@@ -323,8 +358,9 @@ impl Reader {
         self.errors.push(error);
     }
 
-    /// A later check of a value: `Err((value, reason))` is recorded against `variable`.
-    pub fn check<T>(&mut self, variable: &Variable, result: Result<T, (String, String)>) -> Option<T> {
+    /// Records the result of a later check of `variable`'s value: `Err((value, reason))` as an
+    /// error against it, a pass as its value.
+    pub fn record<T>(&mut self, variable: &Variable, result: Result<T, (String, String)>) -> Option<T> {
         result.map_err(|(value, reason)| self.errors.push(ConfigError::invalid(variable, &value, reason))).ok()
     }
 

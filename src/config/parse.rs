@@ -156,11 +156,11 @@ pub fn boolean(value: &str) -> Result<bool, String> {
 }
 
 /// `http` or `https` (any case): how the proxy talks to the exporter.
-pub fn exporter_scheme(value: &str) -> Result<crate::config::exporter::Scheme, String> {
-    use crate::config::exporter::Scheme;
+pub fn exporter_scheme(value: &str) -> Result<crate::exporter::settings::ExporterScheme, String> {
+    use crate::exporter::settings::ExporterScheme;
     match value.to_ascii_lowercase().as_str() {
-        "http" => Ok(Scheme::Http),
-        "https" => Ok(Scheme::Https),
+        "http" => Ok(ExporterScheme::Http),
+        "https" => Ok(ExporterScheme::Https),
         _ => Err("use http or https".into()),
     }
 }

@@ -8,27 +8,12 @@
 //! plain-HTTP listener, so setting one without the pair is an error too (it would otherwise read
 //! as a protection that is not there).
 
-use std::path::PathBuf;
-
 use super::parse;
 use super::variables::{CLIENT_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE, TLS_MIN_VERSION};
 use super::{ConfigError, Reader};
-use crate::tls::acceptor::{self, MinVersion};
+use crate::tls::acceptor::{self, TlsSettings};
 use crate::tls::certificate::{self, PairFile};
 use crate::tls::metrics::TlsMetrics;
-
-/// The checked HTTPS settings; present only when the listener serves HTTPS.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsSettings {
-    /// The certificate chain, leaf first (`PROXY_TLS_CERT_FILE`).
-    pub certificate_file: PathBuf,
-    /// Its private key (`PROXY_TLS_KEY_FILE`).
-    pub key_file: PathBuf,
-    /// Oldest version accepted (`PROXY_TLS_MIN_VERSION`).
-    pub min_version: MinVersion,
-    /// CA bundle for client certificates (`PROXY_CLIENT_CA_FILE`); `None`: none asked for.
-    pub client_ca_file: Option<PathBuf>,
-}
 
 /// Reads the HTTPS variables from `values`; `None` when the listener serves plain HTTP or a
 /// variable is wrong (the error is recorded in `values`).
@@ -97,10 +82,10 @@ pub fn settings(values: &mut Reader) -> Option<TlsSettings> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
+    use std::path::{Path, PathBuf};
 
     use super::super::{Config, ConfigErrors};
-    use super::*;
+    use crate::tls::acceptor::MinVersion;
 
     fn testdata(name: &str) -> String {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("src/tls/testdata").join(name).display().to_string()

@@ -4,9 +4,12 @@
 //! `/ready`'s probe), in place of whatever `Authorization` the scraper sent.
 
 use std::fmt;
+use std::path::Path;
 
 use base64::Engine as _;
 use http::HeaderValue;
+
+use crate::tls::certificate;
 
 /// A ready `Authorization` header value. Its `Debug` never shows it.
 #[derive(Clone)]
@@ -34,6 +37,26 @@ impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Credentials(Basic <redacted>)")
     }
+}
+
+/// The password: the file's first line without its line ending (what `echo pw > file` and a
+/// Kubernetes Secret key both give). The reason never quotes the file.
+pub fn read_password(file: &Path) -> Result<String, String> {
+    let bytes = std::fs::read(file).map_err(|error| format!("cannot read it: {error}"))?;
+    if let Some(bom) = certificate::Bom::detect(&bytes) {
+        return Err(format!(
+            "starts with a {bom} byte-order mark (PowerShell 5 and some Windows editors write one); re-save it without one, e.g. Set-Content -Encoding ascii"
+        ));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| "is not UTF-8 text".to_owned())?;
+    let password = text.lines().next().unwrap_or_default();
+    if password.is_empty() {
+        return Err("is empty: the first line is the password".to_owned());
+    }
+    if password.chars().any(char::is_control) {
+        return Err("the password holds control characters".to_owned());
+    }
+    Ok(password.to_owned())
 }
 
 #[cfg(test)]

@@ -1,94 +1,54 @@
-//! The exporter: its address (the port in use, found by [`discovery`] when `PROXY_PORT` lists
-//! several), the pooled HTTP/1.1 client that talks to it over plain HTTP or TLS ([`tls`]) with
-//! the proxy's own credentials ([`credentials`]), the hop's files re-read while running
-//! ([`reload`]), and when it last answered (which `/ready` reads).
-//!
-//! Connections are kept alive between scrapes, for less than windows_exporter's 60 s idle cut-off
-//! so the pool drops them before the exporter does. Nagle's algorithm is off: a scrape is a
-//! small request followed by a burst of response, and Nagle plus delayed ACKs cost tens of
-//! milliseconds per scrape.
+//! The exporter: its address book (the host, each configured port's address, and the port in
+//! use, found by [`discovery`] when `PROXY_PORT` lists several) and when it last answered (which
+//! `/ready` reads). Requests go through the pooled [`client`] (plain HTTP or TLS ([`tls`]), with
+//! the proxy's own credentials ([`credentials`])), as the hop's [`settings`] say; the hop's files
+//! are re-read while running ([`reload`]).
 
+pub mod client;
 pub mod credentials;
 pub mod discovery;
 mod error;
 pub mod reload;
+pub mod settings;
 pub mod tls;
 
-use std::io;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, header};
+use http::uri::{Authority, PathAndQuery};
+use http::{HeaderMap, Method, Request, Response};
 use http_body_util::Empty;
 use hyper::body::Incoming;
-use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prometheus_client::metrics::gauge::Gauge;
 use rustls::sign::CertifiedKey;
-use rustls_pki_types::ServerName;
 
-use crate::config::exporter::{ExporterSettings, Trust};
-use crate::health::PROBE_TIMEOUT;
 use crate::timestamp::Timestamp;
+use crate::tls::metrics::TlsMetrics;
+use client::HopClient;
 use credentials::Credentials;
 use discovery::{Discovery, Ports, Probe};
 pub use error::ExporterError;
-pub(crate) use error::{innermost, sources};
-use tls::HopContext;
+pub(crate) use error::innermost;
+use settings::{ExporterSettings, Trust};
 
-/// Idle pooled connections are closed after this: below windows_exporter's 60 s server timeout.
-pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(50);
-/// Idle connections kept per exporter.
-const POOL_MAX_IDLE: usize = 8;
-/// Size of every read from the exporter. hyper's default grows each connection's read buffer
-/// up to about 400 KiB, and a body chunk still being written to the scraper pins a second one:
-/// with many concurrent scrapes that was most of the proxy's memory (peak RSS 11-16 MiB at 16
-/// connections) and it stalled other connections on a single-threaded runtime (p99 267 ms
-/// with 4 MB bodies). 128 KiB kept throughput and halved that (bench/, BENCHMARKS.md).
-const READ_BUF_SIZE: usize = 128 * 1024;
+/// A readiness probe of the exporter gives up after this long in all (connect included), so
+/// `/ready` answers 503 with a reason inside the kubelet's probe timeout (3 s in our manifests)
+/// instead of the kubelet timing out with none.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Per configured port, in order: its port, its authority and its `scheme://host:port` label.
+type Addresses = Arc<[(u16, Authority, Arc<str>)]>;
 
 /// The exporter's addresses, which port is in use, and a client for it. Cheap to clone.
 #[derive(Clone)]
 pub struct Exporter {
-    /// Per configured port, in order: its authority and its `scheme://host:port` label.
-    addresses: Arc<[(u16, Authority, Arc<str>)]>,
+    addresses: Addresses,
     /// `scheme://host`, for messages about every port.
     host_label: Arc<str>,
     discovery: Discovery,
-    scheme: Scheme,
-    connect_timeout: Duration,
-    /// What a TLS client is made from, kept to make a new one when the client certificate
-    /// changes.
-    tls: Option<Arc<TlsSetup>>,
-    /// The client and credentials in use, replaced whole when the hop's files change. A request
-    /// takes the current one (a lock held for a clone of an `Arc`), so a swap never waits for a
-    /// scrape.
-    current: Arc<RwLock<Arc<Current>>>,
+    client: HopClient,
     last_answer: Arc<Timestamp>,
-}
-
-struct TlsSetup {
-    trust: Trust,
-    server_name: ServerName<'static>,
-    context: HopContext,
-}
-
-struct Current {
-    transport: Transport,
-    identity: Option<Arc<CertifiedKey>>,
-    credentials: Option<Credentials>,
-}
-
-/// A pooled client over plain TCP or over TLS. Two types, so plain HTTP keeps exactly the client
-/// (and the performance) it had before TLS existed.
-#[derive(Clone)]
-enum Transport {
-    Plain(Client<HttpConnector, Empty<Bytes>>),
-    Tls(Client<HttpsConnector<HttpConnector>, Empty<Bytes>>),
 }
 
 impl Exporter {
@@ -114,21 +74,10 @@ impl Exporter {
         hop: &ExporterSettings,
         port_gauge: Gauge,
     ) -> Exporter {
-        let tls = hop.tls.as_ref().map(|tls| {
-            Arc::new(TlsSetup {
-                trust: tls.trust.clone(),
-                server_name: tls.server_name.clone(),
-                context: HopContext {
-                    server_name: tls.server_name.to_str().into_owned(),
-                    has_identity: tls.identity.is_some(),
-                },
-            })
-        });
-        let identity = hop.tls.as_ref().and_then(|tls| tls.identity.as_ref()).map(|i| i.loaded.certified.clone());
-        let credentials = hop.basic_auth.as_ref().map(|b| Credentials::basic(&b.username, &b.password));
-        let scheme = if tls.is_some() { Scheme::HTTPS } else { Scheme::HTTP };
+        let client = HopClient::new(hop, connect_timeout);
+        let scheme = client.scheme().clone();
         let host = first.host();
-        let addresses = ports
+        let addresses: Addresses = ports
             .iter()
             .map(|port| {
                 let authority = format!("{host}:{port}").parse().expect("the checked host with a port is an authority");
@@ -136,30 +85,48 @@ impl Exporter {
             })
             .collect();
         let host_label: Arc<str> = Arc::from(format!("{scheme}://{host}").as_str());
-        let transport = transport(tls.as_deref(), identity.clone(), connect_timeout);
-        let current = Arc::new(RwLock::new(Arc::new(Current { transport, identity, credentials })));
-        // The probes' copy of the exporter gets a discovery of its own that never probes: it only
-        // sends, and holding the real discovery would make the two hold each other.
-        let fixed = Ports::new(vec![ports.first()]).expect("one port is a valid list");
-        let never: Probe = Arc::new(|_| Box::pin(async { Err("not probed".to_owned()) }));
-        let prober = Exporter {
-            addresses,
-            host_label: host_label.clone(),
-            discovery: Discovery::new(fixed, host_label.clone(), never, PROBE_TIMEOUT, Gauge::default()),
-            scheme,
-            connect_timeout,
-            tls,
-            current,
-            last_answer: Arc::new(Timestamp::unset()),
-        };
-        let probing = prober.clone();
+        // The probe holds the client and the addresses, not the exporter: it only sends, and
+        // holding the discovery it serves would make the two hold each other.
+        let (probing, book) = (client.clone(), addresses.clone());
         let probe: Probe = Arc::new(move |port| {
-            let exporter = probing.clone();
-            Box::pin(async move { exporter.probe(port).await })
+            let (client, addresses) = (probing.clone(), book.clone());
+            Box::pin(async move { probe(&client, &addresses, port).await })
         });
         // A port gets the connect timeout to accept, and at least /ready's probe time to answer.
         let probe_limit = connect_timeout.max(PROBE_TIMEOUT);
-        Exporter { discovery: Discovery::new(ports, host_label, probe, probe_limit, port_gauge), ..prober }
+        Exporter {
+            addresses,
+            discovery: Discovery::new(ports, host_label.clone(), probe, probe_limit, port_gauge),
+            host_label,
+            client,
+            last_answer: Arc::new(Timestamp::unset()),
+        }
+    }
+
+    /// The hop's start-up, once: the skip-verify warning, the expiry of its certificate files in
+    /// `metrics`, and the watch on the files it re-reads.
+    pub fn hop_started(&self, hop: &ExporterSettings, metrics: &TlsMetrics) {
+        if let Some(tls) = &hop.tls {
+            match &tls.trust {
+                Trust::InsecureSkipVerify => tracing::warn!(
+                    variable = "PROXY_EXPORTER_INSECURE_SKIP_VERIFY",
+                    "the exporter's certificate is not verified: whoever answers on the exporter's address gets the scrapes and the proxy's exporter credentials"
+                ),
+                Trust::Bundle { file, certificates, .. } => metrics.certificates_loaded(file, certificates),
+            }
+            if let Some(identity) = &tls.identity {
+                metrics.certificate_loaded(&identity.cert_file, identity.loaded.not_after);
+            }
+        }
+        let watched = reload::Watched {
+            identity: hop
+                .tls
+                .as_ref()
+                .and_then(|t| t.identity.as_ref())
+                .map(|i| (i.cert_file.clone(), i.key_file.clone())),
+            password: hop.basic_auth.as_ref().map(|b| (b.username.clone(), b.password_file.clone())),
+        };
+        reload::spawn(self.clone(), watched, metrics.clone());
     }
 
     /// Which port is in use, and the search for one.
@@ -167,43 +134,22 @@ impl Exporter {
         &self.discovery
     }
 
-    /// Discovery's probe of one port: any HTTP answer to `GET /health` counts, a 401 or 403 to
-    /// the proxy's credentials included (an exporter with basic auth answered).
-    async fn probe(&self, port: u16) -> Result<(), String> {
-        let request = self.request(port, Method::GET, PathAndQuery::from_static("/health"), HeaderMap::new());
-        match self.send(request).await {
-            Ok(_) | Err(ExporterError::Unauthorized { .. }) => Ok(()),
-            Err(error) => Err(error.to_string()),
-        }
-    }
-
     /// Presents `identity` on new connections from now on. The old pool goes with the old
     /// client: its idle connections close at once, one in use when its scrape ends, so no
     /// connection made with the old certificate is used again.
     pub fn set_identity(&self, identity: Arc<CertifiedKey>) {
-        let mut current = self.current.write().expect("the hop lock is never poisoned");
-        let transport = transport(self.tls.as_deref(), Some(identity.clone()), self.connect_timeout);
-        *current = Arc::new(Current { transport, identity: Some(identity), credentials: current.credentials.clone() });
+        self.client.set_identity(identity);
     }
 
     /// Sends `credentials` on every request from now on (connections are kept).
     pub fn set_credentials(&self, credentials: Credentials) {
-        let mut current = self.current.write().expect("the hop lock is never poisoned");
-        *current = Arc::new(Current {
-            transport: current.transport.clone(),
-            identity: current.identity.clone(),
-            credentials: Some(credentials),
-        });
-    }
-
-    fn current(&self) -> Arc<Current> {
-        self.current.read().expect("the hop lock is never poisoned").clone()
+        self.client.set_credentials(credentials);
     }
 
     /// `http://host:port` or `https://host:port` for one of the configured ports, for messages
     /// and log fields.
     pub fn label(&self, port: u16) -> &Arc<str> {
-        &self.address(port).2
+        &address(&self.addresses, port).2
     }
 
     /// `scheme://host`, for messages about every port.
@@ -220,120 +166,54 @@ impl Exporter {
         }
     }
 
-    fn address(&self, port: u16) -> &(u16, Authority, Arc<str>) {
-        self.addresses.iter().find(|(p, _, _)| *p == port).expect("only configured ports are dialled")
-    }
-
-    /// A bodiless request to the exporter on `port` for `path_and_query` (taken from a
-    /// scraper's request or fixed): the URI and `Host` always name the exporter, so a scraper can
-    /// never choose another host. The proxy's own credentials, if it has them, replace any
-    /// `Authorization` in `headers`: a credential meant for the proxy never reaches the exporter.
+    /// A bodiless request to the exporter on `port` for `path_and_query`: see
+    /// [`HopClient::request`].
     pub fn request(
         &self,
         port: u16,
         method: Method,
         path_and_query: PathAndQuery,
-        mut headers: HeaderMap,
+        headers: HeaderMap,
     ) -> Request<Empty<Bytes>> {
-        let authority = &self.address(port).1;
-        let uri = Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(authority.clone())
-            .path_and_query(path_and_query)
-            .build()
-            .expect("scheme, checked authority and parsed path form a valid URI");
-        headers.insert(
-            header::HOST,
-            HeaderValue::from_str(authority.as_str()).expect("an authority is a valid header value"),
-        );
-        if let Some(credentials) = &self.current().credentials {
-            headers.insert(header::AUTHORIZATION, credentials.authorization().clone());
-        }
-        let mut request = Request::new(Empty::new());
-        *request.method_mut() = method;
-        *request.uri_mut() = uri;
-        *request.headers_mut() = headers;
-        request
+        self.client.request(&address(&self.addresses, port).1, method, path_and_query, headers)
     }
 
-    /// Sends one request and waits for the response headers. Any HTTP answer counts as the
-    /// exporter answering, but a 401 or 403 to the proxy's own credentials (or to none) is
-    /// [`ExporterError::Unauthorized`]: a failure of the proxy's settings, not the scraper's, and
-    /// no sign of a healthy hop. Only when the request carried the scraper's own
-    /// `Authorization` (forwarded because the proxy has none of its own) is it the scraper's
-    /// answer, passed through.
+    /// Sends one request and waits for the response headers: see [`HopClient::send`]. Any HTTP
+    /// answer counts as the exporter answering but [`ExporterError::Unauthorized`], which is no
+    /// sign of a healthy hop.
     pub async fn send(&self, request: Request<Empty<Bytes>>) -> Result<Response<Incoming>, ExporterError> {
-        let current = self.current();
-        let sent = current.credentials.is_some();
-        let scrapers = !sent && request.headers().contains_key(header::AUTHORIZATION);
-        let response = match &current.transport {
-            Transport::Plain(client) => client.request(request).await,
-            Transport::Tls(client) => client.request(request).await,
-        }
-        .map_err(|e| self.classify(&e))?;
-        let status = response.status();
-        if (status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN) && !scrapers {
-            return Err(ExporterError::Unauthorized { status, sent });
-        }
+        let response = self.client.send(request).await?;
         self.last_answer.advance_to_now();
         Ok(response)
     }
 
-    /// When the exporter last answered a request (a discovery probe included), if ever.
+    /// When the exporter last answered a request sent through [`Exporter::send`] (a scrape or
+    /// `/ready`'s probe; discovery's probes are not counted), if ever.
     pub fn last_answer(&self) -> &Timestamp {
         &self.last_answer
     }
-
-    fn classify(&self, error: &hyper_util::client::legacy::Error) -> ExporterError {
-        if let (Some(setup), Some(cause)) = (&self.tls, tls::find_tls_error(error)) {
-            return ExporterError::Tls(tls::explain(cause, &setup.context));
-        }
-        let io_kind = sources(error).find_map(|e| e.downcast_ref::<io::Error>()).map(io::Error::kind);
-        if error.is_connect() {
-            return match io_kind {
-                Some(io::ErrorKind::ConnectionRefused) => ExporterError::Refused,
-                Some(io::ErrorKind::TimedOut) => ExporterError::ConnectTimeout(self.connect_timeout),
-                _ => ExporterError::Connect(innermost(error)),
-            };
-        }
-        match sources(error).find_map(|e| e.downcast_ref::<hyper::Error>()) {
-            Some(h) if h.is_parse() || h.is_parse_status() || h.is_parse_too_large() => {
-                ExporterError::Protocol(innermost(error))
-            }
-            _ => ExporterError::Closed(innermost(error)),
-        }
-    }
 }
 
-/// A pooled client: plain when `tls` is `None`. Both kinds use the same TCP connector settings.
-fn transport(tls: Option<&TlsSetup>, identity: Option<Arc<CertifiedKey>>, connect_timeout: Duration) -> Transport {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(connect_timeout));
-    connector.set_keepalive(Some(Duration::from_secs(30)));
-    let mut builder = Client::builder(TokioExecutor::new());
-    builder
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-        .pool_max_idle_per_host(POOL_MAX_IDLE)
-        .http1_read_buf_exact_size(READ_BUF_SIZE);
-    let Some(tls) = tls else {
-        connector.enforce_http(true);
-        return Transport::Plain(builder.build(connector));
-    };
-    connector.enforce_http(false);
-    let https = HttpsConnectorBuilder::new()
-        .with_tls_config(tls::client_config(&tls.trust, identity))
-        .https_only()
-        .with_server_name_resolver(FixedServerNameResolver::new(tls.server_name.clone()))
-        .enable_http1()
-        .wrap_connector(connector);
-    Transport::Tls(builder.build(https))
+/// The address of one of the configured ports.
+fn address(addresses: &Addresses, port: u16) -> &(u16, Authority, Arc<str>) {
+    addresses.iter().find(|(p, _, _)| *p == port).expect("only configured ports are dialled")
+}
+
+/// Discovery's probe of one port: any HTTP answer to `GET /health` counts, a 401 or 403 to
+/// the proxy's credentials included (an exporter with basic auth answered).
+async fn probe(client: &HopClient, addresses: &Addresses, port: u16) -> Result<(), String> {
+    let authority = &address(addresses, port).1;
+    let request = client.request(authority, Method::GET, PathAndQuery::from_static("/health"), HeaderMap::new());
+    match client.send(request).await {
+        Ok(_) | Err(ExporterError::Unauthorized { .. }) => Ok(()),
+        Err(error) => Err(error.to_string()),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::{HeaderValue, header};
 
     #[test]
     fn request_keeps_path_and_query_and_pins_the_host() {

@@ -23,9 +23,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::config::exporter::read_password;
 use crate::exporter::Exporter;
-use crate::exporter::credentials::Credentials;
+use crate::exporter::credentials::{Credentials, read_password};
 use crate::tls::certificate;
 use crate::tls::metrics::TlsMetrics;
 
@@ -65,7 +64,7 @@ pub fn spawn(exporter: Exporter, watched: Watched, metrics: TlsMetrics) {
                         None => Ok(new),
                     }
                 };
-                match state.check(&[cert_file, key_file], load) {
+                match state.compare(&[cert_file, key_file], load) {
                     Check::Unchanged => {}
                     Check::Loaded(pair) => {
                         *in_use = Some(pair.clone());
@@ -89,7 +88,7 @@ pub fn spawn(exporter: Exporter, watched: Watched, metrics: TlsMetrics) {
             }
             if let Some((state, username, file)) = password.as_mut() {
                 let load = || read_password(file);
-                match state.check(&[file], load) {
+                match state.compare(&[file], load) {
                     Check::Unchanged => {}
                     Check::Loaded(new) => {
                         exporter.set_credentials(Credentials::basic(username, &new));
@@ -133,7 +132,7 @@ impl FileState {
         FileState { in_use: snapshot(files), failing: None }
     }
 
-    fn check<T, E>(&mut self, files: &[&PathBuf], load: impl FnOnce() -> Result<T, E>) -> Check<T, E> {
+    fn compare<T, E>(&mut self, files: &[&PathBuf], load: impl FnOnce() -> Result<T, E>) -> Check<T, E> {
         let files: Vec<&Path> = files.iter().map(|f| f.as_path()).collect();
         self.judge(snapshot(&files), load)
     }

@@ -26,7 +26,7 @@ use rustls::{
 };
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
-use crate::config::exporter::Trust;
+use crate::exporter::settings::Trust;
 
 /// A client configuration for the exporter: `trust` decides which certificates are accepted,
 /// `identity` is presented when the exporter asks for a client certificate.

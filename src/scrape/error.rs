@@ -14,7 +14,7 @@ use http::{Response, StatusCode};
 use crate::exporter::ExporterError;
 use crate::exporter::discovery::DiscoveryError;
 use crate::response::{self, ResponseBody};
-use crate::telemetry::{Outcome, Telemetry};
+use crate::telemetry::{ScrapeOutcome, Telemetry};
 
 /// Why a scrape failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -91,17 +91,17 @@ fn budget_source(from_scraper: bool) -> &'static str {
 
 impl ScrapeError {
     /// What it counts as in `windows_exporter_proxy_scrapes_total`.
-    pub fn outcome(&self) -> Outcome {
+    pub fn outcome(&self) -> ScrapeOutcome {
         match self {
-            ScrapeError::NoSlot { .. } => Outcome::rejected,
-            ScrapeError::Exporter(_) => Outcome::upstream_error,
-            ScrapeError::NoPort { error: DiscoveryError::NoneAnswered(_), .. } => Outcome::upstream_error,
-            ScrapeError::NoPort { error: DiscoveryError::StillProbing(_), .. } => Outcome::timeout,
+            ScrapeError::NoSlot { .. } => ScrapeOutcome::rejected,
+            ScrapeError::Exporter(_) => ScrapeOutcome::upstream_error,
+            ScrapeError::NoPort { error: DiscoveryError::NoneAnswered(_), .. } => ScrapeOutcome::upstream_error,
+            ScrapeError::NoPort { error: DiscoveryError::StillProbing(_), .. } => ScrapeOutcome::timeout,
             ScrapeError::NoAnswer { .. } | ScrapeError::NoTimeLeft { .. } | ScrapeError::BodyDeadline => {
-                Outcome::timeout
+                ScrapeOutcome::timeout
             }
-            ScrapeError::BodyFailed(_) => Outcome::aborted,
-            ScrapeError::Lagged { .. } => Outcome::lagged,
+            ScrapeError::BodyFailed(_) => ScrapeOutcome::aborted,
+            ScrapeError::Lagged { .. } => ScrapeOutcome::lagged,
         }
     }
 
@@ -182,21 +182,25 @@ mod tests {
     #[test]
     fn each_failure_knows_its_status_and_outcome() {
         let cases = [
-            (ScrapeError::NoSlot { max_inflight: 2, timeout: Duration::from_secs(1) }, Some(503), Outcome::rejected),
-            (ScrapeError::Exporter(ExporterError::Refused), Some(502), Outcome::upstream_error),
+            (
+                ScrapeError::NoSlot { max_inflight: 2, timeout: Duration::from_secs(1) },
+                Some(503),
+                ScrapeOutcome::rejected,
+            ),
+            (ScrapeError::Exporter(ExporterError::Refused), Some(502), ScrapeOutcome::upstream_error),
             (
                 ScrapeError::NoAnswer { timeout: Duration::from_secs(1), from_scraper: true },
                 Some(504),
-                Outcome::timeout,
+                ScrapeOutcome::timeout,
             ),
-            (ScrapeError::BodyFailed("reset".into()), None, Outcome::aborted),
+            (ScrapeError::BodyFailed("reset".into()), None, ScrapeOutcome::aborted),
             (
                 ScrapeError::NoPort {
                     error: DiscoveryError::NoneAnswered(vec![].into()),
                     timeout: Duration::from_secs(1),
                 },
                 Some(502),
-                Outcome::upstream_error,
+                ScrapeOutcome::upstream_error,
             ),
             (
                 ScrapeError::NoPort {
@@ -204,10 +208,10 @@ mod tests {
                     timeout: Duration::from_secs(1),
                 },
                 Some(504),
-                Outcome::timeout,
+                ScrapeOutcome::timeout,
             ),
-            (ScrapeError::BodyDeadline, None, Outcome::timeout),
-            (ScrapeError::Lagged { limit: 262144 }, None, Outcome::lagged),
+            (ScrapeError::BodyDeadline, None, ScrapeOutcome::timeout),
+            (ScrapeError::Lagged { limit: 262144 }, None, ScrapeOutcome::lagged),
         ];
         for (error, status, outcome) in cases {
             assert_eq!(error.status().map(|s| s.as_u16()), status, "{error}");

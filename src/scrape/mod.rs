@@ -5,7 +5,7 @@
 //! `PROXY_MAX_INFLIGHT` exporter slots, build the exporter request with the scraper's end-to-end
 //! headers, send it (one retry on a stale pooled connection), and answer with the exporter's
 //! status, headers and body unchanged but for hop-by-hop headers. The body is streamed by
-//! [`crate::stream`]; the proxy never decompresses, recompresses or parses it. Every failure is a
+//! [`stream`]; the proxy never decompresses, recompresses or parses it. Every failure is a
 //! [`ScrapeError`], logged, counted and answered in one place.
 //!
 //! The slot guard protects the host: windows_exporter's WMI and PDH collectors are expensive, and
@@ -20,6 +20,7 @@
 
 pub mod coalesce;
 mod error;
+pub mod stream;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -33,17 +34,16 @@ use tokio::time::Instant;
 
 pub use error::ScrapeError;
 
-use crate::config::Config;
-use crate::connection::HangUp;
 use crate::deadline::{self, MIN_DEADLINE, SCRAPE_TIMEOUT_HEADER, ScrapeBudget, SendDeadline};
 use crate::exporter::{Exporter, ExporterError};
+use crate::hangup::HangUp;
 use crate::headers;
-use crate::response::ResponseBody;
-use crate::stream::{Held, ScrapeRecord, ScrapeStream, Source};
+use crate::response::{ResponseBody, streamed};
 use crate::telemetry::{GaugeGuard, Telemetry};
 
 use coalesce::key::ScrapeKey;
-use coalesce::{Coalescer, Joined, Member};
+use coalesce::{Coalescer, Coalescing, Joined, Member};
+use stream::{Held, ScrapeRecord, ScrapeStream, Source};
 
 /// The exporter path every scrape goes to.
 pub const METRICS_PATH: &str = "/metrics";
@@ -54,6 +54,21 @@ pub const METRICS_PATH: &str = "/metrics";
 struct Scraper {
     started: Instant,
     hang_up: Option<Arc<Notify>>,
+}
+
+/// The `/metrics` handler's settings, filled by `config`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScrapeSettings {
+    /// Concurrent exporter requests (`PROXY_MAX_INFLIGHT`).
+    pub max_inflight: usize,
+    /// Deadline for a scrape that carries no timeout header.
+    pub scrape_timeout: Duration,
+    /// Taken off the scraper's own timeout.
+    pub timeout_margin: Duration,
+    /// Coalescing of identical concurrent scrapes.
+    pub coalesce: Coalescing,
+    /// Whether the scraper's `Authorization` goes to the exporter.
+    pub forward_authorization: bool,
 }
 
 /// The `/metrics` handler and what it shares between scrapes.
@@ -70,17 +85,17 @@ pub struct Scrape {
 }
 
 impl Scrape {
-    /// Scrapes of `exporter` with the limits in `config`.
-    pub fn new(config: &Config, exporter: Exporter, telemetry: Arc<Telemetry>) -> Scrape {
+    /// Scrapes of `exporter` with the limits in `settings`.
+    pub fn new(settings: &ScrapeSettings, exporter: Exporter, telemetry: Arc<Telemetry>) -> Scrape {
         Scrape {
             exporter,
-            slots: Arc::new(Semaphore::new(config.max_inflight)),
-            max_inflight: config.max_inflight,
-            default_timeout: config.scrape_timeout,
-            margin: config.timeout_margin,
+            slots: Arc::new(Semaphore::new(settings.max_inflight)),
+            max_inflight: settings.max_inflight,
+            default_timeout: settings.scrape_timeout,
+            margin: settings.timeout_margin,
             telemetry,
-            coalescer: config.coalesce.enabled.then(|| Coalescer::new(config.coalesce.max_buffer_bytes)),
-            forward_authorization: config.auth.forward_authorization,
+            coalescer: settings.coalesce.enabled.then(|| Coalescer::new(settings.coalesce.max_buffer_bytes)),
+            forward_authorization: settings.forward_authorization,
         }
     }
 
@@ -157,7 +172,7 @@ impl Scrape {
         let record = self.record(parts.status, scraper.started, Some(Held { slot, inflight }));
         Ok(Response::from_parts(
             parts,
-            ResponseBody::Scrape(ScrapeStream::new(Source::Exporter(body), deadline, record, scraper.hang_up)),
+            streamed(ScrapeStream::new(Source::Exporter(body), deadline, record, scraper.hang_up)),
         ))
     }
 
@@ -188,7 +203,7 @@ impl Scrape {
         let record = self.record(answer.status, scraper.started, None);
         let source = Source::Shared(member.into_reader(), coalescer.limit());
         let body = ScrapeStream::new(source, deadline, record, scraper.hang_up);
-        Ok(response.map(|()| ResponseBody::Scrape(body)))
+        Ok(response.map(|()| streamed(body)))
     }
 
     /// Joins the identical exporter request in flight; else waits (within the deadline) for a

@@ -17,7 +17,7 @@
 //! load-balancer TCP checks would otherwise fill the log.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::server::danger::ClientCertVerifier;
@@ -28,7 +28,6 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 
-use crate::config::tls::TlsSettings;
 use crate::tls::certificate::{self, CertificateError, PairFile};
 use crate::tls::metrics::{HandshakeFailure, TlsMetrics};
 use crate::tls::resolver::{POLL_INTERVAL, WatchedKeyPair};
@@ -48,6 +47,19 @@ pub enum MinVersion {
     Tls12,
     /// TLS 1.3 only.
     Tls13,
+}
+
+/// The checked HTTPS settings; present only when the listener serves HTTPS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// The certificate chain, leaf first (`PROXY_TLS_CERT_FILE`).
+    pub certificate_file: PathBuf,
+    /// Its private key (`PROXY_TLS_KEY_FILE`).
+    pub key_file: PathBuf,
+    /// Oldest version accepted (`PROXY_TLS_MIN_VERSION`).
+    pub min_version: MinVersion,
+    /// CA bundle for client certificates (`PROXY_CLIENT_CA_FILE`); `None`: none asked for.
+    pub client_ca_file: Option<PathBuf>,
 }
 
 /// Accepts TLS on client connections.

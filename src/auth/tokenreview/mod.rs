@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use aws_lc_rs::digest;
 
-use self::api::KubeApi;
+use self::api::{ApiSettings, KubeApi};
 use self::cache::ReviewCache;
 use self::limit::ReviewLimit;
 use self::review::{
@@ -47,6 +47,17 @@ pub const DENY_TTL: Duration = Duration::from_secs(30);
 
 /// Whom the API server said a token belongs to (`None`: not a valid token).
 type Authenticated = Option<Arc<UserInfo>>;
+
+/// `tokenreview`'s settings.
+#[derive(Debug, Clone)]
+pub struct TokenReviewSettings {
+    /// Where the API server is and how to trust it.
+    pub api: ApiSettings,
+    /// `PROXY_TOKENREVIEW_AUDIENCES`.
+    pub audiences: Vec<String>,
+    /// `PROXY_AUTHZ_USERS`: when set, replaces SubjectAccessReviews.
+    pub authz_users: Option<Vec<String>>,
+}
 
 /// The `tokenreview` method.
 pub struct TokenReview {

@@ -37,6 +37,15 @@ use self::key::ScrapeKey;
 use crate::exporter::{ExporterError, innermost};
 use crate::telemetry::GaugeGuard;
 
+/// Coalescing of identical concurrent scrapes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Coalescing {
+    /// `PROXY_COALESCE`.
+    pub enabled: bool,
+    /// `PROXY_COALESCE_MAX_BUFFER_BYTES`: body bytes one shared exporter request may hold.
+    pub max_buffer_bytes: u64,
+}
+
 /// The head of the exporter's answer, as every scraper of the request gets it.
 #[derive(Debug)]
 pub struct Answer {

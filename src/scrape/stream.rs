@@ -25,7 +25,7 @@ use tokio::time::{Instant, Sleep};
 use crate::exporter::innermost;
 use crate::scrape::ScrapeError;
 use crate::scrape::coalesce::buffer::{BodyReader, ReadError};
-use crate::telemetry::{GaugeGuard, Outcome, Telemetry};
+use crate::telemetry::{GaugeGuard, ScrapeOutcome, Telemetry};
 
 /// Everything recorded when a scrape ends.
 pub struct ScrapeRecord {
@@ -74,7 +74,7 @@ impl ScrapeStream {
     /// coalescing, its exporter slot) past the deadline, and would not learn that a shared body
     /// cut it for lagging. The deadline is the response's send deadline too (the scrape sets
     /// `deadline::SendDeadline`): a write still blocked then fails and the connection closes,
-    /// dropping this body. With `hang_up` (its connection's, see `connection::HangUp`), a shared
+    /// dropping this body. With `hang_up` (its connection's, see `hangup::HangUp`), a shared
     /// body's writer signals the cut, and the connection closes at once.
     pub fn new(body: Source, deadline: Instant, record: ScrapeRecord, hang_up: Option<Arc<Notify>>) -> ScrapeStream {
         if let (Source::Shared(reader, _), Some(hang_up)) = (&body, &hang_up) {
@@ -84,7 +84,7 @@ impl ScrapeStream {
     }
 
     /// Records how the scrape ended, once: the first call wins.
-    fn finish(&mut self, ending: Result<Outcome, &ScrapeError>) {
+    fn finish(&mut self, ending: Result<ScrapeOutcome, &ScrapeError>) {
         let Some(record) = self.record.take() else { return };
         let elapsed = record.started.elapsed();
         let elapsed_ms = elapsed.as_millis() as u64;
@@ -94,7 +94,7 @@ impl ScrapeStream {
             }
             Ok(outcome) => {
                 record.telemetry.scrape_finished(outcome, record.status);
-                if outcome == Outcome::client_gone {
+                if outcome == ScrapeOutcome::client_gone {
                     tracing::info!(
                         upstream = %record.upstream, bytes = self.bytes, elapsed_ms,
                         "scraper disconnected mid-body; its exporter request goes on only while another scraper shares it"
@@ -144,7 +144,7 @@ impl Body for ScrapeStream {
             }
             Poll::Ready(Some(Err(error))) => this.fail(error),
             Poll::Ready(None) => {
-                this.finish(Ok(Outcome::ok));
+                this.finish(Ok(ScrapeOutcome::ok));
                 Poll::Ready(None)
             }
             Poll::Pending => match this.deadline.as_mut().poll(cx) {
@@ -180,9 +180,9 @@ impl Drop for ScrapeStream {
         // the connection's send deadline.
         let ending = match &self.body {
             Source::Shared(reader, limit) if reader.is_cut() => Err(ScrapeError::Lagged { limit: *limit }),
-            _ if self.is_end_stream() => Ok(Outcome::ok),
+            _ if self.is_end_stream() => Ok(ScrapeOutcome::ok),
             _ if Instant::now() >= self.deadline.deadline() => Err(ScrapeError::BodyDeadline),
-            _ => Ok(Outcome::client_gone),
+            _ => Ok(ScrapeOutcome::client_gone),
         };
         self.finish(ending.as_ref().copied());
     }
