@@ -159,10 +159,20 @@ async fn holding_exporter_telling_timeouts() -> (FakeExporter, mpsc::UnboundedRe
     (exporter, held)
 }
 
-#[tokio::test]
-async fn a_scrape_that_waited_for_a_slot_tells_the_exporter_only_the_time_it_has_left() {
-    // Before the fix the exporter was told the whole budget whatever the wait, and let its
-    // collectors run to a deadline nobody waited for.
+/// A proxy with one exporter slot, held by a first scrape, and a second scrape with the scraper
+/// timeout `timeout` waiting for it (seen in the gauges). The exporter holds every request until
+/// released, and hands over each request's timeout header with its release. Every part must be
+/// kept alive by the test: dropping the proxy or the exporter ends the scrapes.
+struct OneSlotTaken {
+    held: mpsc::UnboundedReceiver<(f64, oneshot::Sender<()>)>,
+    proxy: ProxyProcess,
+    first: JoinHandle<Scraped>,
+    release_first: oneshot::Sender<()>,
+    second: JoinHandle<Scraped>,
+    exporter: FakeExporter,
+}
+
+async fn one_slot_taken_and_a_scrape_waiting(timeout: &'static str) -> OneSlotTaken {
     let (exporter, mut held) = holding_exporter_telling_timeouts().await;
     let proxy = ProxyProcess::start(&[
         ("PROXY_HOSTIP", "127.0.0.1"),
@@ -172,9 +182,18 @@ async fn a_scrape_that_waited_for_a_slot_tells_the_exporter_only_the_time_it_has
     .await;
     let first = scrape(&proxy, None);
     let (_, release_first) = within("the first held request", held.recv()).await.unwrap();
-    // 10 s scraper timeout: a 9.5 s budget, of which it spends at least 1 s waiting.
-    let second = scrape(&proxy, Some("10"));
+    let second = scrape(&proxy, Some(timeout));
     proxy.wait_for_metrics("the second scrape waiting", |m| gauges(m) == (1.0, 1.0)).await;
+    OneSlotTaken { held, proxy, first, release_first, second, exporter }
+}
+
+#[tokio::test]
+async fn a_scrape_that_waited_for_a_slot_tells_the_exporter_only_the_time_it_has_left() {
+    // Before the fix the exporter was told the whole budget whatever the wait, and let its
+    // collectors run to a deadline nobody waited for.
+    // 10 s scraper timeout: a 9.5 s budget, of which it spends at least 1 s waiting.
+    let OneSlotTaken { mut held, proxy: _proxy, first, release_first, second, exporter: _exporter } =
+        one_slot_taken_and_a_scrape_waiting("10").await;
     let waiting_since = tokio::time::Instant::now();
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     release_first.send(()).unwrap();
@@ -192,19 +211,10 @@ async fn a_scrape_that_waited_for_a_slot_tells_the_exporter_only_the_time_it_has
 async fn a_scrape_with_no_time_left_when_its_slot_frees_never_reaches_the_exporter() {
     // Before the fix a scrape sent its exporter request however little of its deadline was
     // left, and then abandoned it: a collection on the node that nobody waited for.
-    let (exporter, mut held) = holding_exporter_telling_timeouts().await;
-    let proxy = ProxyProcess::start(&[
-        ("PROXY_HOSTIP", "127.0.0.1"),
-        ("PROXY_PORT", &exporter.port()),
-        ("PROXY_MAX_INFLIGHT", "1"),
-    ])
-    .await;
-    let first = scrape(&proxy, None);
-    let (_, release_first) = within("the first held request", held.recv()).await.unwrap();
     // 1.5 s scraper timeout: a 1 s budget. Its slot frees after at least 0.85 s of it, with at
     // most 0.15 s left: below the 0.25 s the proxy needs at the least.
-    let second = scrape(&proxy, Some("1.5"));
-    proxy.wait_for_metrics("the second scrape waiting", |m| gauges(m) == (1.0, 1.0)).await;
+    let OneSlotTaken { mut held, proxy, first, release_first, second, exporter: _exporter } =
+        one_slot_taken_and_a_scrape_waiting("1.5").await;
     tokio::time::sleep(std::time::Duration::from_millis(850)).await;
     release_first.send(()).unwrap();
     let second = within("the second scrape", second).await.unwrap();
