@@ -19,7 +19,8 @@ paths (where things are), processes (starting, waiting for and stopping servers)
 and CPU readings), exporter (the static exporter stand-in), targets (the proxy, HAProxy, nginx
 with the original configuration, extra proxy builds), load (wrk runs and the large-body stream),
 report (tables, checks and the results section of BENCHMARKS.md), chart (bench/results.png), tls
-(the TLS scenario) and ha (the HA scenario, with ha_exporter.py).
+(the TLS scenario), ha (the HA scenario, with ha_exporter.py) and instructions (instructions per
+scrape under callgrind).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import time
 from pathlib import Path
 
 import ha
+import instructions
 import tls
 from chart import chart
 from exporter import build_payloads, start_upstream
@@ -93,13 +95,23 @@ def main() -> int:
     ap.add_argument("--ha-only", action="store_true", help="run only the HA scenario (bench/ha.py) and record it")
     ap.add_argument("--no-tls", action="store_true", help="skip the TLS scenario")
     ap.add_argument("--tls-only", action="store_true", help="only the TLS scenario (writes only its BENCHMARKS.md section)")
+    ap.add_argument("--no-instructions", action="store_true", help="skip the instruction count (callgrind)")
+    ap.add_argument("--instructions-only", action="store_true",
+                    help="only the instruction count per scrape under callgrind (writes only its BENCHMARKS.md section)")
+    ap.add_argument("--instructions-scrapes", type=int, default=instructions.SCRAPES, metavar="N",
+                    help=f"count N and 2N scrapes per target (default {instructions.SCRAPES}; 1 in --smoke)")  # fmt: skip
     args = ap.parse_args()
     if args.ha_only:
         return ha_main(args)
 
     if args.smoke:
         args.rounds, args.duration, args.no_write = 1, 1.0, True
-    for tool in ("nginx", "haproxy", "wrk", "curl"):
+        args.instructions_scrapes = instructions.SMOKE_SCRAPES
+    if args.instructions_only:
+        args.no_stream, args.no_ha, args.no_tls, args.no_instructions = True, True, True, False
+    if args.tls_only:
+        args.no_instructions = True
+    for tool in ("nginx", "haproxy", "wrk", "curl", *(() if args.no_instructions else ("valgrind",))):
         if not shutil.which(tool):
             raise BenchError(f"{tool} not found (bash .ci/install)")
     if not args.no_build:
@@ -118,6 +130,7 @@ def main() -> int:
         env = dict(LIKE_FOR_LIKE) | dict(kv.split("=", 1) for kv in settings)
         proxies[name] = (Path(binary).resolve(), env)
         want.append(name)
+    extra_names = [name for name in proxies if name not in ("proxy", "proxy-inflight2")]
     conns_list = [int(c) for c in args.conns.split(",")]
 
     OUT.mkdir(exist_ok=True)
@@ -141,13 +154,13 @@ def main() -> int:
     }
     t0 = time.monotonic()
     try:
-        payloads = build_payloads(tmp, args.smoke)
+        payloads = build_payloads(tmp, args.smoke, only_scrape=args.instructions_only)
         results["payloads"] = {k: {"bytes": v["bytes"]} for k, v in payloads.items()}
         proxies = copy_binaries(tmp, proxies)
         chown_for_servers(tmp)
         ports, up_pids = start_upstream(procs, tmp, payloads)
         load_payloads = args.payloads.split(",") if args.payloads else [p for p in ("scrape", "large") if p in payloads]
-        if args.tls_only:
+        if args.tls_only or args.instructions_only:
             load_payloads, args.no_stream = [], True
         for pname in load_payloads:
             started_at = len(procs.started)
@@ -194,6 +207,10 @@ def main() -> int:
             results["ha"] = ha.scenario(procs, tmp, args.smoke)
         if not args.no_tls:
             tls.run_tls_scenario(procs, tmp, ports["scrape"], up_pids, proxies["proxy"][0], payloads["scrape"], args, results)
+        if not args.no_instructions:
+            results["instructions"] = instructions.run(procs, tmp, ports["scrape"], proxies, extra_names,
+                                                       payloads["scrape"]["path"].read_bytes(), args.smoke,
+                                                       args.instructions_scrapes)  # fmt: skip
     except BenchError as e:
         print(f"bench: FAILED: {e}", file=sys.stderr)
         return 1
@@ -212,6 +229,15 @@ def main() -> int:
         if not args.no_write:
             tls.write_tls_section(results, tls_text, tls_check)
             print("updated the TLS section of BENCHMARKS.md")
+    if "instructions" in results:
+        print(instructions.table(results["instructions"]))
+        if not args.no_write:
+            instructions.write_section(results["instructions"], results["date"], results["machine"]["commit"])
+            print("updated the instructions section of BENCHMARKS.md")
+    if args.instructions_only:
+        (OUT / "results-instructions.json").write_text(json.dumps(results, indent=1, default=str))
+        print(f"bench: done in {time.monotonic() - t0:.0f} s")
+        return 0
     if args.tls_only:
         (OUT / "results-tls.json").write_text(json.dumps(results, indent=1, default=str))
         print(f"bench: done in {time.monotonic() - t0:.0f} s")

@@ -15,9 +15,10 @@ from procfs import pids_of
 from targets import temp_paths
 
 
-def build_payloads(tmp: Path, smoke: bool) -> dict[str, dict]:
+def build_payloads(tmp: Path, smoke: bool, only_scrape: bool = False) -> dict[str, dict]:
     """The payloads as files under tmp/www, each with its size and SHA-256: the real scrape, a
-    large body of 16 of it (not in smoke mode) and the stream (16 MiB in smoke mode, else 512 MiB)."""
+    large body of 16 of it (not in smoke mode) and the stream (16 MiB in smoke mode, else 512 MiB);
+    `only_scrape`: the real scrape alone."""
     sample = SAMPLE.read_bytes()
     www = tmp / "www"
     payloads: dict[str, dict] = {}
@@ -42,6 +43,8 @@ def build_payloads(tmp: Path, smoke: bool) -> dict[str, dict]:
         payloads[name] = {"path": f, "bytes": f.stat().st_size, "sha256": digest}
 
     put("scrape", sample)
+    if only_scrape:
+        return payloads
     if not smoke:
         put("large", sample * 16)
     put("stream", size=(16 if smoke else 512) * 1024 * 1024)
