@@ -233,7 +233,7 @@ def write_section(results: dict, date: str, commit: str) -> None:
         new = old.split(INSTR_MARK_START)[0] + block + old.split(INSTR_MARK_END, 1)[1]
     elif MARK_END in old:
         head, tail = old.split(MARK_END, 1)
-        new = head + MARK_END + "\n\n## Instructions per scrape\n\n" + block + "\n" + tail
+        new = head + MARK_END + "\n\n## Instructions per scrape\n\n" + block + tail
     else:
         new = old.rstrip() + "\n\n## Instructions per scrape\n\n" + block + "\n"
     path.write_text(new)
