@@ -8,7 +8,8 @@ between targets the exporter is left to finish its backlog. Reported per target:
 interval (from the exporter's own count), the second scraper's latency (p50, max) and both
 scrapers' failures (timeouts, non-200, wrong bodies).
 
-Used by bench.py: the full run includes it, `--ha-only` runs only it, `--smoke` runs it briefly.
+Run by the CLI (bench.py): the full run includes it, `--ha-only` runs only it, `--smoke` runs it
+briefly.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ import sys
 import threading
 import time
 from pathlib import Path
+
+from paths import BENCH, PROXY_BIN, SAMPLE
+from processes import BenchError, Procs, chown_for_servers, free_port, wait_ready
+from targets import start_targets
 
 INTERVAL = 2.0  # s, Prometheus scrape_interval = scrape_timeout
 OFFSET = 0.25  # s between the two scrapers of a pair
@@ -51,17 +56,17 @@ def exporter_state(port: int) -> tuple[int, int]:
         conn.close()
 
 
-def start_exporter(bench, procs, tmp: Path) -> int:
+def start_exporter(procs: Procs, tmp: Path) -> int:
     """The serialising stand-in, run from the run's directory (it may run as nobody)."""
     script = tmp / "ha_exporter.py"
-    shutil.copy(bench.BENCH / "ha_exporter.py", script)
+    shutil.copy(BENCH / "ha_exporter.py", script)
     sample = tmp / "ha-sample.prom"
-    shutil.copy(bench.SAMPLE, sample)
-    bench.chown_for_servers(tmp)
-    port = bench.free_port()
+    shutil.copy(SAMPLE, sample)
+    chown_for_servers(tmp)
+    port = free_port()
     log = tmp / "ha-exporter.log"
     p = procs.spawn([sys.executable, str(script), str(port), str(COLLECTION), str(sample)], log=log)
-    bench.wait_ready("ha exporter", p, f"http://127.0.0.1:{port}/health", log)
+    wait_ready("ha exporter", p, f"http://127.0.0.1:{port}/health", log)
     return port
 
 
@@ -146,14 +151,14 @@ def wait_idle(port: int) -> None:
     raise RuntimeError("the HA exporter stand-in did not go idle within 60 s")
 
 
-def run(bench, procs, tmp: Path, proxy_bin: Path, rounds: int, intervals: int, names: list[str] | None = None) -> dict:
+def run(procs: Procs, tmp: Path, proxy_bin: Path, rounds: int, intervals: int, names: list[str] | None = None) -> dict:
     """Runs the scenario on `names` (default all of HA_TARGETS); per target the raw rounds and a
     summary."""
     names = names or HA_TARGETS
-    digest = hashlib.sha256(bench.SAMPLE.read_bytes()).hexdigest()
-    port = start_exporter(bench, procs, tmp)
+    digest = hashlib.sha256(SAMPLE.read_bytes()).hexdigest()
+    port = start_exporter(procs, tmp)
     proxies = {"proxy": (proxy_bin, {}), "proxy-nocoalesce": (proxy_bin, {"PROXY_COALESCE": "false"})}
-    targets = bench.start_targets(procs, tmp, port, [], proxies, names)
+    targets = start_targets(procs, tmp, port, [], proxies, names)
     print(
         f"== HA: 2 scrapers {OFFSET:g} s apart every {INTERVAL:g} s; exporter serialises collections of "
         f"{COLLECTION:g} s; {rounds} round(s) x {intervals} intervals per target",
@@ -254,3 +259,22 @@ def write_section(path: Path, results: dict, date: str, commit: str, command: st
     else:
         new = old.rstrip() + "\n\n## HA pair against a serialising exporter\n\n" + block + "\n"
     path.write_text(new)
+
+
+def scenario(procs: Procs, tmp: Path, smoke: bool) -> dict:
+    """The HA scenario on a copy of this build; in smoke mode briefly, on the proxy and HAProxy
+    only, and a failed check is an error."""
+    bin_dir = tmp / "ha-bin"
+    bin_dir.mkdir(exist_ok=True)
+    binary = bin_dir / PROXY_BIN.name
+    shutil.copy2(PROXY_BIN, binary)
+    chown_for_servers(tmp)
+    if smoke:
+        results = run(procs, tmp, binary, rounds=1, intervals=2, names=["proxy", "haproxy"])
+        problems = check(results)
+        if problems:
+            raise BenchError("HA scenario: " + "; ".join(problems))
+    else:
+        results = run(procs, tmp, binary, rounds=3, intervals=5)
+    print(table(results))
+    return results
