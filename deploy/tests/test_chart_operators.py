@@ -99,3 +99,225 @@ def test_tolerations_stay_overridable() -> None:
 def test_the_toleration_check_follows_kubernetes(toleration: dict, taint: dict, expected: bool) -> None:
     """kh.tolerates is what the contract checks trust; it must agree with Toleration.ToleratesTaint."""
     assert kh.tolerates(toleration, taint) is expected
+
+
+# ---------------------------------------------------------------------------------------------
+# Image and pull secrets
+
+
+@pytest.mark.parametrize(
+    ("values", "image"),
+    [
+        ({}, "ghcr.io/windows-exporter-proxy/windows-exporter-proxy:0.1.0"),
+        ({"image": {"registry": "myacr.azurecr.io"}}, "myacr.azurecr.io/windows-exporter-proxy/windows-exporter-proxy:0.1.0"),
+        ({"global": {"imageRegistry": "harbor.example.com/ghcr-proxy"}, "image": {"registry": "myacr.azurecr.io"}},
+         "harbor.example.com/ghcr-proxy/windows-exporter-proxy/windows-exporter-proxy:0.1.0"),
+        ({"image": {"registry": "", "repository": "registry.example.com:5000/team/wep", "tag": "1.2.3"}},
+         "registry.example.com:5000/team/wep:1.2.3"),
+        ({"image": {"registry": "localhost:5000", "repository": "wep", "digest": "sha256:" + "cd" * 32}},
+         "localhost:5000/wep:0.1.0@sha256:" + "cd" * 32),
+    ],
+)
+def test_image_registry_and_global_image_registry(values: dict, image: str) -> None:
+    assert kh.proxy_container(daemonset(values))["image"] == image
+
+
+def test_pull_secrets_from_global_and_local_each_once() -> None:
+    values = {"global": {"imagePullSecrets": ["mirror", {"name": "regcred"}]}, "imagePullSecrets": [{"name": "regcred"}, {"name": "own"}]}
+    assert pod_spec(values)["imagePullSecrets"] == [{"name": "mirror"}, {"name": "regcred"}, {"name": "own"}]
+    assert "imagePullSecrets" not in pod_spec()
+
+
+# ---------------------------------------------------------------------------------------------
+# Variables
+
+
+def test_env_extra_env_and_extra_env_from_render_after_the_charts_own() -> None:
+    values = {
+        "env": {"RUST_LOG": "debug", "PROXY_MAX_INFLIGHT": 3},
+        "extraEnv": [{"name": "PROXY_LOG_FORMAT", "valueFrom": {"configMapKeyRef": {"name": "logging", "key": "format"}}}],
+        "extraEnvFrom": [{"secretRef": {"name": "proxy-extra"}}, {"configMapRef": {"name": "proxy-more", "optional": True}, "prefix": "X_"}],
+    }
+    ds = daemonset(values)
+    kh.validate(ds)
+    container = kh.proxy_container(ds)
+    names = [e["name"] for e in container["env"]]
+    assert names == ["PROXY_HOSTIP", "PROXY_PORT", "PROXY_MAX_INFLIGHT", "RUST_LOG", "PROXY_LOG_FORMAT"], names
+    env = kh.manifest_env(container)
+    assert env["PROXY_MAX_INFLIGHT"] == "3" and env["RUST_LOG"] == "debug"
+    assert env["PROXY_LOG_FORMAT"] == {"configMapKeyRef": {"name": "logging", "key": "format"}}
+    assert container["envFrom"] == values["extraEnvFrom"]
+    assert "envFrom" not in kh.proxy_container(daemonset())
+
+
+def test_coalescing_values_reach_their_variables() -> None:
+    env = kh.manifest_env(kh.proxy_container(daemonset({"proxy": {"coalesce": False}})))
+    assert env["PROXY_COALESCE"] == "false" and "PROXY_COALESCE_MAX_BUFFER_BYTES" not in env
+    env = kh.manifest_env(kh.proxy_container(daemonset({"proxy": {"coalesce": True, "coalesceMaxBufferBytes": 1073741824}})))
+    assert env["PROXY_COALESCE"] == "true" and env["PROXY_COALESCE_MAX_BUFFER_BYTES"] == "1073741824"
+    env = kh.manifest_env(kh.proxy_container(daemonset()))
+    assert "PROXY_COALESCE" not in env, "unset: the binary's default (true) applies"
+
+
+def test_the_binary_accepts_the_coalescing_values_as_rendered() -> None:
+    kh.check_daemonset_against_binary(daemonset({"proxy": {"coalesce": False}}))
+    kh.check_daemonset_against_binary(daemonset({"proxy": {"coalesceMaxBufferBytes": 262144}}))
+
+
+# ---------------------------------------------------------------------------------------------
+# Pod metadata, priority, rollout
+
+
+def test_pod_annotations_labels_and_priority_class() -> None:
+    ds = daemonset({"podAnnotations": {"cluster-autoscaler.kubernetes.io/safe-to-evict": "true"},
+                    "podLabels": {"team": "platform"}, "priorityClassName": "system-node-critical"})
+    template = ds["spec"]["template"]
+    assert template["metadata"]["annotations"] == {"cluster-autoscaler.kubernetes.io/safe-to-evict": "true"}
+    assert template["metadata"]["labels"]["team"] == "platform"
+    assert ds["spec"]["selector"]["matchLabels"].items() <= template["metadata"]["labels"].items()
+    assert template["spec"]["priorityClassName"] == "system-node-critical"
+    assert "priorityClassName" not in pod_spec() and "annotations" not in daemonset()["spec"]["template"]["metadata"]
+
+
+@pytest.mark.parametrize(
+    ("strategy", "rendered"),
+    [
+        ({}, {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
+        ({"rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}, {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}),
+        ({"rollingUpdate": {"maxUnavailable": "20%", "maxSurge": "0%"}},
+         {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "20%", "maxSurge": "0%"}}),
+        ({"type": "OnDelete"}, {"type": "OnDelete"}),
+    ],
+)
+def test_update_strategy(strategy: dict, rendered: dict) -> None:
+    ds = daemonset({"updateStrategy": strategy} if strategy else None)
+    kh.validate(ds)
+    assert ds["spec"]["updateStrategy"] == rendered
+
+
+# ---------------------------------------------------------------------------------------------
+# Contradictions fail the render, saying what to change.
+
+
+CONTRADICTIONS = {
+    "env sets PROXY_PORT": (
+        {"env": {"PROXY_PORT": "9182"}},
+        "env/extraEnv sets PROXY_PORT, which the chart already renders from proxy.port: set it there instead",
+    ),
+    "extraEnv sets PROXY_HOSTIP": (
+        {"extraEnv": [{"name": "PROXY_HOSTIP", "value": "10.0.0.1"}]},
+        "env/extraEnv sets PROXY_HOSTIP, which the chart already renders from the downward API (status.hostIP), always",
+    ),
+    "extraEnv sets a proxy value that is set": (
+        {"proxy": {"maxInflight": 4}, "extraEnv": [{"name": "PROXY_MAX_INFLIGHT", "value": "8"}]},
+        "env/extraEnv sets PROXY_MAX_INFLIGHT, which the chart already renders from proxy.maxInflight",
+    ),
+    "extraEnv sets coalescing that a value sets": (
+        {"proxy": {"coalesce": True}, "extraEnv": [{"name": "PROXY_COALESCE", "value": "false"}]},
+        "env/extraEnv sets PROXY_COALESCE, which the chart already renders from proxy.coalesce",
+    ),
+    "env sets PROXY_LISTEN next to listenPort": (
+        {"listenPort": 9101, "env": {"PROXY_LISTEN": "0.0.0.0:9100"}},
+        "env/extraEnv sets PROXY_LISTEN, which the chart already renders from listenPort and listenAddress",
+    ),
+    "env sets a TLS variable the tls values render": (
+        {"tls": {"enabled": True}, "env": {"PROXY_TLS_CERT_FILE": "/x"}},
+        "env/extraEnv sets PROXY_TLS_CERT_FILE, which the chart already renders from the tls, auth and exporter values",
+    ),
+    "extraEnv twice": (
+        {"extraEnv": [{"name": "RUST_LOG", "value": "info"}, {"name": "RUST_LOG", "value": "debug"}]},
+        "extraEnv lists RUST_LOG twice: Kubernetes keeps only the last one",
+    ),
+    "env and extraEnv": (
+        {"env": {"RUST_LOG": "info"}, "extraEnv": [{"name": "RUST_LOG", "value": "debug"}]},
+        "RUST_LOG is in both env and extraEnv: set it in one of them",
+    ),
+    "buffer bound without coalescing": (
+        {"proxy": {"coalesce": False, "coalesceMaxBufferBytes": 4194304}},
+        "proxy.coalesceMaxBufferBytes is set but proxy.coalesce is false",
+    ),
+    "no surge and no unavailable": (
+        {"updateStrategy": {"rollingUpdate": {"maxUnavailable": 0, "maxSurge": 0}}},
+        "updateStrategy.rollingUpdate: maxUnavailable and maxSurge are both 0, so a rollout could never replace a pod",
+    ),
+    "no surge and no unavailable, in percent": (
+        {"updateStrategy": {"rollingUpdate": {"maxUnavailable": "0%", "maxSurge": "0%"}}},
+        "maxUnavailable and maxSurge are both 0",
+    ),
+    "no unavailable and the default surge": (
+        {"updateStrategy": {"rollingUpdate": {"maxUnavailable": 0}}},
+        "maxUnavailable and maxSurge are both 0",
+    ),
+    "registry in front of a repository with a host": (
+        {"image": {"repository": "myacr.azurecr.io/windows-exporter-proxy"}},
+        'image.repository "myacr.azurecr.io/windows-exporter-proxy" starts with a registry host, and image.registry "ghcr.io" '
+        "would be put in front of it",
+    ),
+    "global registry in front of a repository with a host": (
+        {"global": {"imageRegistry": "mirror.example.com"}, "image": {"registry": "", "repository": "localhost:5000/wep"}},
+        'image.repository "localhost:5000/wep" starts with a registry host, and global.imageRegistry "mirror.example.com"',
+    ),
+    "podLabels takes a selector label": (
+        {"podLabels": {"app.kubernetes.io/name": "node-exporter"}},
+        "podLabels sets app.kubernetes.io/name, a label the chart sets itself",
+    ),
+    "commonLabels takes a chart label": (
+        {"commonLabels": {"app.kubernetes.io/component": "exporter"}},
+        "commonLabels sets app.kubernetes.io/component, a label the chart sets itself",
+    ),
+    "podLabels and commonLabels": (
+        {"podLabels": {"team": "a"}, "commonLabels": {"team": "b"}},
+        "podLabels and commonLabels both set team: set it in one of them",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CONTRADICTIONS)
+def test_contradictions_fail_at_render(case: str) -> None:
+    values, message = CONTRADICTIONS[case]
+    assert message in render_error(values)
+
+
+def test_what_is_not_a_contradiction_renders() -> None:
+    """A variable a value models but leaves unset may come from extraEnv (valueFrom, say)."""
+    env = kh.manifest_env(kh.proxy_container(daemonset({"extraEnv": [{"name": "RUST_LOG", "valueFrom": {"configMapKeyRef": {"name": "l", "key": "level"}}}]})))
+    assert env["RUST_LOG"] == {"configMapKeyRef": {"name": "l", "key": "level"}}
+    assert kh.proxy_container(daemonset({"image": {"registry": "", "repository": "localhost:5000/wep"}}))["image"] == "localhost:5000/wep:0.1.0"
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"proxy": {"coalesce": "yes"}}, "at '/proxy/coalesce': got string, want null or boolean"),
+        ({"proxy": {"coalesceMaxBufferBytes": 65536}}, "at '/proxy/coalesceMaxBufferBytes': minimum: got 65,536, want 262,144"),
+        ({"proxy": {"coalesceMaxBufferBytes": 2**31}}, "at '/proxy/coalesceMaxBufferBytes': maximum"),
+        ({"proxy": {"coalesceMaxBufferBytes": "2MiB"}}, "at '/proxy/coalesceMaxBufferBytes': got string, want null or integer"),
+        ({"env": {"BAD NAME": "x"}}, "invalid propertyName 'BAD NAME'"),
+        ({"env": {"A": {"valueFrom": {}}}}, "at '/env/A'"),
+        ({"extraEnv": [{"value": "x"}]}, "at '/extraEnv/0': missing property 'name'"),
+        ({"extraEnv": [{"name": "A", "value": 1}]}, "at '/extraEnv/0/value': got number, want string"),
+        ({"extraEnv": [{"name": "A", "value": "1", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}]}, "at '/extraEnv/0'"),
+        ({"extraEnv": [{"name": "A", "valueFrom": {"vaultRef": {}}}]}, "at '/extraEnv/0/valueFrom'"),
+        ({"extraEnvFrom": [{"prefix": "X_"}]}, "at '/extraEnvFrom/0'"),
+        ({"extraEnvFrom": [{"configMapRef": {"name": "a"}, "secretRef": {"name": "b"}}]}, "at '/extraEnvFrom/0'"),
+        ({"image": {"registry": "https://ghcr.io"}}, "at '/image/registry'"),
+        ({"image": {"registry": "ghcr.io/"}}, "at '/image/registry'"),
+        ({"global": {"imageRegistry": "mirror example"}}, "at '/global/imageRegistry'"),
+        ({"global": {"imagePullSecrets": [{"secret": "x"}]}}, "at '/global/imagePullSecrets/0'"),
+        ({"global": {"imagePullSecrets": [""]}}, "at '/global/imagePullSecrets/0'"),
+        ({"imagePullSecrets": [{"name": "Bad_Name"}]}, "at '/imagePullSecrets/0/name'"),
+        ({"priorityClassName": "System Node Critical"}, "at '/priorityClassName'"),
+        ({"podAnnotations": {"a": 1}}, "at '/podAnnotations/a': got number, want string"),
+        ({"tolerations": [{"operator": "Exists", "value": "windows"}]}, "at '/tolerations/0/value'"),
+        ({"tolerations": [{"operator": "Equal", "value": "windows"}]}, "at '/tolerations/0': missing property 'key'"),
+        ({"tolerations": [{"key": "a", "effect": "NoSchedule", "tolerationSeconds": 60}]}, "at '/tolerations/0/effect'"),
+        ({"tolerations": [{"operator": "In"}]}, "at '/tolerations/0/operator'"),
+        ({"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "150%"}}}, "at '/updateStrategy/rollingUpdate/maxSurge'"),
+        ({"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": -1}}}, "at '/updateStrategy/rollingUpdate/maxUnavailable'"),
+        ({"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 1}}}, "at '/updateStrategy/rollingUpdate': additional properties 'partition' not allowed"),
+    ],
+)
+def test_schema_rejects_bad_values(values: dict, message: str) -> None:
+    with helm.Chart.load(kh.CHART) as chart:
+        with pytest.raises(helm.HelmValuesError, match=re.escape(message)):
+            chart.render(values, name=kh.RELEASE, namespace=NS)
