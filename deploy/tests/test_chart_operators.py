@@ -321,3 +321,60 @@ def test_schema_rejects_bad_values(values: dict, message: str) -> None:
     with helm.Chart.load(kh.CHART) as chart:
         with pytest.raises(helm.HelmValuesError, match=re.escape(message)):
             chart.render(values, name=kh.RELEASE, namespace=NS)
+
+
+# ---------------------------------------------------------------------------------------------
+# The scheduling check: Windows nodes vs desired, scheduled and ready pods.
+
+
+def scheduling_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip().startswith('echo "nodes: $(kubectl get nodes')]
+    assert len(lines) == 1, f"expected one scheduling check line, found {lines}"
+    return lines[0]
+
+
+def test_notes_and_readme_carry_the_same_scheduling_check() -> None:
+    line = scheduling_line(notes())
+    assert "kubectl get nodes -l kubernetes.io/os=windows -o name | wc -l" in line
+    assert f"kubectl -n {NS} get daemonset {kh.RELEASE} -o jsonpath=" in line
+    assert line in README.read_text(), "deploy/README.md must show the NOTES' scheduling check for the defaults"
+
+
+def test_scheduling_check_follows_the_node_selector_namespace_and_name() -> None:
+    line = scheduling_line(notes({"nodeSelector": {"kubernetes.io/os": "windows", "agentpool": "win22"}, "fullnameOverride": "wep"}))
+    assert "kubectl get nodes -l agentpool=win22,kubernetes.io/os=windows -o name" in line
+    assert f"kubectl -n {NS} get daemonset wep -o jsonpath=" in line
+
+
+def test_scheduling_check_reads_fields_the_daemonset_status_has() -> None:
+    fields = re.findall(r"\{\.status\.(\w+)\}", scheduling_line(notes()))
+    assert fields == ["desiredNumberScheduled", "currentNumberScheduled", "numberReady"], fields
+    schema_dir = f"kubernetes-json-schema/v{kh.KUBE_VERSION}-local-strict"
+    definitions = json.loads((importlib_resources.files("kubernetes_validate") / schema_dir / "_definitions.json").read_text())
+    status = definitions["$defs"]["io.k8s.api.apps.v1.DaemonSetStatus"]["properties"]
+    assert set(fields) <= set(status), sorted(status)
+
+
+def test_scheduling_check_runs_in_sh(tmp_path: Path) -> None:
+    """The line as printed, run by sh against a kubectl that answers like a cluster with three
+    Windows nodes, one of them tainted out: the numbers come out where the text says."""
+    calls = tmp_path / "calls"
+    fake = tmp_path / "kubectl"
+    fake.write_text(
+        "#!/bin/sh\n"
+        f'echo "$*" >> {calls}\n'
+        'case "$*" in\n'
+        '  "get nodes "*) printf "node/akswin000000\\nnode/akswin000001\\nnode/akswin000002\\n" ;;\n'
+        '  *"get daemonset "*) case "$*" in *"-o jsonpath={.status.desiredNumberScheduled}/{.status.currentNumberScheduled}/{.status.numberReady}") printf 2/2/1 ;; *) exit 3 ;; esac ;;\n'
+        "  *) exit 2 ;;\n"
+        "esac\n"
+    )
+    fake.chmod(0o755)
+    result = subprocess.run(["sh", "-c", scheduling_line(notes())], capture_output=True, text=True, timeout=30, check=False,
+                            env={**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["nodes:", "3", "desired/scheduled/ready:", "2/2/1"], result.stdout
+    assert calls.read_text().splitlines() == [
+        "get nodes -l kubernetes.io/os=windows -o name",
+        f"-n {NS} get daemonset {kh.RELEASE} -o jsonpath={{.status.desiredNumberScheduled}}/{{.status.currentNumberScheduled}}/{{.status.numberReady}}",
+    ]
