@@ -378,3 +378,54 @@ def test_scheduling_check_runs_in_sh(tmp_path: Path) -> None:
         "get nodes -l kubernetes.io/os=windows -o name",
         f"-n {NS} get daemonset {kh.RELEASE} -o jsonpath={{.status.desiredNumberScheduled}}/{{.status.currentNumberScheduled}}/{{.status.numberReady}}",
     ]
+
+
+# ---------------------------------------------------------------------------------------------
+# deploy/README: where each kube-rbac-proxy flag and exporter-toolkit key went.
+
+
+KUBE_RBAC_PROXY_FLAGS = [
+    "--secure-listen-address", "--tls-cert-file", "--tls-private-key-file", "--tls-min-version", "--tls-cipher-suites",
+    "--tls-reload-interval", "--client-ca-file", "--auth-token-audiences", "--allow-paths", "--ignore-paths",
+    "--upstream", "--upstream-ca-file", "--upstream-client-cert-file", "--upstream-client-key-file", "--config-file",
+    "--auth-header-fields-enabled", "--proxy-endpoints-port", "--oidc-issuer", "--kubeconfig", "--upstream-force-h2c",
+]
+WEB_CONFIG_KEYS = [
+    "tls_server_config.cert_file", "tls_server_config.key_file", "tls_server_config.client_auth_type",
+    "tls_server_config.client_ca_file", "tls_server_config.client_allowed_sans", "tls_server_config.min_version",
+    "tls_server_config.max_version", "tls_server_config.cipher_suites", "tls_server_config.curve_preferences",
+    "tls_server_config.prefer_server_cipher_suites", "http_server_config.http2", "http_server_config.headers",
+    "basic_auth_users", "rate_limit",
+]
+
+
+def mapping_table() -> list[list[str]]:
+    text = README.read_text()
+    section = text.split("### Coming from kube-rbac-proxy or an exporter-toolkit web config", 1)
+    assert len(section) == 2, "deploy/README.md lacks the mapping section"
+    rows = []
+    for line in section[1].split("\n## ", 1)[0].splitlines():
+        if line.startswith("| `"):
+            rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+    return rows
+
+
+def test_mapping_table_names_every_setting_once() -> None:
+    firsts = [re.findall(r"`([^`]+)`", row[0]) for row in mapping_table()]
+    named = [name for cells in firsts for name in cells]
+    for setting in KUBE_RBAC_PROXY_FLAGS + WEB_CONFIG_KEYS:
+        assert named.count(setting) == 1, f"{setting} appears {named.count(setting)} times in the mapping table's first column"
+
+
+def test_mapping_table_points_at_real_variables_and_values() -> None:
+    variables = kh.help_variables(kh.binary_help())
+    with helm.Chart.load(kh.CHART) as chart:
+        values = chart.values
+    for row in mapping_table():
+        for variable in re.findall(r"`((?:PROXY|RUST)_[A-Z_]+)", " ".join(row[1:])):
+            assert variable in variables, f"{row[0]}: {variable} is not a variable of the binary"
+        for path in re.findall(r"`((?:tls|auth|exporter|proxy|networkPolicy|serviceMonitor|podMonitor)\.[A-Za-z.]+)", " ".join(row[1:])):
+            node = values
+            for part in path.split("."):
+                assert isinstance(node, dict) and part in node, f"{row[0]}: {path} is not a chart value"
+                node = node[part]
