@@ -373,6 +373,25 @@ def dockerfile_instructions() -> dict[str, list[str]]:
 WINDOWS_TAINTS = {("os", "windows"), ("sku", "Windows"), ("node.kubernetes.io/os", "windows")}
 
 
+def tolerates(toleration: dict, taint: dict) -> bool:
+    """Whether a toleration tolerates a taint, by Kubernetes' rules (core/v1 Toleration.ToleratesTaint):
+    an empty effect matches every effect, an empty key with Exists every key, Exists any value."""
+    if toleration.get("effect") and toleration["effect"] != taint["effect"]:
+        return False
+    if toleration.get("key") and toleration["key"] != taint["key"]:
+        return False
+    if not toleration.get("key") and toleration.get("operator") != "Exists":
+        return False
+    if toleration.get("operator") == "Exists":
+        return True
+    return toleration.get("value", "") == taint.get("value", "")
+
+
+def untolerated(tolerations: list[dict], taints: list[dict]) -> list[dict]:
+    """The taints no toleration in the list tolerates."""
+    return [taint for taint in taints if not any(tolerates(t, taint) for t in tolerations)]
+
+
 def check_daemonset_static(daemonset: dict) -> None:
     """What the DaemonSet must say, read from the manifest alone."""
     pod = daemonset["spec"]["template"]["spec"]
@@ -380,8 +399,9 @@ def check_daemonset_static(daemonset: dict) -> None:
     env = manifest_env(container)
     assert pod["nodeSelector"].get("kubernetes.io/os") == "windows", pod["nodeSelector"]
     assert pod.get("os", {}).get("name") == "windows", "spec.os.name must be windows (Pod Security exemptions)"
-    tolerated = {(t.get("key"), t.get("value")) for t in pod.get("tolerations", []) if t.get("effect") in ("NoSchedule", None)}
-    assert WINDOWS_TAINTS <= tolerated, f"missing tolerations for {WINDOWS_TAINTS - tolerated}"
+    taints = [{"key": key, "value": value, "effect": "NoSchedule"} for key, value in sorted(WINDOWS_TAINTS)]
+    missing = untolerated(pod.get("tolerations", []), taints)
+    assert not missing, f"missing tolerations for {missing}"
     assert env.get("PROXY_HOSTIP") == {"fieldRef": {"fieldPath": "status.hostIP"}}, env.get("PROXY_HOSTIP")
     assert "PROXY_PORT" in env, "PROXY_PORT must be explicit (it mirrors the nginx setup)"
     ports = {p["name"]: p for p in container["ports"]}

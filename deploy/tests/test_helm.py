@@ -34,7 +34,7 @@ VALUE_SETS: dict[str, dict] = {
     "aks-native": yaml.safe_load((kh.DEPLOY / "helm" / "values-aks-native.yaml").read_text()),
     "everything": {
         "fullnameOverride": "wep",
-        "image": {"repository": "registry.example.com:5000/team/wep", "tag": "0.1.0-ltsc2022",
+        "image": {"registry": "registry.example.com:5000", "repository": "team/wep", "tag": "0.1.0-ltsc2022",
                   "digest": "sha256:" + "ab" * 32, "pullPolicy": "Always"},
         "imagePullSecrets": [{"name": "regcred"}],
         "listenPort": 9101,
@@ -45,6 +45,8 @@ VALUE_SETS: dict[str, dict] = {
             "timeoutMarginSeconds": 0.25,
             "connectTimeoutSeconds": 1.5,
             "maxInflight": 4,
+            "coalesce": True,
+            "coalesceMaxBufferBytes": 4194304,
             "maxConnections": 1000000,
             "headerReadTimeoutSeconds": 3,
             "idleTimeoutSeconds": 60,
@@ -73,6 +75,19 @@ VALUE_SETS: dict[str, dict] = {
         "service": {"enabled": True, "port": 9101, "labels": {"extra": "yes"}},
         "serviceMonitor": {"enabled": True},
         "podMonitor": {"enabled": True},
+    },
+    # What operators set on node agents (issue 23): a mirror, critical priority, a surge rollout,
+    # coalescing, a variable no value models, pod annotations.
+    "operators": {
+        "global": {"imageRegistry": "mirror.example.com/ghcr", "imagePullSecrets": ["mirror-pull", {"name": "regcred"}]},
+        "imagePullSecrets": [{"name": "regcred"}],
+        "priorityClassName": "system-node-critical",
+        "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "10%"}},
+        "proxy": {"coalesce": True, "coalesceMaxBufferBytes": 4194304},
+        "env": {"RUST_LOG": "windows_exporter_proxy=debug"},
+        "extraEnvFrom": [{"configMapRef": {"name": "proxy-settings", "optional": True}}],
+        "podAnnotations": {"cluster-autoscaler.kubernetes.io/safe-to-evict": "true"},
+        "podLabels": {"team": "platform"},
     },
 }
 
@@ -168,6 +183,8 @@ def test_every_proxy_value_reaches_its_variable() -> None:
         "PROXY_TIMEOUT_MARGIN_SECONDS": "0.25",
         "PROXY_CONNECT_TIMEOUT_SECONDS": "1.5",
         "PROXY_MAX_INFLIGHT": "4",
+        "PROXY_COALESCE": "true",
+        "PROXY_COALESCE_MAX_BUFFER_BYTES": "4194304",
         "PROXY_MAX_CONNECTIONS": "1000000",
         "PROXY_HEADER_READ_TIMEOUT_SECONDS": "3",
         "PROXY_IDLE_TIMEOUT_SECONDS": "60",
@@ -196,7 +213,7 @@ def test_every_values_key_is_in_the_schema() -> None:
     assert schema and schema.get("additionalProperties") is False
     walk(values, schema, "")
     chart_proxy_keys = set(schema["properties"]["proxy"]["properties"])
-    assert len(chart_proxy_keys) == 13, chart_proxy_keys
+    assert len(chart_proxy_keys) == 15, chart_proxy_keys
 
 
 @pytest.mark.parametrize(

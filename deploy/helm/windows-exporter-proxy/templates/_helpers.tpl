@@ -28,13 +28,18 @@ Labels on every object. No helm.sh/chart or managed-by label: deploy/kubernetes/
 chart's output applied by kustomize, where those would be false.
 */}}
 {{- define "wep.labels" -}}
+{{ include "wep.standardLabels" . }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* The labels the chart sets itself; podLabels and commonLabels may not set them again. */}}
+{{- define "wep.standardLabels" -}}
 {{ include "wep.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
 app.kubernetes.io/component: metrics
 app.kubernetes.io/part-of: windows-exporter-proxy
-{{- with .Values.commonLabels }}
-{{ toYaml . }}
-{{- end }}
 {{- end }}
 
 {{- define "wep.serviceAccountName" -}}
@@ -42,15 +47,6 @@ app.kubernetes.io/part-of: windows-exporter-proxy
 {{- default (include "wep.fullname" .) .Values.serviceAccount.name }}
 {{- else }}
 {{- default "default" .Values.serviceAccount.name }}
-{{- end }}
-{{- end }}
-
-{{- define "wep.image" -}}
-{{- $tag := .Values.image.tag | default .Chart.AppVersion }}
-{{- if .Values.image.digest }}
-{{- printf "%s:%s@%s" .Values.image.repository $tag .Values.image.digest }}
-{{- else }}
-{{- printf "%s:%s" .Values.image.repository $tag }}
 {{- end }}
 {{- end }}
 
