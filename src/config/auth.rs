@@ -158,6 +158,7 @@ pub fn settings(values: &mut Reader, context: Context) -> AuthSettings {
             let parsed = read.and_then(|content| Htpasswd::parse(&content).map_err(|error| error.to_string()));
             settings.htpasswd =
                 values.record(&var::BASIC_AUTH_FILE, parsed.map_err(|reason| (file.display().to_string(), reason)));
+            settings.htpasswd_file = Some(file);
         }
     }
     if listed(Method::TokenReview) {
