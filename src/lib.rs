@@ -30,6 +30,7 @@
 //! | [`headers`] | hop-by-hop header filtering, both directions |
 //! | [`deadline`] | the per-scrape deadline from `X-Prometheus-Scrape-Timeout-Seconds` |
 //! | [`timestamp`] | [`timestamp::Timestamp`], an atomic "when did this last happen" |
+//! | [`reload`] | files re-read while running (certificates, CA bundles, htpasswd, password): one watch, one interval, one log format, `_reload_failures_total{file}` |
 //! | [`cli`] | command-line flags (`--help`, `--version`) |
 //! | [`logging`] | the tracing subscriber: text or JSON on stdout, level from `RUST_LOG` |
 //! | [`shutdown`] | the OS stop signals: SIGTERM/SIGINT on Unix, console events on Windows |
@@ -52,6 +53,7 @@ pub mod deadline;
 pub mod hangup;
 pub mod headers;
 pub mod logging;
+pub mod reload;
 pub mod response;
 pub mod shutdown;
 pub mod timestamp;

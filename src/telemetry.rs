@@ -20,6 +20,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::reload::ReloadFailures;
 use crate::tls::metrics::TlsMetrics;
 
 /// How a scrape through the proxy ended.
@@ -116,6 +117,7 @@ pub struct Telemetry {
     connections: Gauge,
     closed: Family<CloseLabels, Counter>,
     tls: TlsMetrics,
+    reloads: ReloadFailures,
     exporter_requests: Counter,
     coalesced: Counter,
     exporter_port: Gauge,
@@ -192,7 +194,8 @@ impl Telemetry {
         let build = Family::<BuildLabels, Gauge>::default();
         build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
         registry.register("build_info", "Always 1; the version label says which build runs", build);
-        let tls = TlsMetrics::register(&mut registry);
+        let reloads = ReloadFailures::register(&mut registry);
+        let tls = TlsMetrics::register(&mut registry).with_reloads(reloads.clone());
         let auth_decisions = Family::<DecisionLabels, Counter>::default();
         registry.register(
             "auth_decisions",
@@ -211,6 +214,7 @@ impl Telemetry {
             exporter_requests,
             coalesced,
             tls,
+            reloads,
             exporter_port,
             auth_decisions,
         }
@@ -270,6 +274,11 @@ impl Telemetry {
     /// Counts a connection the proxy closed.
     pub fn connection_closed(&self, reason: CloseReason) {
         self.closed.get_or_create(&CloseLabels { reason }).inc();
+    }
+
+    /// Failed reloads of re-read files, by file.
+    pub fn reloads(&self) -> &ReloadFailures {
+        &self.reloads
     }
 
     /// The TLS metrics: certificate expiry per file, handshake and reload failures.

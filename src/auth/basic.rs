@@ -21,15 +21,24 @@
 //! can never be told apart from its prefix, so it is refused outright, before any bcrypt, with the
 //! same 401 and count as a wrong password. Its length is all the refusal depends on, and the
 //! scraper already knows it, so answering fast tells nothing about the user or the file.
+//!
+//! The file is re-read when it changes ([`crate::reload`]), as kube-rbac-proxy and
+//! exporter-toolkit re-read theirs: a new file that parses is used from the next request on, and
+//! every remembered password is forgotten with the old file (a removed user or a changed password
+//! is refused at once). A file that does not parse keeps the previous users, with one warning
+//! naming the line and a count in `windows_exporter_proxy_reload_failures_total{file}`.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use aws_lc_rs::digest;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
+
+use crate::reload::{self, Describe, File, Loaded, Rejection, ReloadFailures, Watch};
 
 /// How long a password that matched is remembered (kube-rbac-proxy's allow TTL).
 pub const ALLOW_TTL: Duration = Duration::from_secs(5 * 60);
@@ -223,14 +232,40 @@ fn hash_kind(hash: &str) -> &'static str {
     }
 }
 
+/// How the htpasswd file shows in reload log lines.
+const HTPASSWD: Describe = Describe {
+    what: "htpasswd file",
+    reloaded: "htpasswd file reloaded; the next request is checked against its users",
+    rejected: "new htpasswd file cannot be used; the previous users stay in use",
+};
+
 /// The `basic` method: checks user and password against the htpasswd users.
 pub struct BasicAuth {
-    users: Arc<HashMap<String, String>>,
-    /// A hash nobody's password matches, at the file's highest cost, for unknown users.
-    dummy: Arc<str>,
+    /// The users in use, replaced whole when the file changes.
+    users: Arc<RwLock<Arc<Users>>>,
     checks: Arc<Semaphore>,
     salt: [u8; 32],
-    remembered: Mutex<HashMap<[u8; 32], Instant>>,
+    remembered: Arc<Mutex<HashMap<[u8; 32], Instant>>>,
+}
+
+/// One version of the file's users.
+struct Users {
+    htpasswd: Htpasswd,
+    /// A hash nobody's password matches, at the file's highest cost, for unknown users.
+    dummy: String,
+}
+
+impl Users {
+    fn new(htpasswd: Htpasswd) -> Users {
+        let mut salt = [0u8; 16];
+        aws_lc_rs::rand::fill(&mut salt).expect("the OS random source works");
+        let mut password = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut password).expect("the OS random source works");
+        let dummy = bcrypt::hash_with_salt(password, htpasswd.max_cost, salt)
+            .expect("cost was checked to be 4-31")
+            .format_for_version(bcrypt::Version::TwoY);
+        Users { htpasswd, dummy }
+    }
 }
 
 impl BasicAuth {
@@ -238,18 +273,47 @@ impl BasicAuth {
     pub fn new(htpasswd: Htpasswd) -> BasicAuth {
         let mut salt = [0u8; 32];
         aws_lc_rs::rand::fill(&mut salt).expect("the OS random source works");
-        let mut dummy_salt = [0u8; 16];
-        aws_lc_rs::rand::fill(&mut dummy_salt).expect("the OS random source works");
-        let dummy = bcrypt::hash_with_salt(salt, htpasswd.max_cost, dummy_salt)
-            .expect("cost was checked to be 4-31")
-            .format_for_version(bcrypt::Version::TwoY);
         BasicAuth {
-            users: Arc::new(htpasswd.users),
-            dummy: dummy.into(),
+            users: Arc::new(RwLock::new(Arc::new(Users::new(htpasswd)))),
             checks: Arc::new(Semaphore::new(CONCURRENT_CHECKS)),
             salt,
-            remembered: Mutex::new(HashMap::new()),
+            remembered: Arc::new(Mutex::new(HashMap::new())),
         }
+    }
+
+    /// Re-reads `file` (`PROXY_BASIC_AUTH_FILE`) for as long as this method is in use, as the
+    /// module documentation says; failures are counted in `reloads`.
+    pub fn watch(&self, file: &Path, reloads: ReloadFailures) -> std::io::Result<()> {
+        let (watch, contents) = Watch::open(HTPASSWD, vec![File::new("PROXY_BASIC_AUTH_FILE", file)], reloads);
+        let now = contents.into_iter().next().expect("one file").ok().map(|bytes| Htpasswd::parse(&bytes));
+        if now.is_none_or(|parsed| parsed.as_ref() != Ok(&self.current().htpasswd)) {
+            watch.forget();
+        }
+        let users: Weak<RwLock<Arc<Users>>> = Arc::downgrade(&self.users);
+        let remembered = Arc::downgrade(&self.remembered);
+        reload::spawn("htpasswd", move || {
+            let (users, remembered) = (users.upgrade()?, remembered.upgrade()?);
+            let outcome = watch.check(|contents| {
+                let bytes = contents
+                    .into_iter()
+                    .next()
+                    .expect("one file")
+                    .map_err(|error| Rejection::new(0, format!("cannot be read: {error}")))?;
+                let htpasswd = Htpasswd::parse(&bytes).map_err(|error| Rejection::new(0, error))?;
+                let new = Arc::new(Users::new(htpasswd));
+                // Swapped and forgotten under the remembered lock, so a check against the old
+                // users cannot remember its answer after this.
+                let mut remembered = remembered.lock().expect("no panics while locked");
+                *users.write().expect("no panics while locked") = new;
+                remembered.clear();
+                Ok(Loaded::default())
+            });
+            Some(outcome)
+        })
+    }
+
+    fn current(&self) -> Arc<Users> {
+        self.users.read().expect("no panics while locked").clone()
     }
 
     /// Whether `password` is `user`'s. Runs bcrypt off the async threads unless remembered.
@@ -271,28 +335,28 @@ impl BasicAuth {
             }
         }
         let _turn = self.checks.acquire().await.expect("the semaphore is never closed");
-        let hash = self.users.get(user).map_or_else(|| self.dummy.to_string(), Clone::clone);
-        let known = self.users.contains_key(user);
+        let users = self.current();
+        let known = users.htpasswd.users.get(user);
+        let hash = known.map_or_else(|| users.dummy.clone(), Clone::clone);
+        let known = known.is_some();
         let password = password.to_owned();
         let matched = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
             .await
             .unwrap_or(false);
         let allowed = known && matched;
         if allowed {
-            self.remember(key, Instant::now() + ALLOW_TTL);
+            let mut remembered = self.remembered.lock().expect("no panics while locked");
+            // Not when the file changed meanwhile: its reload has just forgotten everything.
+            if Arc::ptr_eq(&users, &self.current()) {
+                remember_in(&mut remembered, key, Instant::now() + ALLOW_TTL);
+            }
         }
         allowed
     }
 
+    #[cfg(test)]
     fn remember(&self, key: [u8; 32], until: Instant) {
-        let mut remembered = self.remembered.lock().expect("no panics while locked");
-        if remembered.len() >= MAX_REMEMBERED {
-            let now = Instant::now();
-            remembered.retain(|_, until| *until > now);
-        }
-        if remembered.len() < MAX_REMEMBERED {
-            remembered.insert(key, until);
-        }
+        remember_in(&mut self.remembered.lock().expect("no panics while locked"), key, until);
     }
 
     /// SHA-256 over salt, user, a separator and password: the secret itself is never kept.
@@ -303,6 +367,17 @@ impl BasicAuth {
         context.update(user.as_bytes());
         context.update(password.as_bytes());
         context.finish().as_ref().try_into().expect("SHA-256 is 32 bytes")
+    }
+}
+
+/// Remembers `key` as allowed `until`, unless [`MAX_REMEMBERED`] are remembered and none expired.
+fn remember_in(remembered: &mut HashMap<[u8; 32], Instant>, key: [u8; 32], until: Instant) {
+    if remembered.len() >= MAX_REMEMBERED {
+        let now = Instant::now();
+        remembered.retain(|_, until| *until > now);
+    }
+    if remembered.len() < MAX_REMEMBERED {
+        remembered.insert(key, until);
     }
 }
 

@@ -18,6 +18,8 @@ pub mod client_cert;
 pub mod credential;
 pub mod tokenreview;
 
+use std::path::PathBuf;
+
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Response, StatusCode};
 use prometheus_client::metrics::counter::Counter;
@@ -130,6 +132,8 @@ pub struct AuthSettings {
     pub client_allowed_names: AllowedNames,
     /// The users of `PROXY_BASIC_AUTH_FILE`, when `basic` is listed.
     pub htpasswd: Option<Htpasswd>,
+    /// `PROXY_BASIC_AUTH_FILE`, re-read when it changes.
+    pub htpasswd_file: Option<PathBuf>,
     /// When `tokenreview` is listed.
     pub tokenreview: Option<TokenReviewSettings>,
     /// `PROXY_ALLOW_PLAINTEXT_CREDENTIALS` was needed and set: `main` warns.
@@ -155,7 +159,15 @@ pub fn build(settings: &AuthSettings, telemetry: &Telemetry) -> Option<Auth> {
         .methods
         .contains(&Method::ClientCert)
         .then(|| ClientCertAuth { allowed: settings.client_allowed_names.clone() });
-    let basic = settings.htpasswd.clone().map(BasicAuth::new);
+    let basic = settings.htpasswd.clone().map(|htpasswd| {
+        let basic = BasicAuth::new(htpasswd);
+        if let Some(file) = &settings.htpasswd_file {
+            if let Err(error) = basic.watch(file, telemetry.reloads().clone()) {
+                tracing::error!(%error, "cannot start the htpasswd reload thread; changes to PROXY_BASIC_AUTH_FILE need a restart");
+            }
+        }
+        basic
+    });
     let tokenreview = settings.tokenreview.clone().map(|t| {
         let review = TokenReview::new(KubeApi::new(t.api), t.audiences, t.authz_users);
         tracing::info!(api = %review.api_url(), "tokenreview: reviewing bearer tokens with the Kubernetes API server");

@@ -158,6 +158,7 @@ pub fn settings(values: &mut Reader, context: Context) -> AuthSettings {
             let parsed = read.and_then(|content| Htpasswd::parse(&content).map_err(|error| error.to_string()));
             settings.htpasswd =
                 values.record(&var::BASIC_AUTH_FILE, parsed.map_err(|reason| (file.display().to_string(), reason)));
+            settings.htpasswd_file = Some(file);
         }
     }
     if listed(Method::TokenReview) {
@@ -237,11 +238,7 @@ fn service_url(values: &mut Reader) -> Option<Uri> {
 /// TLS module's PEM reader, so a BOM, DER or a key file gets the same message as everywhere else.
 fn roots(file: &std::path::Path) -> Result<RootCertStore, String> {
     let certificates = certificate::read_certificates(file).map_err(|error| error.to_string())?;
-    let mut store = RootCertStore::empty();
-    for certificate in certificates {
-        store.add(certificate).map_err(|error| format!("holds a certificate rustls cannot use as a CA: {error}"))?;
-    }
-    Ok(store)
+    certificate::trust_store(&certificates).map_err(|error| error.to_string())
 }
 
 #[cfg(test)]

@@ -18,7 +18,6 @@ use super::variables as var;
 use super::{ConfigError, Reader};
 use crate::exporter::credentials::read_password;
 use crate::exporter::settings::{ClientIdentity, ExporterLogin, ExporterScheme, ExporterSettings, HopTls, Trust};
-use crate::exporter::tls::trust_anchors;
 use crate::tls::certificate::{self, PairFile};
 
 /// Reads and checks the hop variables. `host` is `PROXY_HOSTIP` as parsed (the default
@@ -55,8 +54,8 @@ pub fn settings(values: &mut Reader, host: Option<&Host>) -> Option<ExporterSett
     let trust = match (values.raw(&var::EXPORTER_CA_FILE).map(|v| v.trim().to_owned()), skip_verify) {
         (Some(file), false) => {
             let loaded = certificate::read_certificates(file.as_ref())
-                .map_err(|error| error.to_string())
-                .and_then(|certificates| Ok((trust_anchors(&certificates)?, certificates)));
+                .and_then(|certificates| Ok((certificate::trust_store(&certificates)?, certificates)))
+                .map_err(|error| error.to_string());
             values
                 .record(&var::EXPORTER_CA_FILE, loaded.map_err(|reason| (file.clone(), reason)))
                 .map(|(roots, certificates)| Trust::Bundle { file: file.into(), certificates, roots: Arc::new(roots) })

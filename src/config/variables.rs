@@ -78,7 +78,7 @@ pub const TLS_MIN_VERSION: Variable =
 pub const CLIENT_CA_FILE: Variable = Variable::new(
     "PROXY_CLIENT_CA_FILE",
     Unset,
-    "PEM CA bundle: HTTPS asks for a client certificate (optional) and one presented must chain to it",
+    "PEM CA bundle: HTTPS asks for a client certificate (optional) and one presented must chain to it (re-read when it changes)",
 );
 /// `PROXY_SCRAPE_TIMEOUT_SECONDS`.
 pub const SCRAPE_TIMEOUT_SECONDS: Variable = Variable::new(
@@ -213,7 +213,7 @@ pub const CLIENT_ALLOWED_NAMES: Variable = Variable::new(
 pub const BASIC_AUTH_FILE: Variable = Variable::new(
     "PROXY_BASIC_AUTH_FILE",
     Unset,
-    "basic: htpasswd file of user:bcrypt-hash lines, as htpasswd -nbBC 10 user password writes them",
+    "basic: htpasswd file of user:bcrypt-hash lines, as htpasswd -nbBC 10 user password writes them (re-read when it changes)",
 );
 /// `PROXY_KUBE_API_URL`.
 pub const KUBE_API_URL: Variable = Variable::new(

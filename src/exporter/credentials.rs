@@ -42,7 +42,11 @@ impl fmt::Debug for Credentials {
 /// The password: the file's first line without its line ending (what `echo pw > file` and a
 /// Kubernetes Secret key both give). The reason never quotes the file.
 pub fn read_password(file: &Path) -> Result<String, String> {
-    let bytes = std::fs::read(file).map_err(|error| format!("cannot read it: {error}"))?;
+    parse_password(std::fs::read(file).map_err(|error| format!("cannot read it: {error}"))?)
+}
+
+/// [`read_password`] for a file already read.
+pub fn parse_password(bytes: Vec<u8>) -> Result<String, String> {
     if let Some(bom) = certificate::Bom::detect(&bytes) {
         return Err(format!(
             "starts with a {bom} byte-order mark (PowerShell 5 and some Windows editors write one); re-save it without one, e.g. Set-Content -Encoding ascii"

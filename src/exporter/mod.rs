@@ -123,10 +123,13 @@ impl Exporter {
                 .tls
                 .as_ref()
                 .and_then(|t| t.identity.as_ref())
-                .map(|i| (i.cert_file.clone(), i.key_file.clone())),
-            password: hop.basic_auth.as_ref().map(|b| (b.username.clone(), b.password_file.clone())),
+                .map(|i| (i.cert_file.clone(), i.key_file.clone(), i.loaded.clone())),
+            password: hop
+                .basic_auth
+                .as_ref()
+                .map(|b| (b.username.clone(), b.password_file.clone(), b.password.clone())),
         };
-        reload::spawn(self.clone(), watched, metrics.clone());
+        reload::spawn(self, watched, metrics);
     }
 
     /// Which port is in use, and the search for one.

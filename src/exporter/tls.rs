@@ -21,9 +21,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::sign::CertifiedKey;
-use rustls::{
-    AlertDescription, CertificateError, ClientConfig, DigitallySignedStruct, Error, RootCertStore, SignatureScheme,
-};
+use rustls::{AlertDescription, CertificateError, ClientConfig, DigitallySignedStruct, Error, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 use crate::exporter::settings::Trust;
@@ -122,18 +120,6 @@ pub struct HopContext {
     pub server_name: String,
     /// Whether the proxy has a client certificate.
     pub has_identity: bool,
-}
-
-/// Trust anchors from a CA bundle; the error names the certificate (counting from 1) that cannot
-/// be one.
-pub fn trust_anchors(certificates: &[CertificateDer<'static>]) -> Result<RootCertStore, String> {
-    let mut roots = RootCertStore::empty();
-    for (index, certificate) in certificates.iter().enumerate() {
-        roots
-            .add(certificate.clone())
-            .map_err(|error| format!("certificate {} cannot be a trust anchor: {error}", index + 1))?;
-    }
-    Ok(roots)
 }
 
 /// A TLS failure on the hop, as one line that names the cause and the setting to check.

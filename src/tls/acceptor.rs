@@ -7,7 +7,10 @@
 //!   (all AEAD with forward secrecy, as exporter-toolkit's defaults).
 //! - With `PROXY_CLIENT_CA_FILE` the handshake asks for a client certificate without requiring
 //!   one (the kubelet's probes send none); a certificate that is presented must verify against
-//!   that CA, or the handshake fails.
+//!   that CA, or the handshake fails. The file is re-read when it changes ([`crate::reload`]): a
+//!   new bundle that loads applies to the next handshake (a new rustls configuration, so no
+//!   session made under the old CA is resumed); one that does not keeps the old CA, with one
+//!   warning and a count in `windows_exporter_proxy_reload_failures_total{file}`.
 //! - The handshake runs inside the connection's header-read deadline: a client that connects
 //!   and sends nothing, or trickles its ClientHello, is cut off like a slowloris.
 //! - Plain HTTP sent to the HTTPS port gets `400` with a line saying so (what Go servers answer),
@@ -18,20 +21,30 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock, Weak};
 
 use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{NoClientAuth, WebPkiClientVerifier};
-use rustls::{InvalidMessage, PeerIncompatible, RootCertStore, ServerConfig};
+use rustls::{InvalidMessage, PeerIncompatible, ServerConfig};
+use rustls_pki_types::CertificateDer;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 
+use crate::reload::{self, Content, Describe, File, Loaded, Rejection, Watch};
 use crate::tls::certificate::{self, CertificateError, PairFile};
 use crate::tls::metrics::{HandshakeFailure, TlsMetrics};
-use crate::tls::resolver::{POLL_INTERVAL, WatchedKeyPair};
+use crate::tls::resolver::WatchedKeyPair;
+use crate::tls::x509::CertificateInfo;
 use crate::tls::{ClientCertificate, provider};
+
+/// How the client CA bundle shows in reload log lines.
+const CLIENT_CA: Describe = Describe {
+    what: "client CA bundle",
+    reloaded: "client CA bundle reloaded; new handshakes verify client certificates against it",
+    rejected: "new client CA bundle cannot be used; the previous one stays in use",
+};
 
 /// The ALPN protocol served.
 pub const ALPN_HTTP_1_1: &[u8] = b"http/1.1";
@@ -65,13 +78,15 @@ pub struct TlsSettings {
 /// Accepts TLS on client connections.
 #[derive(Clone)]
 pub struct Acceptor {
-    inner: tokio_rustls::TlsAcceptor,
+    /// The configuration in use, replaced whole when the client CA bundle changes; a handshake
+    /// takes the current one when it starts.
+    inner: Arc<RwLock<tokio_rustls::TlsAcceptor>>,
     metrics: TlsMetrics,
 }
 
 impl Acceptor {
-    /// The listener's TLS from its checked settings: loads the certificate and key and starts
-    /// watching them for rotation, and loads the client CA. The settings were checked moments
+    /// The listener's TLS from its checked settings: loads the certificate and key and the
+    /// client CA, and starts watching them for rotation. The settings were checked moments
     /// ago, so an error here means the files changed in between; it reads like a config error.
     pub fn load(settings: &TlsSettings, metrics: &TlsMetrics) -> Result<Acceptor, String> {
         let certificate = WatchedKeyPair::load(
@@ -87,16 +102,22 @@ impl Acceptor {
             };
             format!("{name}={:?} is not valid: {error}", path.display().to_string())
         })?;
-        certificate
-            .watch(POLL_INTERVAL)
-            .map_err(|error| format!("cannot start the certificate reload thread: {error}"))?;
-        let client_verifier = match &settings.client_ca_file {
-            None => None,
-            Some(ca_file) => Some(client_verifier(ca_file, metrics).map_err(|error| {
-                format!("PROXY_CLIENT_CA_FILE={:?} is not valid: {error}", ca_file.display().to_string())
-            })?),
+        certificate.watch().map_err(|error| format!("cannot start the certificate reload thread: {error}"))?;
+        let Some(ca_file) = &settings.client_ca_file else {
+            return Ok(Acceptor::new(certificate, settings.min_version, None, metrics.clone()));
         };
-        Ok(Acceptor::new(certificate, settings.min_version, client_verifier, metrics.clone()))
+        let invalid = |error: CertificateError| {
+            format!("PROXY_CLIENT_CA_FILE={:?} is not valid: {error}", ca_file.display().to_string())
+        };
+        let files = vec![File::new("PROXY_CLIENT_CA_FILE", ca_file)];
+        let (watch, contents) = Watch::open(CLIENT_CA, files, metrics.reloads().clone());
+        let (certificates, verifier) = client_ca(contents).map_err(invalid)?;
+        metrics.certificates_loaded(ca_file, &certificates);
+        let acceptor = Acceptor::new(certificate.clone(), settings.min_version, Some(verifier), metrics.clone());
+        acceptor
+            .watch_client_ca(watch, certificate, settings.min_version)
+            .map_err(|error| format!("cannot start the client CA reload thread: {error}"))?;
+        Ok(acceptor)
     }
 
     /// Serves `certificate`; `client_verifier` from [`client_verifier`] when client certificates
@@ -107,17 +128,36 @@ impl Acceptor {
         client_verifier: Option<Arc<dyn ClientCertVerifier>>,
         metrics: TlsMetrics,
     ) -> Acceptor {
-        let versions: &[&rustls::SupportedProtocolVersion] = match min_version {
-            MinVersion::Tls12 => &[&rustls::version::TLS12, &rustls::version::TLS13],
-            MinVersion::Tls13 => &[&rustls::version::TLS13],
-        };
-        let mut config = ServerConfig::builder_with_provider(provider())
-            .with_protocol_versions(versions)
-            .expect("aws-lc-rs supports TLS 1.2 and 1.3")
-            .with_client_cert_verifier(client_verifier.unwrap_or_else(|| Arc::new(NoClientAuth)))
-            .with_cert_resolver(certificate);
-        config.alpn_protocols = vec![ALPN_HTTP_1_1.to_vec()];
-        Acceptor { inner: tokio_rustls::TlsAcceptor::from(Arc::new(config)), metrics }
+        let inner = tokio_rustls::TlsAcceptor::from(server_config(certificate, min_version, client_verifier));
+        Acceptor { inner: Arc::new(RwLock::new(inner)), metrics }
+    }
+
+    /// Re-reads the client CA bundle `watch` holds for as long as this acceptor is in use, and
+    /// installs a new bundle that loads into a new configuration.
+    fn watch_client_ca(
+        &self,
+        watch: Watch,
+        certificate: Arc<WatchedKeyPair>,
+        min_version: MinVersion,
+    ) -> io::Result<()> {
+        let inner: Weak<RwLock<tokio_rustls::TlsAcceptor>> = Arc::downgrade(&self.inner);
+        let metrics = self.metrics.clone();
+        reload::spawn("client-ca", move || {
+            let inner = inner.upgrade()?;
+            let outcome = watch.check(|contents| {
+                let (certificates, verifier) = client_ca(contents).map_err(|error| Rejection::new(0, error))?;
+                let config = server_config(certificate.clone(), min_version, Some(verifier));
+                *inner.write().expect("no code panics while holding the lock") =
+                    tokio_rustls::TlsAcceptor::from(config);
+                metrics.certificates_loaded(&watch.files()[0].path, &certificates);
+                let first = certificates.first().and_then(|der| CertificateInfo::parse(der).ok());
+                Ok(Loaded {
+                    serial: first.map(|info| reload::serial(&info.serial)),
+                    not_after: certificate::earliest_expiry(&certificates),
+                })
+            });
+            Some(outcome)
+        })
     }
 
     /// Completes the handshake on `stream` by `deadline`. A failure is counted, logged at debug
@@ -153,7 +193,8 @@ impl Acceptor {
             Ok(_) => {}
             Err(error) => return Err((HandshakeFailure::closed, Some(error))),
         }
-        self.inner.accept(stream).await.map_err(|error| (classify(&error), Some(error)))
+        let acceptor = self.inner.read().expect("no code panics while holding the lock").clone();
+        acceptor.accept(stream).await.map_err(|error| (classify(&error), Some(error)))
     }
 }
 
@@ -164,22 +205,51 @@ pub fn client_certificate(stream: &TlsStream<TcpStream>) -> Option<ClientCertifi
     Some(ClientCertificate(Arc::new(leaf.clone().into_owned())))
 }
 
+/// The listener's rustls configuration: `certificate` served, `client_verifier` (when client
+/// certificates are asked for), `min_version`, ALPN `http/1.1`.
+fn server_config(
+    certificate: Arc<WatchedKeyPair>,
+    min_version: MinVersion,
+    client_verifier: Option<Arc<dyn ClientCertVerifier>>,
+) -> Arc<ServerConfig> {
+    let versions: &[&rustls::SupportedProtocolVersion] = match min_version {
+        MinVersion::Tls12 => &[&rustls::version::TLS12, &rustls::version::TLS13],
+        MinVersion::Tls13 => &[&rustls::version::TLS13],
+    };
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(versions)
+        .expect("aws-lc-rs supports TLS 1.2 and 1.3")
+        .with_client_cert_verifier(client_verifier.unwrap_or_else(|| Arc::new(NoClientAuth)))
+        .with_cert_resolver(certificate);
+    config.alpn_protocols = vec![ALPN_HTTP_1_1.to_vec()];
+    Arc::new(config)
+}
+
 /// A verifier that asks for a client certificate, accepts its absence, and requires one that is
 /// presented to chain to a certificate in `ca_file`.
 pub fn client_verifier(ca_file: &Path, metrics: &TlsMetrics) -> Result<Arc<dyn ClientCertVerifier>, CertificateError> {
     let certificates = certificate::read_certificates(ca_file)?;
-    let mut roots = RootCertStore::empty();
-    for (i, der) in certificates.iter().enumerate() {
-        roots.add(der.clone()).map_err(|error| CertificateError::Certificate {
-            index: i + 1,
-            reason: format!("cannot be a trust anchor: {error}"),
-        })?;
-    }
+    let verifier = verifier_for(&certificates)?;
     metrics.certificates_loaded(ca_file, &certificates);
+    Ok(verifier)
+}
+
+/// The CA bundle in one file's contents, and its verifier.
+fn client_ca(
+    contents: Vec<Content>,
+) -> Result<(Vec<CertificateDer<'static>>, Arc<dyn ClientCertVerifier>), CertificateError> {
+    let pem = contents.into_iter().next().expect("one file").map_err(CertificateError::Read)?;
+    let certificates = certificate::parse_certificates(&pem)?;
+    let verifier = verifier_for(&certificates)?;
+    Ok((certificates, verifier))
+}
+
+fn verifier_for(certificates: &[CertificateDer<'static>]) -> Result<Arc<dyn ClientCertVerifier>, CertificateError> {
+    let roots = certificate::trust_store(certificates)?;
     WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
         .allow_unauthenticated()
         .build()
-        .map_err(|error| CertificateError::Key(format!("cannot verify client certificates with it: {error}")))
+        .map_err(|error| CertificateError::Trust(format!("cannot verify client certificates with it: {error}")))
 }
 
 /// The reason label for a failed handshake.

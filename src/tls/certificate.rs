@@ -16,6 +16,7 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
+use rustls::RootCertStore;
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::{self, PemObject, SectionKind};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -63,6 +64,9 @@ pub enum CertificateError {
         /// What is malformed.
         reason: String,
     },
+    /// A certificate of a CA bundle cannot be a trust anchor, or the bundle cannot verify.
+    #[error("cannot be used as a CA bundle: {0}")]
+    Trust(String),
     /// The key parses as PEM but the crypto provider cannot use it.
     #[error("the private key cannot be used: {0}")]
     Key(String),
@@ -297,6 +301,22 @@ pub fn key_pair(chain: Vec<CertificateDer<'static>>, key: &PrivateKeyDer<'_>) ->
         }
     }
     Ok(KeyPair { certified: Arc::new(certified), leaf, not_before, not_after })
+}
+
+/// A CA bundle as trust anchors: the one builder for every trust store the proxy makes (client
+/// certificates, the exporter's certificate, the Kubernetes API server's). The error names the
+/// certificate (counting from 1) that cannot be one.
+pub fn trust_store(certificates: &[CertificateDer<'static>]) -> Result<RootCertStore, CertificateError> {
+    let mut roots = RootCertStore::empty();
+    for (index, certificate) in certificates.iter().enumerate() {
+        roots.add(certificate.clone()).map_err(|error| {
+            CertificateError::Trust(format!(
+                "certificate {} (counting from 1) cannot be a trust anchor: {error}",
+                index + 1
+            ))
+        })?;
+    }
+    Ok(roots)
 }
 
 /// The earliest `notAfter` of `certificates`, Unix seconds: the number the expiry gauge shows

@@ -7,8 +7,10 @@
 //!   shows its new date.
 //! - `windows_exporter_proxy_tls_handshake_failures_total{reason}`: failed handshakes on the
 //!   listener, by [`HandshakeFailure`].
-//! - `windows_exporter_proxy_tls_reload_failures_total`: rotations that could not be used (the
-//!   previous certificate kept serving).
+//! - `windows_exporter_proxy_tls_reload_failures_total`: certificate pair rotations (serving
+//!   pair, exporter client certificate) that could not be used (the previous pair stayed in use).
+//!   Kept for existing alerts; `windows_exporter_proxy_reload_failures_total{file}`
+//!   ([`crate::reload::ReloadFailures`]) counts these and every other re-read file, by file.
 //!
 //! [`TlsMetrics`] is a cheap clone; hand one to whatever loads a certificate file.
 
@@ -21,6 +23,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use rustls_pki_types::CertificateDer;
 
+use crate::reload::ReloadFailures;
 use crate::tls::certificate;
 
 /// Why a TLS handshake on the listener failed: the `reason` label.
@@ -63,6 +66,7 @@ pub struct TlsMetrics {
     expiry: Family<FileLabels, Gauge>,
     handshake_failures: Family<ReasonLabels, Counter>,
     reload_failures: Counter,
+    reloads: ReloadFailures,
 }
 
 impl TlsMetrics {
@@ -87,6 +91,17 @@ impl TlsMetrics {
         metrics
     }
 
+    /// These handles, counting failed reloads of every file in `reloads` too.
+    pub fn with_reloads(mut self, reloads: ReloadFailures) -> TlsMetrics {
+        self.reloads = reloads;
+        self
+    }
+
+    /// Where failed reloads are counted by file.
+    pub fn reloads(&self) -> &ReloadFailures {
+        &self.reloads
+    }
+
     /// Records that `file` was (re)loaded and expires at `not_after` (Unix seconds).
     pub fn certificate_loaded(&self, file: &Path, not_after: i64) {
         self.expiry.get_or_create(&FileLabels { file: file.display().to_string() }).set(not_after);
@@ -105,7 +120,7 @@ impl TlsMetrics {
         self.handshake_failures.get_or_create(&ReasonLabels { reason }).inc();
     }
 
-    /// Counts a rotation that could not be used.
+    /// Counts a certificate pair rotation that could not be used.
     pub fn reload_failed(&self) {
         self.reload_failures.inc();
     }

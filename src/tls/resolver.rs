@@ -1,10 +1,9 @@
-//! A certificate and key pair on disk that is reloaded when its files change, without a restart.
+//! A certificate and key pair on disk that is reloaded when its files change, without a restart:
+//! the listener's serving certificate (`PROXY_TLS_CERT_FILE`, `PROXY_TLS_KEY_FILE`).
 //!
-//! Kubernetes updates a Secret volume by writing a new timestamped directory and swapping the
-//! `..data` symlink that `tls.crt` and `tls.key` point through; other tools rewrite the files in
-//! place. Neither sends a signal the proxy could wait for on every platform, so a thread reads
-//! both files every [`POLL_INTERVAL`] and compares their contents with what is serving (a few KiB:
-//! cheaper and surer than trusting mtimes, which a copy may preserve and FAT rounds to 2 s).
+//! The files are watched by [`crate::reload`], as every file the proxy re-reads: their contents
+//! are compared with what is serving every [`POLL_INTERVAL`], whether the kubelet swapped its
+//! `..data` symlink or a tool rewrote them in place.
 //!
 //! - A new pair that loads is used for the next handshake, logged at info with its serial, and
 //!   its expiry goes to the gauge.
@@ -12,6 +11,7 @@
 //!   previous pair serving. Files rewritten in place pass through such states for a moment
 //!   (certificate written, key not yet), so a broken pair is only reported once it has stayed
 //!   the same for two polls; then it is logged once (warn) and counted in
+//!   `windows_exporter_proxy_reload_failures_total{file}` and
 //!   `windows_exporter_proxy_tls_reload_failures_total`, and not again until the files change.
 //! - A new pair that loads but is outside its validity now (expired, or not valid yet) is treated
 //!   the same way while the pair serving is still valid: it would only make every new handshake
@@ -19,64 +19,45 @@
 //!   serving pair is outside its own validity too, or the new one comes inside its own (a
 //!   `notBefore` a little in the future), the next poll takes it.
 //!
-//! [`WatchedKeyPair`] is rustls' certificate resolver on both sides: it serves the listener and
-//! presents the client certificate on the exporter hop.
+//! [`WatchedKeyPair`] is rustls' server certificate resolver for the listener.
 
 use std::fmt;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
-use rustls::SignatureScheme;
-use rustls::client::ResolvesClientCert;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
-use crate::tls::certificate::{self, KeyPair, PairError, PairFile};
+use crate::reload::{self, Content, Describe, File, Loaded, Rejection, Watch};
+use crate::tls::certificate::{self, CertificateError, KeyPair, PairError, PairFile};
 use crate::tls::metrics::TlsMetrics;
 
-/// How often the files are read. Rotation is picked up within this (the issue allows 10 s).
-pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
+/// How often the files are read: [`reload::INTERVAL`], as for every file the proxy re-reads.
+pub const POLL_INTERVAL: Duration = reload::INTERVAL;
 
 /// What one look at the files found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reload {
-    /// The files hold what is serving.
-    Unchanged,
-    /// A new pair loaded and is serving now.
-    Reloaded,
-    /// The files changed into a pair that does not load; waiting one more poll in case they are
-    /// still being written.
-    Unsettled,
-    /// The files hold a pair that does not load, now reported (logged and counted).
-    Rejected,
-    /// The same unusable pair as last time, already reported.
-    StillRejected,
-}
+pub use crate::reload::Outcome as Reload;
+
+/// How the serving pair shows in reload log lines.
+const DESCRIBE: Describe = Describe {
+    what: "serving certificate",
+    reloaded: "certificate reloaded",
+    rejected: "new certificate files cannot be used; the previous certificate stays in use",
+};
 
 /// A certificate chain and key from two files, reloaded when they change.
 pub struct WatchedKeyPair {
     certificate_file: PathBuf,
     key_file: PathBuf,
-    /// What the pair is for, in log lines: `serving certificate`, `exporter client certificate`.
+    /// What the pair is for, in log lines: `serving certificate`.
     purpose: &'static str,
     metrics: TlsMetrics,
     current: RwLock<Arc<KeyPair>>,
-    /// Bumped on every reload, so a client can tell its pooled connections were made with an
-    /// older certificate.
+    /// Bumped on every reload, so a user can tell the pair changed.
     generation: AtomicU64,
-    seen: Mutex<Seen>,
-}
-
-/// Fingerprints of file contents, for telling what changed.
-struct Seen {
-    serving: u64,
-    /// Unusable contents seen once, reported when seen again.
-    pending: Option<u64>,
-    /// Unusable contents already reported.
-    reported: Option<u64>,
+    watch: Watch,
 }
 
 impl fmt::Debug for WatchedKeyPair {
@@ -97,12 +78,13 @@ impl WatchedKeyPair {
         purpose: &'static str,
         metrics: TlsMetrics,
     ) -> Result<Arc<WatchedKeyPair>, PairError> {
-        let (fingerprint, pair) = read(certificate_file, key_file);
-        let pair = pair?;
+        let files = vec![File::new("PROXY_TLS_CERT_FILE", certificate_file), File::new("PROXY_TLS_KEY_FILE", key_file)];
+        let (watch, contents) = Watch::open(Describe { what: purpose, ..DESCRIBE }, files, metrics.reloads().clone());
+        let pair = key_pair(contents)?;
         tracing::info!(
-            purpose,
+            what = purpose,
             file = %certificate_file.display(),
-            serial = %pair.leaf.serial_hex(),
+            serial = %reload::serial(&pair.leaf.serial),
             not_after = pair.not_after,
             "certificate loaded"
         );
@@ -115,7 +97,7 @@ impl WatchedKeyPair {
             metrics,
             current: RwLock::new(Arc::new(pair)),
             generation: AtomicU64::new(0),
-            seen: Mutex::new(Seen { serving: fingerprint, pending: None, reported: None }),
+            watch,
         }))
     }
 
@@ -131,115 +113,67 @@ impl WatchedKeyPair {
 
     /// Reads the files once and reloads or reports as the module documentation says.
     pub fn check(&self) -> Reload {
-        let (fingerprint, pair) = read(&self.certificate_file, &self.key_file);
-        let mut seen = self.seen.lock().expect("no code panics while holding the lock");
-        if fingerprint == seen.serving {
-            // Back to (or still at) what serves: forget any broken state in between.
-            seen.pending = None;
-            seen.reported = None;
-            return Reload::Unchanged;
-        }
-        let pair = pair.and_then(|new| certificate::replacement(new, &self.current(), certificate::unix_now()));
-        match pair {
-            Ok(pair) => {
-                let (serial, not_after) = (pair.leaf.serial_hex(), pair.not_after);
-                warn_if_expired(self.purpose, &self.certificate_file, &pair);
-                // Swapped before it is logged or counted: whoever reads the log line and connects
-                // gets the new pair.
-                *self.current.write().expect("no code panics while holding the lock") = Arc::new(pair);
-                self.generation.fetch_add(1, Ordering::AcqRel);
-                *seen = Seen { serving: fingerprint, pending: None, reported: None };
-                self.metrics.certificate_loaded(&self.certificate_file, not_after);
-                tracing::info!(
-                    purpose = self.purpose,
-                    file = %self.certificate_file.display(),
-                    %serial,
-                    not_after,
-                    "certificate reloaded"
-                );
-                Reload::Reloaded
-            }
-            Err(_) if seen.reported == Some(fingerprint) => Reload::StillRejected,
-            Err(error) if seen.pending == Some(fingerprint) => {
+        let outcome = self.watch.check(|contents| {
+            let rejection = |error: PairError| {
                 let file = match error.file {
-                    PairFile::Certificate => &self.certificate_file,
-                    PairFile::Key => &self.key_file,
+                    PairFile::Certificate => 0,
+                    PairFile::Key => 1,
                 };
-                tracing::warn!(
-                    purpose = self.purpose,
-                    file = %file.display(),
-                    %error,
-                    "new certificate files cannot be used; the previous certificate stays in use"
-                );
-                self.metrics.reload_failed();
-                seen.pending = None;
-                seen.reported = Some(fingerprint);
-                Reload::Rejected
-            }
-            Err(_) => {
-                seen.pending = Some(fingerprint);
-                Reload::Unsettled
-            }
+                Rejection::new(file, error)
+            };
+            let pair = key_pair(contents).map_err(rejection)?;
+            let pair = certificate::replacement(pair, &self.current(), certificate::unix_now()).map_err(rejection)?;
+            let loaded = Loaded { serial: Some(reload::serial(&pair.leaf.serial)), not_after: Some(pair.not_after) };
+            warn_if_expired(self.purpose, &self.certificate_file, &pair);
+            let not_after = pair.not_after;
+            // Swapped before it is logged: whoever reads the log line and connects gets the new
+            // pair.
+            *self.current.write().expect("no code panics while holding the lock") = Arc::new(pair);
+            self.generation.fetch_add(1, Ordering::AcqRel);
+            self.metrics.certificate_loaded(&self.certificate_file, not_after);
+            Ok(loaded)
+        });
+        if outcome == Reload::Rejected {
+            self.metrics.reload_failed();
         }
+        outcome
     }
 
-    /// Starts a thread that calls [`check`](Self::check) every `interval` for as long as the
-    /// pair is in use elsewhere. A thread, not a task: file reads block, and the runtime has
-    /// only one thread to serve scrapes with.
-    pub fn watch(self: &Arc<Self>, interval: Duration) -> std::io::Result<()> {
+    /// Starts the [`reload`] thread that calls [`check`](Self::check) every [`POLL_INTERVAL`]
+    /// for as long as the pair is in use elsewhere.
+    pub fn watch(self: &Arc<Self>) -> std::io::Result<()> {
         let pair: Weak<WatchedKeyPair> = Arc::downgrade(self);
-        std::thread::Builder::new().name("certificate-reload".into()).stack_size(256 << 10).spawn(move || {
-            loop {
-                std::thread::sleep(interval);
-                let Some(pair) = pair.upgrade() else { return };
-                let outcome = pair.check();
-                tracing::trace!(purpose = pair.purpose, ?outcome, "certificate files checked");
-            }
-        })?;
-        Ok(())
+        reload::spawn("certificate", move || {
+            let pair = pair.upgrade()?;
+            let outcome = pair.check();
+            // Under this module's target too, where operators and tests/tls_serving.rs look.
+            tracing::trace!(what = pair.purpose, ?outcome, "certificate files checked");
+            Some(outcome)
+        })
     }
 }
 
-/// Both files' contents, fingerprinted (read errors included, so a file that disappears and comes
-/// back unchanged is noticed), and the pair they make.
-fn read(certificate_file: &Path, key_file: &Path) -> (u64, Result<KeyPair, PairError>) {
-    let certificate = certificate::read_pem(certificate_file);
-    let key = certificate::read_pem(key_file);
-    let mut hasher = DefaultHasher::new();
-    for contents in [&certificate, &key] {
-        match contents {
-            Ok(bytes) => bytes.hash(&mut hasher),
-            Err(error) => error.to_string().hash(&mut hasher),
-        }
-    }
-    let pair = match (certificate, key) {
+/// The pair in two files' contents (certificate, key).
+fn key_pair(contents: Vec<Content>) -> Result<KeyPair, PairError> {
+    let mut contents = contents.into_iter();
+    let (certificate, key) = (contents.next().expect("two files"), contents.next().expect("two files"));
+    match (certificate, key) {
         (Ok(certificate), Ok(key)) => certificate::parse_key_pair(&certificate, &key),
-        (Err(error), _) => Err(PairError { file: PairFile::Certificate, error }),
-        (_, Err(error)) => Err(PairError { file: PairFile::Key, error }),
-    };
-    (hasher.finish(), pair)
+        (Err(error), _) => Err(PairError { file: PairFile::Certificate, error: CertificateError::Read(error) }),
+        (_, Err(error)) => Err(PairError { file: PairFile::Key, error: CertificateError::Read(error) }),
+    }
 }
 
 /// Go and exporter-toolkit serve an expired certificate without a word; at least say so.
 fn warn_if_expired(purpose: &'static str, file: &Path, pair: &KeyPair) {
     if pair.not_after <= certificate::unix_now() {
-        tracing::warn!(purpose, file = %file.display(), not_after = pair.not_after, "certificate has expired; clients will refuse it");
+        tracing::warn!(what = purpose, file = %file.display(), not_after = pair.not_after, "certificate has expired; clients will refuse it");
     }
 }
 
 impl ResolvesServerCert for WatchedKeyPair {
     fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(self.current().certified.clone())
-    }
-}
-
-impl ResolvesClientCert for WatchedKeyPair {
-    fn resolve(&self, _root_hint_subjects: &[&[u8]], _sigschemes: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
-        Some(self.current().certified.clone())
-    }
-
-    fn has_certs(&self) -> bool {
-        true
     }
 }
 
@@ -338,14 +272,5 @@ mod tests {
         assert_eq!(pair.check(), Reload::Unsettled);
         assert_eq!(pair.check(), Reload::Rejected);
         assert_eq!(serial(&pair), vec![0x12, 0x34, 0xab, 0xcd]);
-    }
-
-    #[test]
-    fn the_pair_resolves_on_both_sides() {
-        let files = Files::new("resolve", "leaf-ec.pem", "leaf-ec.sec1.pem");
-        let pair = files.load();
-        assert!(ResolvesClientCert::has_certs(pair.as_ref()));
-        let key = ResolvesClientCert::resolve(pair.as_ref(), &[], &[]).unwrap();
-        assert!(Arc::ptr_eq(&key, &pair.current().certified));
     }
 }

@@ -115,7 +115,8 @@ impl CertificateInfo {
         Ok(CertificateInfo { serial, not_before, not_after, common_name: common_name(subject)?, names })
     }
 
-    /// The serial in the colon-separated hex `openssl x509 -serial` and most tools show.
+    /// The serial in the colon-separated lower-case hex `openssl x509 -text` shows. Log lines write
+    /// serials as `openssl x509 -serial` does, with [`crate::reload::serial`].
     pub fn serial_hex(&self) -> String {
         self.serial.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
     }
