@@ -380,7 +380,8 @@ impl ProxyProcess {
 /// What the operating system itself needs in an otherwise empty environment. On Windows that is
 /// `SystemRoot`: without it Winsock cannot load its providers and every socket call fails
 /// (WSAEPROVIDERFAILEDINIT, 10106), so no test of the binary could pass there. Every Windows
-/// process, a container's included, has it. Nothing on Unix.
+/// process, a container's included, has it. Nothing on Unix. (Known from twisted/twisted#10609 and
+/// rust-lang/rust#31259; wine does not reproduce it, so only the native Windows CI shows it.)
 #[allow(clippy::disallowed_methods)] // the test runner's own Windows directory, not the proxy's configuration
 fn platform_env() -> Vec<(String, String)> {
     if cfg!(windows) {
