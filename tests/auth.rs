@@ -8,6 +8,9 @@
 //! checked reaches the exporter in any mode; `client-cert` end to end is tests/client_cert_auth.rs,
 //! and a real Prometheus with each kind of credential is tests/prometheus_auth.rs.
 
+// Most tests need Debian tools and are `cfg(unix)`; on Windows the helpers only they use are unused.
+#![cfg_attr(not(unix), allow(dead_code, unused_imports))]
+
 mod support;
 
 use std::path::PathBuf;
@@ -66,6 +69,7 @@ fn access_review(review: Review) -> (k8s_openapi::api::authorization::v1::Subjec
     }
 }
 
+#[cfg(unix)] // openssl CLI, htpasswd: Debian tools, not on Windows (.github/workflows/ci.yml)
 #[tokio::test]
 async fn an_allowed_token_scrapes_and_the_exporter_never_sees_it() {
     let mut exporter = exporter().await;
@@ -97,6 +101,7 @@ async fn an_allowed_token_scrapes_and_the_exporter_never_sees_it() {
     assert!(seen.headers.get("authorization").is_none(), "the checked token reached the exporter: {seen:?}");
 }
 
+#[cfg(unix)] // openssl CLI, htpasswd: Debian tools, not on Windows (.github/workflows/ci.yml)
 #[tokio::test]
 async fn each_refusal_has_its_status_and_none_reaches_the_exporter() {
     let mut exporter = exporter().await;
@@ -145,6 +150,7 @@ async fn each_refusal_has_its_status_and_none_reaches_the_exporter() {
     assert!(text.lines().any(|l| l == none_line), "missing {none_line:?} in\n{text}");
 }
 
+#[cfg(unix)] // openssl CLI, htpasswd: Debian tools, not on Windows (.github/workflows/ci.yml)
 #[tokio::test]
 async fn a_hung_api_server_gives_503_within_the_review_timeout() {
     let exporter = exporter().await;
@@ -161,6 +167,7 @@ async fn a_hung_api_server_gives_503_within_the_review_timeout() {
         .await;
 }
 
+#[cfg(unix)] // openssl CLI, htpasswd: Debian tools, not on Windows (.github/workflows/ci.yml)
 #[tokio::test]
 async fn outcomes_are_cached_and_errors_are_not() {
     let exporter = exporter().await;
@@ -191,6 +198,7 @@ async fn outcomes_are_cached_and_errors_are_not() {
     assert_eq!(api.token_reviews(), 6, "an error is never cached: each try asks again");
 }
 
+#[cfg(unix)] // openssl CLI, htpasswd: Debian tools, not on Windows (.github/workflows/ci.yml)
 #[tokio::test]
 async fn concurrent_identical_requests_share_one_review() {
     let exporter = exporter().await;
@@ -234,6 +242,7 @@ async fn concurrent_identical_requests_share_one_review() {
     assert_eq!(api.token_reviews(), 2, "five concurrent scrapes with one token sent one TokenReview");
 }
 
+#[cfg(unix)] // openssl CLI, htpasswd: Debian tools, not on Windows (.github/workflows/ci.yml)
 #[tokio::test]
 async fn a_rotated_proxy_token_is_used_for_the_next_review() {
     let exporter = exporter().await;
@@ -254,6 +263,7 @@ async fn a_rotated_proxy_token_is_used_for_the_next_review() {
     assert_eq!(tokens, vec!["proxy-sa-token-1", "proxy-sa-token-1", "proxy-sa-token-2"]);
 }
 
+#[cfg(unix)] // openssl CLI, htpasswd: Debian tools, not on Windows (.github/workflows/ci.yml)
 #[tokio::test]
 async fn authz_users_replace_subject_access_reviews_and_audiences_are_sent() {
     let exporter = exporter().await;
@@ -278,6 +288,7 @@ async fn authz_users_replace_subject_access_reviews_and_audiences_are_sent() {
     );
 }
 
+#[cfg(unix)] // openssl CLI, htpasswd: Debian tools, not on Windows (.github/workflows/ci.yml)
 #[tokio::test]
 async fn a_token_for_another_audience_is_unauthenticated() {
     let exporter = exporter().await;
@@ -288,6 +299,7 @@ async fn a_token_for_another_audience_is_unauthenticated() {
     assert_eq!(scrape(&proxy, "/metrics", Some(Script::GOOD)).await.status, StatusCode::UNAUTHORIZED);
 }
 
+#[cfg(unix)] // openssl CLI, htpasswd: Debian tools, not on Windows (.github/workflows/ci.yml)
 #[tokio::test]
 async fn an_api_server_with_a_certificate_from_another_ca_is_unavailable() {
     let exporter = exporter().await;
@@ -304,6 +316,7 @@ async fn an_api_server_with_a_certificate_from_another_ca_is_unavailable() {
     assert_eq!(api.token_reviews(), 0, "the token never went to an API server the proxy does not trust");
 }
 
+#[cfg(unix)] // openssl CLI, htpasswd: Debian tools, not on Windows (.github/workflows/ci.yml)
 #[tokio::test]
 async fn health_and_ready_stay_open() {
     let exporter = exporter().await;
@@ -341,6 +354,7 @@ fn basic(user: &str, password: &str) -> String {
     format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
 }
 
+#[cfg(unix)] // openssl CLI, htpasswd: Debian tools, not on Windows (.github/workflows/ci.yml)
 #[tokio::test]
 async fn basic_allows_the_right_password_only_and_never_forwards_it() {
     let mut exporter = exporter().await;
@@ -383,6 +397,7 @@ async fn basic_allows_the_right_password_only_and_never_forwards_it() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+#[cfg(unix)] // openssl CLI, htpasswd: Debian tools, not on Windows (.github/workflows/ci.yml)
 #[tokio::test]
 async fn an_unknown_user_costs_about_as_much_as_a_wrong_password() {
     // Not a timing assertion on the machine's speed: both answers pay one bcrypt at cost 10, so
@@ -417,6 +432,7 @@ async fn an_unknown_user_costs_about_as_much_as_a_wrong_password() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+#[cfg(unix)] // openssl CLI, htpasswd: Debian tools, not on Windows (.github/workflows/ci.yml)
 #[tokio::test]
 async fn a_password_longer_than_bcrypts_72_bytes_is_refused_even_with_the_right_prefix() {
     // htpasswd -B hashes only the first 72 bytes, and bcrypt compares only those, so 72 'a's and
@@ -531,6 +547,7 @@ async fn bad_auth_configuration_exits_64_naming_the_variable() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+#[cfg(unix)] // openssl CLI, htpasswd: Debian tools, not on Windows (.github/workflows/ci.yml)
 #[tokio::test]
 async fn tokenreview_files_are_checked_at_start() {
     let api = FakeKubeApi::start().await;
@@ -557,6 +574,7 @@ async fn tokenreview_files_are_checked_at_start() {
     assert!(!stderr.contains("proxy-sa-token-1"), "the token reached the output: {stderr}");
 }
 
+#[cfg(unix)] // openssl CLI, htpasswd: Debian tools, not on Windows (.github/workflows/ci.yml)
 #[tokio::test]
 async fn kubernetes_service_variables_locate_the_api_server() {
     let exporter = exporter().await;
@@ -578,6 +596,7 @@ async fn kubernetes_service_variables_locate_the_api_server() {
     assert_eq!(api.token_reviews(), 1);
 }
 
+#[cfg(unix)] // openssl CLI, htpasswd: Debian tools, not on Windows (.github/workflows/ci.yml)
 #[tokio::test]
 async fn the_plaintext_allowance_warns_at_start() {
     let exporter = exporter().await;
@@ -624,6 +643,7 @@ async fn auto_forwarding_stops_when_the_proxy_sends_its_own_exporter_credential(
 /// `PROXY_FORWARD_AUTHORIZATION` unset and `true`, the exporter's request carries none. The
 /// control row shows the table can see a forwarded header: client-cert alone checks no
 /// `Authorization`, so with `true` the scraper's own header is the exporter's business.
+#[cfg(unix)] // openssl CLI, htpasswd: Debian tools, not on Windows (.github/workflows/ci.yml)
 #[tokio::test]
 async fn over_https_no_checked_credential_reaches_the_exporter_in_any_mode() {
     use support::certificates::{Leaf, Pki};

@@ -8,6 +8,9 @@
 //! address, and checks what a scraper of the proxy sees: the scrape and `/ready` pass with the
 //! right settings, and each wrong one is a 502 (a 503 on `/ready`) that names its cause.
 
+// All but one test need Debian tools and are `cfg(unix)`; on Windows the helpers only they use are unused.
+#![cfg_attr(not(unix), allow(dead_code, unused_imports))]
+
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -167,6 +170,7 @@ fn assert_bad_gateway(scraped: &Scraped, needles: &[&str]) {
     }
 }
 
+#[cfg(unix)] // openssl CLI, htpasswd, node-exporter: Debian tools, not on Windows (.github/workflows/ci.yml)
 #[tokio::test]
 async fn scrapes_and_ready_pass_with_tls_a_client_certificate_and_basic_auth() {
     let bed = Bed::new();
@@ -193,6 +197,7 @@ async fn scrapes_and_ready_pass_with_tls_a_client_certificate_and_basic_auth() {
     }
 }
 
+#[cfg(unix)] // openssl CLI, htpasswd, node-exporter: Debian tools, not on Windows (.github/workflows/ci.yml)
 #[tokio::test]
 async fn the_server_name_setting_replaces_the_host_ip_for_a_shared_certificate() {
     let bed = Bed::new();
@@ -207,6 +212,7 @@ async fn the_server_name_setting_replaces_the_host_ip_for_a_shared_certificate()
     assert_bad_gateway(&scrape(&by_ip).await, &["name mismatch", "PROXY_EXPORTER_SERVER_NAME", "127.0.0.22"]);
 }
 
+#[cfg(unix)] // openssl CLI, htpasswd, node-exporter: Debian tools, not on Windows (.github/workflows/ci.yml)
 #[tokio::test]
 async fn an_exporter_certificate_from_another_ca_is_a_502_unknown_ca() {
     let bed = Bed::new();
@@ -221,6 +227,7 @@ async fn an_exporter_certificate_from_another_ca_is_a_502_unknown_ca() {
     assert!(ready.text().contains("unknown CA"), "{}", ready.text());
 }
 
+#[cfg(unix)] // openssl CLI, htpasswd, node-exporter: Debian tools, not on Windows (.github/workflows/ci.yml)
 #[tokio::test]
 async fn no_client_certificate_is_a_502_client_certificate_required() {
     let bed = Bed::new();
@@ -232,6 +239,7 @@ async fn no_client_certificate_is_a_502_client_certificate_required() {
     assert_bad_gateway(&scrape(&proxy).await, &["client certificate required", "PROXY_EXPORTER_CLIENT_CERT_FILE"]);
 }
 
+#[cfg(unix)] // openssl CLI, htpasswd, node-exporter: Debian tools, not on Windows (.github/workflows/ci.yml)
 #[tokio::test]
 async fn a_client_certificate_the_exporter_does_not_trust_is_a_502_naming_it() {
     let bed = Bed::new();
@@ -251,6 +259,7 @@ async fn a_client_certificate_the_exporter_does_not_trust_is_a_502_naming_it() {
     assert_bad_gateway(&scrape(&proxy).await, &["client certificate", "rejected", "PROXY_EXPORTER_CLIENT_CERT_FILE"]);
 }
 
+#[cfg(unix)] // openssl CLI, htpasswd, node-exporter: Debian tools, not on Windows (.github/workflows/ci.yml)
 #[tokio::test]
 async fn a_wrong_password_is_a_502_naming_the_proxy_credential_settings() {
     let bed = Bed::new();
@@ -273,6 +282,7 @@ async fn a_wrong_password_is_a_502_naming_the_proxy_credential_settings() {
     assert!(proxy.log.iter().all(|l| !l.contains("Tr0ub4dor")), "the password is in the log");
 }
 
+#[cfg(unix)] // openssl CLI, htpasswd, node-exporter: Debian tools, not on Windows (.github/workflows/ci.yml)
 #[tokio::test]
 async fn no_credentials_at_all_is_a_502_saying_the_proxy_sends_none() {
     let bed = Bed::new();
@@ -290,6 +300,7 @@ async fn no_credentials_at_all_is_a_502_saying_the_proxy_sends_none() {
     assert_bad_gateway(&scraped, &["401", "sends no exporter credentials", "PROXY_EXPORTER_BASIC_AUTH_USERNAME"]);
 }
 
+#[cfg(unix)] // openssl CLI, htpasswd, node-exporter: Debian tools, not on Windows (.github/workflows/ci.yml)
 #[tokio::test]
 async fn insecure_skip_verify_connects_to_any_certificate_and_warns() {
     let bed = Bed::new();
@@ -309,6 +320,7 @@ async fn insecure_skip_verify_connects_to_any_certificate_and_warns() {
     assert_eq!(warning["level"], "WARN", "{warning}");
 }
 
+#[cfg(unix)] // openssl CLI, htpasswd, node-exporter: Debian tools, not on Windows (.github/workflows/ci.yml)
 #[tokio::test]
 async fn a_replaced_client_certificate_is_used_and_connections_made_with_the_old_one_are_dropped() {
     let bed = Bed::new();
@@ -357,6 +369,7 @@ async fn a_replaced_client_certificate_is_used_and_connections_made_with_the_old
     scrape_until(&mut client, "the renewed certificate to be used", StatusCode::OK).await;
 }
 
+#[cfg(unix)] // openssl CLI, htpasswd, node-exporter: Debian tools, not on Windows (.github/workflows/ci.yml)
 #[tokio::test]
 async fn a_client_certificate_outside_its_validity_is_not_used_while_the_current_one_is_valid() {
     let bed = Bed::new();
@@ -429,6 +442,7 @@ async fn scrape_until(client: &mut support::Client, what: &str, status: StatusCo
     .await
 }
 
+#[cfg(unix)] // openssl CLI, htpasswd, node-exporter: Debian tools, not on Windows (.github/workflows/ci.yml)
 #[tokio::test]
 async fn the_exporter_gets_the_proxy_credentials_never_the_scrapers() {
     let mut exporter = FakeExporter::start(|_| async { reply(StatusCode::OK, &[], "up 1\n") }).await;
@@ -455,6 +469,7 @@ async fn the_exporter_gets_the_proxy_credentials_never_the_scrapers() {
     }
 }
 
+#[cfg(unix)] // openssl CLI, htpasswd, node-exporter: Debian tools, not on Windows (.github/workflows/ci.yml)
 #[tokio::test]
 async fn hop_settings_that_cannot_work_exit_64_naming_the_variable() {
     let bed = Bed::new();
@@ -527,6 +542,7 @@ fn base64(data: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(data)
 }
 
+#[cfg(unix)] // openssl CLI, htpasswd, node-exporter: Debian tools, not on Windows (.github/workflows/ci.yml)
 #[tokio::test]
 async fn a_changed_password_file_is_used_without_a_restart() {
     let mut exporter = FakeExporter::start(|_| async { reply(StatusCode::OK, &[], "up 1\n") }).await;

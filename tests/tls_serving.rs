@@ -3,6 +3,9 @@
 //! restart; a broken new pair, or one outside its validity, keeps the old one serving; the header-read deadline covers the
 //! handshake; probes and scrapes work over HTTPS; ALPN, minimum version and client certificates
 //! behave as documented. Certificates are made per test with the openssl CLI.
+// Not on Windows: every test makes certificates with the openssl CLI
+// (see .github/workflows/ci.yml).
+#![cfg(unix)]
 
 mod support;
 

@@ -278,6 +278,7 @@ impl ProxyProcess {
         env.extend(vars.iter().copied());
         command
             .env_clear()
+            .envs(platform_env())
             .envs(env)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -376,10 +377,30 @@ impl ProxyProcess {
     }
 }
 
+/// What the operating system itself needs in an otherwise empty environment. On Windows that is
+/// `SystemRoot`: without it Winsock cannot load its providers and every socket call fails
+/// (WSAEPROVIDERFAILEDINIT, 10106), so no test of the binary could pass there. Every Windows
+/// process, a container's included, has it. Nothing on Unix. (Known from twisted/twisted#10609 and
+/// rust-lang/rust#31259; wine does not reproduce it, so only the native Windows CI shows it.)
+#[allow(clippy::disallowed_methods)] // the test runner's own Windows directory, not the proxy's configuration
+fn platform_env() -> Vec<(String, String)> {
+    if cfg!(windows) {
+        std::env::var("SystemRoot").map(|v| vec![("SystemRoot".to_owned(), v)]).unwrap_or_default()
+    } else {
+        Vec::new()
+    }
+}
+
 /// Runs the binary to completion with only `vars` (and `args`) and returns its output.
 pub async fn run_to_exit(args: &[&str], vars: &[(&str, &str)]) -> std::process::Output {
     let mut command = Command::new(proxy_binary());
-    command.args(args).env_clear().envs(vars.iter().copied()).stdin(Stdio::null()).kill_on_drop(true);
+    command
+        .args(args)
+        .env_clear()
+        .envs(platform_env())
+        .envs(vars.iter().copied())
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
     within("the proxy to exit", command.output()).await.expect("run the proxy")
 }
 
