@@ -195,6 +195,7 @@ def test_the_issue_asks_for_these_alerts() -> None:
         "WindowsExporterProxyTargetDown",  # a proxy target down
         "WindowsExporterProxyCertificateExpiresSoon",  # certificate expiry
         "WindowsExporterProxyCertificateReloadFailing",
+        "WindowsExporterProxyFileReloadFailing",  # client CA, htpasswd, the hop's files (issue 19)
         "WindowsExporterProxyAuthUnavailable",
     }
 
