@@ -228,6 +228,9 @@ impl Scrape {
             }
             let _waiting = GaugeGuard::new(self.telemetry.waiting());
             tokio::select! {
+                // In this order: no random start (a thread-local RNG draw), and a free slot is
+                // taken without arming the deadline's timer.
+                biased;
                 permit = self.slots.clone().acquire_owned() => {
                     let slot = permit.expect("the semaphore is never closed");
                     time_left(deadline, budget)?;

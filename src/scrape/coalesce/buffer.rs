@@ -31,7 +31,7 @@
 //! and "bytes held" are exact. The state is one mutex: the runtime is single-threaded and every
 //! critical section is a few field updates, never an await.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
@@ -71,6 +71,8 @@ enum End {
 
 /// One reader's cursor.
 struct Cursor {
+    /// Which reader it is ([`BodyReader`]'s `id`).
+    id: u64,
     /// Absolute number of the next piece to read.
     next: u64,
     /// Bytes read so far (the offset of that piece).
@@ -93,7 +95,9 @@ struct State {
     end: Option<End>,
     /// Why the body failed, once it has.
     failure: Option<Arc<str>>,
-    cursors: HashMap<u64, Cursor>,
+    /// One per reader not dropped yet: a handful at most, so a vector searched by id (a hash
+    /// map hashed the id on every poll of every reader).
+    cursors: Vec<Cursor>,
     next_id: u64,
     /// Readers not cut (the ones the writer works for).
     live: usize,
@@ -113,9 +117,17 @@ impl State {
     fn add_reader(&mut self) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
-        self.cursors.insert(id, Cursor { next: 0, pos: 0, cut: false, waker: None, hang_up: None });
+        self.cursors.push(Cursor { id, next: 0, pos: 0, cut: false, waker: None, hang_up: None });
         self.live += 1;
         id
+    }
+
+    fn cursor(&self, id: u64) -> &Cursor {
+        self.cursors.iter().find(|c| c.id == id).expect("a reader's cursor lives as long as the reader")
+    }
+
+    fn cursor_mut(&mut self, id: u64) -> &mut Cursor {
+        self.cursors.iter_mut().find(|c| c.id == id).expect("a reader's cursor lives as long as the reader")
     }
 
     fn wake_writer(&mut self) {
@@ -125,7 +137,7 @@ impl State {
     }
 
     fn wake_readers(&mut self) {
-        for cursor in self.cursors.values_mut() {
+        for cursor in &mut self.cursors {
             if let Some(waker) = cursor.waker.take() {
                 waker.wake();
             }
@@ -136,7 +148,7 @@ impl State {
         if self.live == 0 {
             return Some(Room::Abandoned);
         }
-        let fastest = self.cursors.values().filter(|c| !c.cut).map(|c| c.pos).max().unwrap_or(self.head);
+        let fastest = self.cursors.iter().filter(|c| !c.cut).map(|c| c.pos).max().unwrap_or(self.head);
         (self.head - fastest < self.largest_piece()).then_some(Room::Ready)
     }
 
@@ -145,7 +157,7 @@ impl State {
         self.pieces.push_back(piece);
         // Cut whoever is now too far behind, then drop what only they still needed.
         let mut cut = 0;
-        for cursor in self.cursors.values_mut() {
+        for cursor in &mut self.cursors {
             if !cursor.cut && self.head - cursor.pos > self.limit {
                 cursor.cut = true;
                 cut += 1;
@@ -182,7 +194,7 @@ pub fn shared(limit: u64) -> (BodyWriter, BodyReader) {
         head: 0,
         end: None,
         failure: None,
-        cursors: HashMap::new(),
+        cursors: Vec::new(),
         next_id: 0,
         live: 0,
         writer: None,
@@ -330,7 +342,7 @@ impl BodyReader {
     /// Signal `hang_up` when the writer cuts this reader (at once if it already has).
     pub fn hang_up_when_cut(&self, hang_up: Arc<Notify>) {
         let mut state = lock(&self.state);
-        let cursor = state.cursors.get_mut(&self.id).expect("a reader's cursor lives as long as the reader");
+        let cursor = state.cursor_mut(self.id);
         if cursor.cut {
             hang_up.notify_one();
         } else {
@@ -341,14 +353,15 @@ impl BodyReader {
     /// Whether the writer cut this reader off for lagging.
     pub fn is_cut(&self) -> bool {
         let state = lock(&self.state);
-        state.cursors.get(&self.id).is_some_and(|cursor| cursor.cut)
+        state.cursor(self.id).cut
     }
 
     /// The next piece, the clean end (`None`), or why there is no more.
     pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, ReadError>>> {
         let mut guard = lock(&self.state);
         let state = &mut *guard;
-        let cursor = state.cursors.get_mut(&self.id).expect("a reader's cursor lives as long as the reader");
+        let cursor =
+            state.cursors.iter_mut().find(|c| c.id == self.id).expect("a reader's cursor lives as long as the reader");
         if cursor.cut {
             return Poll::Ready(Some(Err(ReadError::Lagged)));
         }
@@ -381,21 +394,21 @@ impl BodyReader {
     /// Whether the next poll returns the clean end.
     pub fn is_end_stream(&self) -> bool {
         let state = lock(&self.state);
-        let cursor = &state.cursors[&self.id];
+        let cursor = state.cursor(self.id);
         !cursor.cut && state.end == Some(End::Complete) && cursor.pos == state.head
     }
 
     /// Bytes this reader has taken so far.
     pub fn received(&self) -> u64 {
-        lock(&self.state).cursors[&self.id].pos
+        lock(&self.state).cursor(self.id).pos
     }
 }
 
 impl Drop for BodyReader {
     fn drop(&mut self) {
         let mut state = lock(&self.state);
-        if let Some(cursor) = state.cursors.remove(&self.id) {
-            if !cursor.cut {
+        if let Some(i) = state.cursors.iter().position(|c| c.id == self.id) {
+            if !state.cursors.swap_remove(i).cut {
                 state.live -= 1;
             }
         }
