@@ -18,11 +18,14 @@
 
 use std::time::Duration;
 
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 use tokio::time::Instant;
 
 /// The request header Prometheus sets on every scrape.
 pub const SCRAPE_TIMEOUT_HEADER: &str = "x-prometheus-scrape-timeout-seconds";
+
+/// [`SCRAPE_TIMEOUT_HEADER`] as a header name, so a lookup or insert does not parse it again.
+pub static SCRAPE_TIMEOUT: HeaderName = HeaderName::from_static(SCRAPE_TIMEOUT_HEADER);
 
 /// The shortest deadline the proxy will use: below this a scrape cannot succeed anyway.
 pub const MIN_DEADLINE: Duration = Duration::from_millis(250);
@@ -58,9 +61,29 @@ impl ScrapeBudget {
 
 /// The header value forwarded to the exporter: `left` in seconds, millisecond precision.
 pub fn header_value(left: Duration) -> HeaderValue {
-    let millis = left.as_millis();
-    let text = format!("{}.{:03}", millis / 1000, millis % 1000);
-    HeaderValue::from_str(&text).expect("digits and a dot are a valid header value")
+    // Written by hand into a stack buffer: `format!` and `from_str` cost two allocations and the
+    // formatting machinery on every exporter request (BENCHMARKS.md, instructions per scrape).
+    let millis = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
+    let mut text = [0u8; 24];
+    let mut at = text.len();
+    let mut push = |byte: u8| {
+        at -= 1;
+        text[at] = byte;
+    };
+    let digit = |n: u64| b'0' + (n % 10) as u8;
+    push(digit(millis));
+    push(digit(millis / 10));
+    push(digit(millis / 100));
+    push(b'.');
+    let mut seconds = millis / 1000;
+    loop {
+        push(digit(seconds));
+        seconds /= 10;
+        if seconds == 0 {
+            break;
+        }
+    }
+    HeaderValue::from_bytes(&text[at..]).expect("digits and a dot are a valid header value")
 }
 
 /// In a response's extensions: by when the scraper must have taken the whole response. A

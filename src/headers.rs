@@ -10,7 +10,7 @@ use http::HeaderMap;
 use http::header::{self, HeaderName};
 
 /// Headers that are hop-by-hop whatever `Connection` says.
-const HOP_BY_HOP: [HeaderName; 6] = [
+static HOP_BY_HOP: [HeaderName; 6] = [
     header::CONNECTION,
     header::TE,
     header::TRAILER,
@@ -22,6 +22,13 @@ const HOP_BY_HOP: [HeaderName; 6] = [
 /// Removes hop-by-hop headers in place: the fixed set, `Proxy-*`, and the names `Connection`
 /// lists.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // One pass over the names present finds the few to remove (usually none, or `Connection`):
+    // a removal per name of the fixed set would hash and look up each, on every request and
+    // every answer (BENCHMARKS.md, instructions per scrape).
+    let fixed = |name: &HeaderName| HOP_BY_HOP.contains(name) || name.as_str().starts_with("proxy-");
+    if !headers.keys().any(fixed) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -29,11 +36,8 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
         .flat_map(|value| value.split(','))
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
         .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
-        headers.remove(name);
-    }
-    let proxy: Vec<HeaderName> = headers.keys().filter(|name| name.as_str().starts_with("proxy-")).cloned().collect();
-    for name in proxy {
+    let present: Vec<HeaderName> = headers.keys().filter(|name| fixed(name) || named.contains(name)).cloned().collect();
+    for name in present {
         headers.remove(name);
     }
 }

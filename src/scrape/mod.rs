@@ -34,7 +34,7 @@ use tokio::time::Instant;
 
 pub use error::ScrapeError;
 
-use crate::deadline::{self, MIN_DEADLINE, SCRAPE_TIMEOUT_HEADER, ScrapeBudget, SendDeadline};
+use crate::deadline::{self, MIN_DEADLINE, SCRAPE_TIMEOUT, ScrapeBudget, SendDeadline};
 use crate::exporter::{Exporter, ExporterError};
 use crate::hangup::HangUp;
 use crate::headers;
@@ -103,7 +103,7 @@ impl Scrape {
     pub async fn serve<B>(&self, request: Request<B>) -> Response<ResponseBody> {
         let started = Instant::now();
         let budget =
-            ScrapeBudget::from_header(request.headers().get(SCRAPE_TIMEOUT_HEADER), self.margin, self.default_timeout);
+            ScrapeBudget::from_header(request.headers().get(&SCRAPE_TIMEOUT), self.margin, self.default_timeout);
         let deadline = started + budget.timeout;
         let mut port = None;
         match self.answer(request, started, deadline, &budget, &mut port).await {
@@ -228,6 +228,9 @@ impl Scrape {
             }
             let _waiting = GaugeGuard::new(self.telemetry.waiting());
             tokio::select! {
+                // In this order: no random start (a thread-local RNG draw), and a free slot is
+                // taken without arming the deadline's timer.
+                biased;
                 permit = self.slots.clone().acquire_owned() => {
                     let slot = permit.expect("the semaphore is never closed");
                     time_left(deadline, budget)?;
@@ -290,7 +293,7 @@ impl Scrape {
         if !self.forward_authorization {
             headers.remove(http::header::AUTHORIZATION);
         }
-        headers.insert(SCRAPE_TIMEOUT_HEADER, budget.header_value());
+        headers.insert(&SCRAPE_TIMEOUT, budget.header_value());
         Outgoing { method: scraper.method, path, headers }
     }
 
@@ -372,8 +375,7 @@ async fn send_to(
 ) -> Result<Response<Incoming>, ExporterError> {
     let request = || {
         let mut headers = outgoing.headers.clone();
-        headers
-            .insert(SCRAPE_TIMEOUT_HEADER, deadline::header_value(deadline.saturating_duration_since(Instant::now())));
+        headers.insert(&SCRAPE_TIMEOUT, deadline::header_value(deadline.saturating_duration_since(Instant::now())));
         exporter.request(port, outgoing.method.clone(), outgoing.path.clone(), headers)
     };
     telemetry.exporter_request_sent();

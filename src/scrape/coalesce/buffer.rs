@@ -7,7 +7,8 @@
 //!
 //! - **Bounded history.** The buffer holds at most `limit` bytes. While the whole body so far
 //!   fits, it keeps everything from byte 0, so a scraper that arrives late still gets the whole
-//!   body ([`Joiner::join`]); once the front has to go, nobody new can join.
+//!   body ([`Joiner::join`]); once the front has to go, nobody new can join, and from then on
+//!   only what some reader has yet to read is kept.
 //! - **The writer never waits on a slow reader.** It may read the exporter again while the
 //!   *fastest* reader is less than half the limit behind ([`BodyWriter::poll_room`]); a reader
 //!   that ends up more than `limit` bytes behind the newest byte is cut off
@@ -17,6 +18,10 @@
 //! - **Pieces are at most half the limit** ([`BodyWriter::largest_piece`]; larger writes are
 //!   split, zero-copy), so a write of one piece made when [`BodyWriter::poll_room`] allowed it
 //!   never cuts the fastest reader.
+//! - **Memory is the bytes held.** An exporter that writes in small chunks makes as many small
+//!   pieces, each with its bookkeeping and each keeping hyper's read buffer alive; small pieces
+//!   that every reader has passed are packed into few exact-size ones (`State::pack`), so the
+//!   `limit` of body bytes costs about that much memory.
 //! - **Never a clean short body.** The body ends cleanly only through [`BodyWriter::finish`];
 //!   [`BodyWriter::fail`] or a writer dropped without finishing gives every reader
 //!   [`ReadError::Failed`] after the bytes it had not read yet.
@@ -31,7 +36,7 @@
 //! and "bytes held" are exact. The state is one mutex: the runtime is single-threaded and every
 //! critical section is a few field updates, never an await.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
@@ -41,6 +46,13 @@ use tokio::sync::Notify;
 #[cfg(any(test, fuzzing))]
 #[doc(hidden)]
 pub mod model;
+
+/// The size [`State::pack`] packs small pieces up to.
+const PACKED_PIECE: usize = 16 * 1024;
+
+/// How many pieces every reader has passed before [`State::pack`] packs them (two under the
+/// model check and the fuzzer, whose bodies are a few dozen bytes, so they pack all the time).
+const PACK_RUN: usize = if cfg!(any(test, fuzzing)) { 2 } else { 64 };
 
 /// Why a reader gets no more of the body.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -71,6 +83,8 @@ enum End {
 
 /// One reader's cursor.
 struct Cursor {
+    /// Which reader it is ([`BodyReader`]'s `id`).
+    id: u64,
     /// Absolute number of the next piece to read.
     next: u64,
     /// Bytes read so far (the offset of that piece).
@@ -87,13 +101,17 @@ struct State {
     /// The held pieces; `pieces[0]` is piece number `first` and starts at byte `base`.
     pieces: VecDeque<Bytes>,
     first: u64,
+    /// Pieces before this number are packed already (see [`State::pack`]).
+    packed: u64,
     base: u64,
     /// Bytes written so far.
     head: u64,
     end: Option<End>,
     /// Why the body failed, once it has.
     failure: Option<Arc<str>>,
-    cursors: HashMap<u64, Cursor>,
+    /// One per reader not dropped yet: a handful at most, so a vector searched by id (a hash
+    /// map hashed the id on every poll of every reader).
+    cursors: Vec<Cursor>,
     next_id: u64,
     /// Readers not cut (the ones the writer works for).
     live: usize,
@@ -113,9 +131,17 @@ impl State {
     fn add_reader(&mut self) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
-        self.cursors.insert(id, Cursor { next: 0, pos: 0, cut: false, waker: None, hang_up: None });
+        self.cursors.push(Cursor { id, next: 0, pos: 0, cut: false, waker: None, hang_up: None });
         self.live += 1;
         id
+    }
+
+    fn cursor(&self, id: u64) -> &Cursor {
+        self.cursors.iter().find(|c| c.id == id).expect("a reader's cursor lives as long as the reader")
+    }
+
+    fn cursor_mut(&mut self, id: u64) -> &mut Cursor {
+        self.cursors.iter_mut().find(|c| c.id == id).expect("a reader's cursor lives as long as the reader")
     }
 
     fn wake_writer(&mut self) {
@@ -125,7 +151,7 @@ impl State {
     }
 
     fn wake_readers(&mut self) {
-        for cursor in self.cursors.values_mut() {
+        for cursor in &mut self.cursors {
             if let Some(waker) = cursor.waker.take() {
                 waker.wake();
             }
@@ -136,7 +162,7 @@ impl State {
         if self.live == 0 {
             return Some(Room::Abandoned);
         }
-        let fastest = self.cursors.values().filter(|c| !c.cut).map(|c| c.pos).max().unwrap_or(self.head);
+        let fastest = self.cursors.iter().filter(|c| !c.cut).map(|c| c.pos).max().unwrap_or(self.head);
         (self.head - fastest < self.largest_piece()).then_some(Room::Ready)
     }
 
@@ -145,7 +171,7 @@ impl State {
         self.pieces.push_back(piece);
         // Cut whoever is now too far behind, then drop what only they still needed.
         let mut cut = 0;
-        for cursor in self.cursors.values_mut() {
+        for cursor in &mut self.cursors {
             if !cursor.cut && self.head - cursor.pos > self.limit {
                 cursor.cut = true;
                 cut += 1;
@@ -156,11 +182,69 @@ impl State {
         }
         self.live -= cut;
         while self.head - self.base > self.limit {
-            let front = self.pieces.pop_front().expect("held bytes are in pieces");
-            self.base += front.len() as u64;
-            self.first += 1;
+            self.drop_front();
+        }
+        // Once nobody can join, history is for nobody: keep only what a live reader has yet to
+        // read, so a lone reader's body is not held a second time here.
+        if !self.joinable() {
+            let oldest = self.cursors.iter().filter(|c| !c.cut).map(|c| c.next).min().unwrap_or(u64::MAX);
+            while self.first < oldest && !self.pieces.is_empty() {
+                self.drop_front();
+            }
         }
         cut
+    }
+
+    fn drop_front(&mut self) {
+        let front = self.pieces.pop_front().expect("held bytes are in pieces");
+        self.base += front.len() as u64;
+        self.first += 1;
+        self.packed = self.packed.max(self.first);
+    }
+
+    /// While the body is joinable the buffer keeps every piece from byte 0, and an exporter
+    /// that writes in small pieces (a chunk of a few bytes each) makes as many pieces: each
+    /// with its bookkeeping, and each keeping alive the whole read buffer hyper cut it from, so
+    /// `limit` bytes of body cost several times that in memory. Small pieces every live reader
+    /// has passed (only a reader that joins later reads them again) are therefore copied
+    /// together into pieces of up to [`PACKED_PIECE`] bytes (never more than half the limit),
+    /// at their exact size. Readers stay on piece boundaries: they are all past the run.
+    fn pack(&mut self) {
+        let Some(passed) = self.cursors.iter().filter(|c| !c.cut).map(|c| c.next).min() else { return };
+        if passed < self.packed + PACK_RUN as u64 {
+            return;
+        }
+        let largest = (PACKED_PIECE as u64).min(self.largest_piece()) as usize;
+        // The last packed piece, if it has room, is packed again with the new run.
+        let mut start = (self.packed - self.first) as usize;
+        if start > 0 && self.pieces[start - 1].len() < largest {
+            start -= 1;
+        }
+        let end = (passed - self.first) as usize;
+        let mut packed: Vec<Bytes> = Vec::new();
+        let mut run: Vec<u8> = Vec::new();
+        for piece in self.pieces.range(start..end) {
+            if run.len() + piece.len() > largest && !run.is_empty() {
+                packed.push(Bytes::copy_from_slice(&run));
+                run.clear();
+            }
+            if piece.len() >= largest {
+                packed.push(piece.clone());
+            } else {
+                run.extend_from_slice(piece);
+            }
+        }
+        if !run.is_empty() {
+            packed.push(Bytes::copy_from_slice(&run));
+        }
+        let removed = (end - start - packed.len()) as u64;
+        let after: Vec<Bytes> = self.pieces.drain(start..).skip(end - start).collect();
+        self.packed = self.first + (start + packed.len()) as u64;
+        self.pieces.extend(packed);
+        self.pieces.extend(after);
+        for cursor in self.cursors.iter_mut().filter(|c| !c.cut) {
+            cursor.next -= removed;
+        }
     }
 }
 
@@ -178,11 +262,12 @@ pub fn shared(limit: u64) -> (BodyWriter, BodyReader) {
         limit: limit.max(2),
         pieces: VecDeque::new(),
         first: 0,
+        packed: 0,
         base: 0,
         head: 0,
         end: None,
         failure: None,
-        cursors: HashMap::new(),
+        cursors: Vec::new(),
         next_id: 0,
         live: 0,
         writer: None,
@@ -251,6 +336,9 @@ impl BodyWriter {
         while !data.is_empty() {
             let piece = data.split_to(data.len().min(largest));
             cut += state.push_piece(piece);
+        }
+        if state.joinable() {
+            state.pack();
         }
         state.wake_readers();
         cut
@@ -330,7 +418,7 @@ impl BodyReader {
     /// Signal `hang_up` when the writer cuts this reader (at once if it already has).
     pub fn hang_up_when_cut(&self, hang_up: Arc<Notify>) {
         let mut state = lock(&self.state);
-        let cursor = state.cursors.get_mut(&self.id).expect("a reader's cursor lives as long as the reader");
+        let cursor = state.cursor_mut(self.id);
         if cursor.cut {
             hang_up.notify_one();
         } else {
@@ -341,14 +429,15 @@ impl BodyReader {
     /// Whether the writer cut this reader off for lagging.
     pub fn is_cut(&self) -> bool {
         let state = lock(&self.state);
-        state.cursors.get(&self.id).is_some_and(|cursor| cursor.cut)
+        state.cursor(self.id).cut
     }
 
     /// The next piece, the clean end (`None`), or why there is no more.
     pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, ReadError>>> {
         let mut guard = lock(&self.state);
         let state = &mut *guard;
-        let cursor = state.cursors.get_mut(&self.id).expect("a reader's cursor lives as long as the reader");
+        let cursor =
+            state.cursors.iter_mut().find(|c| c.id == self.id).expect("a reader's cursor lives as long as the reader");
         if cursor.cut {
             return Poll::Ready(Some(Err(ReadError::Lagged)));
         }
@@ -381,21 +470,21 @@ impl BodyReader {
     /// Whether the next poll returns the clean end.
     pub fn is_end_stream(&self) -> bool {
         let state = lock(&self.state);
-        let cursor = &state.cursors[&self.id];
+        let cursor = state.cursor(self.id);
         !cursor.cut && state.end == Some(End::Complete) && cursor.pos == state.head
     }
 
     /// Bytes this reader has taken so far.
     pub fn received(&self) -> u64 {
-        lock(&self.state).cursors[&self.id].pos
+        lock(&self.state).cursor(self.id).pos
     }
 }
 
 impl Drop for BodyReader {
     fn drop(&mut self) {
         let mut state = lock(&self.state);
-        if let Some(cursor) = state.cursors.remove(&self.id) {
-            if !cursor.cut {
+        if let Some(i) = state.cursors.iter().position(|c| c.id == self.id) {
+            if !state.cursors.swap_remove(i).cut {
                 state.live -= 1;
             }
         }
@@ -503,6 +592,41 @@ mod tests {
         assert_eq!(poll(|cx| writer.poll_abandoned(cx)), Poll::Ready(()));
         assert_eq!(poll(|cx| writer.poll_room(cx)), Poll::Ready(Room::Abandoned));
         assert!(writer.joiner().join().is_none(), "an abandoned body takes no new readers");
+    }
+
+    #[test]
+    fn small_pieces_every_reader_passed_are_packed_and_a_late_joiner_still_reads_them() {
+        let (mut writer, mut reader) = shared(1 << 20);
+        let mut body = Vec::new();
+        for i in 0..1000u32 {
+            body.push(i as u8);
+            writer.push(Bytes::copy_from_slice(&[i as u8]));
+            assert!(read(&mut reader).is_ready());
+        }
+        let held = lock(&writer.state).pieces.len();
+        assert!(held <= 4, "{held} pieces held for 1000 one-byte writes");
+        let mut late = writer.joiner().join().expect("byte 0 is still held");
+        writer.finish();
+        let mut got = Vec::new();
+        while let Poll::Ready(Some(Ok(piece))) = read(&mut late) {
+            got.extend_from_slice(&piece);
+        }
+        assert_eq!(got, body);
+        assert_eq!(read(&mut late), Poll::Ready(None));
+    }
+
+    #[test]
+    fn once_nobody_can_join_only_what_a_reader_has_not_read_is_held() {
+        let (mut writer, mut reader) = shared(8);
+        for _ in 0..5 {
+            writer.push(Bytes::from_static(b"abc"));
+            while let Poll::Ready(Some(Ok(_))) = read(&mut reader) {}
+        }
+        // 15 bytes written: byte 0 is gone, so nobody can join, and the only reader has read all.
+        // What it had read is dropped at the next write: only the newest piece is still held.
+        assert!(!writer.is_joinable());
+        let state = lock(&writer.state);
+        assert_eq!(state.head - state.base, 3, "bytes held that nobody will read");
     }
 
     #[test]

@@ -20,47 +20,50 @@ use std::fmt;
 use http::header::{ACCEPT, ACCEPT_ENCODING, AUTHORIZATION};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
-use crate::deadline::SCRAPE_TIMEOUT_HEADER;
+use crate::deadline::SCRAPE_TIMEOUT;
 
 /// The forwarded headers that take part in the key, in a fixed order.
 const VARYING: [&HeaderName; 3] = [&ACCEPT, &ACCEPT_ENCODING, &AUTHORIZATION];
 
 /// The identity of an exporter request.
+///
+/// It is built for every scrape and compared with the few requests in flight (never hashed), so
+/// it holds its header values in one vector rather than one per name: one allocation.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct ScrapeKey {
     method: Method,
     path_and_query: String,
-    /// The values of each of [`VARYING`] and then the scrape timeout, every occurrence in order.
-    headers: [Vec<HeaderValue>; 4],
+    /// The values of each of [`VARYING`] and then of the scrape timeout, every occurrence in
+    /// order, each with the index of its name (0-3).
+    headers: Vec<(u8, HeaderValue)>,
 }
 
 impl ScrapeKey {
     /// The key of an exporter request with this method, path and query, and forwarded headers.
     pub fn new(method: &Method, path_and_query: &str, headers: &HeaderMap) -> ScrapeKey {
-        let values = |name: &str| headers.get_all(name).iter().cloned().collect::<Vec<_>>();
-        ScrapeKey {
-            method: method.clone(),
-            path_and_query: path_and_query.to_owned(),
-            headers: [
-                values(VARYING[0].as_str()),
-                values(VARYING[1].as_str()),
-                values(VARYING[2].as_str()),
-                values(SCRAPE_TIMEOUT_HEADER),
-            ],
+        let names = [VARYING[0], VARYING[1], VARYING[2], &SCRAPE_TIMEOUT];
+        let mut values = Vec::new();
+        for (i, name) in (0u8..).zip(names) {
+            values.extend(headers.get_all(name).iter().map(|value| (i, value.clone())));
         }
+        ScrapeKey { method: method.clone(), path_and_query: path_and_query.to_owned(), headers: values }
+    }
+
+    /// The values of the key's header number `i` (see [`ScrapeKey::headers`]).
+    fn values(&self, i: u8) -> Vec<&HeaderValue> {
+        self.headers.iter().filter(|(n, _)| *n == i).map(|(_, value)| value).collect()
     }
 }
 
 impl fmt::Debug for ScrapeKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let [accept, encoding, authorization, timeout] = &self.headers;
         f.debug_struct("ScrapeKey")
             .field("method", &self.method)
             .field("path_and_query", &self.path_and_query)
-            .field("accept", accept)
-            .field("accept_encoding", encoding)
-            .field("authorization", &if authorization.is_empty() { "none" } else { "<redacted>" })
-            .field("scrape_timeout", timeout)
+            .field("accept", &self.values(0))
+            .field("accept_encoding", &self.values(1))
+            .field("authorization", &if self.values(2).is_empty() { "none" } else { "<redacted>" })
+            .field("scrape_timeout", &self.values(3))
             .finish()
     }
 }

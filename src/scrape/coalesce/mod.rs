@@ -16,21 +16,22 @@
 //! within it, so one scraper's 504 or abort leaves the others going. A failure before the head
 //! reaches every waiting scraper as the same error; a failure mid-body aborts every scraper.
 //!
-//! The registry lock is held only for map lookups and inserts, never across an await.
+//! The registry lock is held only for lookups and inserts, never across an await. The registry
+//! is a short vector compared key by key: it holds at most one request per exporter slot (plus
+//! ones that ended but were not looked up since), so no hashing is needed.
 
 pub mod buffer;
 pub mod key;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use http::{HeaderMap, Response, StatusCode, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use tokio::sync::{Notify, OwnedSemaphorePermit, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit};
 
 use self::buffer::{BodyReader, BodyWriter, Joiner, Room};
 use self::key::ScrapeKey;
@@ -58,7 +59,6 @@ pub struct Answer {
 }
 
 /// Where an exporter request stands, as its scrapers see it.
-#[derive(Clone)]
 enum Head {
     /// Sent; no response head yet.
     Waiting,
@@ -66,12 +66,46 @@ enum Head {
     Answered(Arc<Answer>),
     /// No head: the request failed (each scraper answers 502 with this error).
     Failed(ExporterError),
+    /// The driving task went away without an answer (only while the runtime stops).
+    Gone,
+}
+
+/// The head of one exporter request, set once by its task, awaited by each of its scrapers.
+/// (A `watch` channel did this with an allocation and eight `Notify`s per request.)
+struct HeadSlot {
+    head: Mutex<Head>,
+    set: Notify,
+}
+
+impl HeadSlot {
+    fn lock(&self) -> MutexGuard<'_, Head> {
+        self.head.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The driving task's end of a [`HeadSlot`]: it sets the head once; dropped without having set
+/// it, it tells the scrapers the task is gone.
+struct HeadSender(Arc<HeadSlot>);
+
+impl HeadSender {
+    fn send(&self, head: Head) {
+        *self.0.lock() = head;
+        self.0.set.notify_waiters();
+    }
+}
+
+impl Drop for HeadSender {
+    fn drop(&mut self) {
+        if matches!(*self.0.lock(), Head::Waiting) {
+            self.send(Head::Gone);
+        }
+    }
 }
 
 /// One scraper's share of an exporter request: the answer's head when it comes, then its own
 /// cursor on the body.
 pub struct Member {
-    head: watch::Receiver<Head>,
+    head: Arc<HeadSlot>,
     reader: BodyReader,
 }
 
@@ -79,11 +113,18 @@ impl Member {
     /// Waits for the answer's head (the caller bounds this with its own deadline). `Err(None)`:
     /// the driving task went away without an answer, which happens only while the runtime stops.
     pub async fn answer(&mut self) -> Result<Arc<Answer>, Option<ExporterError>> {
-        let head = self.head.wait_for(|h| !matches!(h, Head::Waiting)).await.map(|h| h.clone());
-        match head {
-            Ok(Head::Answered(answer)) => Ok(answer),
-            Ok(Head::Failed(error)) => Err(Some(error)),
-            Ok(Head::Waiting) | Err(_) => Err(None),
+        loop {
+            // Armed before looking, so a head set between the look and the wait is not missed.
+            let set = self.head.set.notified();
+            tokio::pin!(set);
+            set.as_mut().enable();
+            match &*self.head.lock() {
+                Head::Waiting => {}
+                Head::Answered(answer) => return Ok(answer.clone()),
+                Head::Failed(error) => return Err(Some(error.clone())),
+                Head::Gone => return Err(None),
+            }
+            set.await;
         }
     }
 
@@ -96,11 +137,17 @@ impl Member {
 /// An exporter request in the registry.
 struct Entry {
     id: u64,
+    key: Arc<ScrapeKey>,
     joiner: Joiner,
-    head: watch::Receiver<Head>,
+    head: Arc<HeadSlot>,
 }
 
-type Registry = Arc<Mutex<HashMap<ScrapeKey, Entry>>>;
+type Registry = Arc<Mutex<Vec<Entry>>>;
+
+/// Where the request for `key` is in the registry.
+fn find(registry: &[Entry], key: &ScrapeKey) -> Option<usize> {
+    registry.iter().position(|entry| *entry.key == *key)
+}
 
 /// The exporter requests in flight, by [`ScrapeKey`].
 pub struct Coalescer {
@@ -135,12 +182,13 @@ impl Coalescer {
     /// new scraper from byte 0.
     pub fn join(&self, key: &ScrapeKey) -> Option<Member> {
         let mut registry = lock(&self.registry);
-        let entry = registry.get(key)?;
+        let at = find(&registry, key)?;
+        let entry = &registry[at];
         match entry.joiner.join() {
             Some(reader) => Some(Member { head: entry.head.clone(), reader }),
             None => {
                 // Ended, abandoned or past byte 0: it no longer counts as in flight.
-                registry.remove(key);
+                registry.swap_remove(at);
                 None
             }
         }
@@ -169,22 +217,26 @@ impl Coalescer {
         F: Future<Output = Result<Response<Incoming>, ExporterError>> + Send + 'static,
     {
         let mut registry = lock(&self.registry);
-        if let Some(entry) = registry.get(&key) {
+        if let Some(at) = find(&registry, &key) {
+            let entry = &registry[at];
             if let Some(reader) = entry.joiner.join() {
                 return (Member { head: entry.head.clone(), reader }, Joined::Shared);
             }
+            // As in `join`: this one no longer counts as in flight; the new one replaces it.
+            registry.swap_remove(at);
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (writer, reader) = buffer::shared(self.limit);
-        let (head_tx, head) = watch::channel(Head::Waiting);
-        registry.insert(key.clone(), Entry { id, joiner: writer.joiner(), head: head.clone() });
+        let head = Arc::new(HeadSlot { head: Mutex::new(Head::Waiting), set: Notify::new() });
+        let key = Arc::new(key);
+        registry.push(Entry { id, key: key.clone(), joiner: writer.joiner(), head: head.clone() });
         drop(registry);
         self.registered.notify_waiters();
         let request = Request {
             registry: self.registry.clone(),
             key,
             id,
-            head: head_tx,
+            head: HeadSender(head.clone()),
             writer,
             _slot: slot,
             _inflight: inflight,
@@ -194,16 +246,16 @@ impl Coalescer {
     }
 }
 
-fn lock(registry: &Registry) -> std::sync::MutexGuard<'_, HashMap<ScrapeKey, Entry>> {
+fn lock(registry: &Registry) -> MutexGuard<'_, Vec<Entry>> {
     registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// One shared exporter request, owned by its task.
 struct Request {
     registry: Registry,
-    key: ScrapeKey,
+    key: Arc<ScrapeKey>,
     id: u64,
-    head: watch::Sender<Head>,
+    head: HeadSender,
     writer: BodyWriter,
     _slot: OwnedSemaphorePermit,
     _inflight: GaugeGuard,
@@ -228,13 +280,13 @@ impl Request {
             Err(error) => {
                 // Unregister first: a scrape arriving after the failure starts a new request.
                 self.unregister();
-                self.head.send_replace(Head::Failed(error));
+                self.head.send(Head::Failed(error));
                 return;
             }
             Ok(response) => {
                 let (parts, body) = response.into_parts();
                 let answer = Answer { status: parts.status, version: parts.version, headers: parts.headers };
-                self.head.send_replace(Head::Answered(Arc::new(answer)));
+                self.head.send(Head::Answered(Arc::new(answer)));
                 body
             }
         };
@@ -291,11 +343,11 @@ impl Request {
         }
     }
 
-    /// Removes this request from the registry (if the key still names it).
+    /// Removes this request from the registry.
     fn unregister(&self) {
         let mut registry = lock(&self.registry);
-        if registry.get(&self.key).is_some_and(|entry| entry.id == self.id) {
-            registry.remove(&self.key);
+        if let Some(at) = registry.iter().position(|entry| entry.id == self.id) {
+            registry.swap_remove(at);
         }
     }
 }
