@@ -12,6 +12,10 @@
 //! The serving pair's and the exporter hop's rotations are tests/tls_serving.rs and
 //! tests/exporter_tls.rs.
 
+// A Secret volume's symlinks, and the files made with openssl and htpasswd: Unix only (the
+// Windows build's reloading is the same code, exercised by the unit tests in src/reload.rs).
+#![cfg(unix)]
+
 mod support;
 
 use std::net::SocketAddr;
