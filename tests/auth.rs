@@ -27,21 +27,6 @@ async fn exporter() -> FakeExporter {
     FakeExporter::serving(Bytes::from_static(PLAIN.as_bytes()), "text/plain; version=0.0.4").await
 }
 
-/// The proxy with `tokenreview` against `api`, plus `extra` variables.
-async fn tokenreview_proxy(exporter: &FakeExporter, api: &FakeKubeApi, extra: &[(&str, &str)]) -> ProxyProcess {
-    let port = exporter.port();
-    let api_vars = api.vars();
-    let mut vars: Vec<(&str, &str)> = vec![
-        ("PROXY_HOSTIP", "127.0.0.1"),
-        ("PROXY_PORT", &port),
-        ("PROXY_AUTH", "tokenreview"),
-        ("PROXY_ALLOW_PLAINTEXT_CREDENTIALS", "true"),
-    ];
-    vars.extend(api_vars.iter().map(|(k, v)| (*k, v.as_str())));
-    vars.extend_from_slice(extra);
-    ProxyProcess::start(&vars).await
-}
-
 async fn scrape(proxy: &ProxyProcess, path: &str, token: Option<&str>) -> Scraped {
     let authorization = token.map(|t| format!("Bearer {t}"));
     let headers: Vec<(&str, &str)> = authorization.iter().map(|a| ("authorization", a.as_str())).collect();
@@ -74,7 +59,7 @@ fn access_review(review: Review) -> (k8s_openapi::api::authorization::v1::Subjec
 async fn an_allowed_token_scrapes_and_the_exporter_never_sees_it() {
     let mut exporter = exporter().await;
     let mut api = FakeKubeApi::start().await;
-    let proxy = tokenreview_proxy(&exporter, &api, &[]).await;
+    let proxy = api.proxy(&exporter, &[]).await;
 
     let scraped = scrape(&proxy, "/metrics", Some(Script::GOOD)).await;
     assert_eq!(scraped.status, StatusCode::OK, "{}", scraped.text());
@@ -106,7 +91,7 @@ async fn an_allowed_token_scrapes_and_the_exporter_never_sees_it() {
 async fn each_refusal_has_its_status_and_none_reaches_the_exporter() {
     let mut exporter = exporter().await;
     let api = FakeKubeApi::start().await;
-    let mut proxy = tokenreview_proxy(&exporter, &api, &[]).await;
+    let mut proxy = api.proxy(&exporter, &[]).await;
 
     let none = scrape(&proxy, "/metrics", None).await;
     assert_eq!(none.status, StatusCode::UNAUTHORIZED);
@@ -155,7 +140,7 @@ async fn each_refusal_has_its_status_and_none_reaches_the_exporter() {
 async fn a_hung_api_server_gives_503_within_the_review_timeout() {
     let exporter = exporter().await;
     let api = FakeKubeApi::start().await;
-    let mut proxy = tokenreview_proxy(&exporter, &api, &[]).await;
+    let mut proxy = api.proxy(&exporter, &[]).await;
     let started = Instant::now();
     let hung = scrape(&proxy, "/metrics", Some(Script::HANG)).await;
     assert_eq!(hung.status, StatusCode::SERVICE_UNAVAILABLE);
@@ -172,7 +157,7 @@ async fn a_hung_api_server_gives_503_within_the_review_timeout() {
 async fn outcomes_are_cached_and_errors_are_not() {
     let exporter = exporter().await;
     let api = FakeKubeApi::start().await;
-    let proxy = tokenreview_proxy(&exporter, &api, &[]).await;
+    let proxy = api.proxy(&exporter, &[]).await;
 
     for _ in 0..3 {
         assert_eq!(scrape(&proxy, "/metrics", Some(Script::GOOD)).await.status, StatusCode::OK);
@@ -203,7 +188,7 @@ async fn outcomes_are_cached_and_errors_are_not() {
 async fn concurrent_identical_requests_share_one_review() {
     let exporter = exporter().await;
     let api = FakeKubeApi::start().await;
-    let proxy = tokenreview_proxy(&exporter, &api, &[]).await;
+    let proxy = api.proxy(&exporter, &[]).await;
 
     let scrapes: Vec<_> = (0..5)
         .map(|_| {
@@ -247,7 +232,7 @@ async fn concurrent_identical_requests_share_one_review() {
 async fn a_rotated_proxy_token_is_used_for_the_next_review() {
     let exporter = exporter().await;
     let mut api = FakeKubeApi::start().await;
-    let proxy = tokenreview_proxy(&exporter, &api, &[]).await;
+    let proxy = api.proxy(&exporter, &[]).await;
 
     assert_eq!(scrape(&proxy, "/metrics", Some(Script::GOOD)).await.status, StatusCode::OK);
     api.rotate_proxy_token("proxy-sa-token-2");
@@ -269,15 +254,15 @@ async fn authz_users_replace_subject_access_reviews_and_audiences_are_sent() {
     let exporter = exporter().await;
     let mut api = FakeKubeApi::start().await;
     let users = format!("{PROMETHEUS_USER},system:serviceaccount:x:y");
-    let proxy = tokenreview_proxy(
-        &exporter,
-        &api,
-        &[
-            ("PROXY_AUTHZ_USERS", &users),
-            ("PROXY_TOKENREVIEW_AUDIENCES", "windows-exporter-proxy, https://kubernetes.default.svc"),
-        ],
-    )
-    .await;
+    let proxy = api
+        .proxy(
+            &exporter,
+            &[
+                ("PROXY_AUTHZ_USERS", &users),
+                ("PROXY_TOKENREVIEW_AUDIENCES", "windows-exporter-proxy, https://kubernetes.default.svc"),
+            ],
+        )
+        .await;
     assert_eq!(scrape(&proxy, "/metrics", Some(Script::GOOD)).await.status, StatusCode::OK);
     assert_eq!(scrape(&proxy, "/metrics", Some(Script::DENIED)).await.status, StatusCode::FORBIDDEN);
     assert_eq!(api.access_reviews(), 0, "PROXY_AUTHZ_USERS decides without SubjectAccessReviews");
@@ -295,7 +280,7 @@ async fn a_token_for_another_audience_is_unauthenticated() {
     let api = FakeKubeApi::start().await;
     // The fake answers with the asked audiences minus "other-audience": none left means the token
     // is not for us.
-    let proxy = tokenreview_proxy(&exporter, &api, &[("PROXY_TOKENREVIEW_AUDIENCES", "other-audience")]).await;
+    let proxy = api.proxy(&exporter, &[("PROXY_TOKENREVIEW_AUDIENCES", "other-audience")]).await;
     assert_eq!(scrape(&proxy, "/metrics", Some(Script::GOOD)).await.status, StatusCode::UNAUTHORIZED);
 }
 
@@ -306,7 +291,7 @@ async fn an_api_server_with_a_certificate_from_another_ca_is_unavailable() {
     let api = FakeKubeApi::start().await;
     let other = support::certificates::Pki::new("other");
     let ca = other.ca.display().to_string();
-    let mut proxy = tokenreview_proxy(&exporter, &api, &[("PROXY_KUBE_CA_FILE", &ca)]).await;
+    let mut proxy = api.proxy(&exporter, &[("PROXY_KUBE_CA_FILE", &ca)]).await;
     assert_eq!(scrape(&proxy, "/metrics", Some(Script::GOOD)).await.status, StatusCode::SERVICE_UNAVAILABLE);
     proxy
         .wait_for_log("the certificate failure", |l| {
@@ -321,7 +306,7 @@ async fn an_api_server_with_a_certificate_from_another_ca_is_unavailable() {
 async fn health_and_ready_stay_open() {
     let exporter = exporter().await;
     let api = FakeKubeApi::start().await;
-    let proxy = tokenreview_proxy(&exporter, &api, &[]).await;
+    let proxy = api.proxy(&exporter, &[]).await;
     assert_eq!(support::get(proxy.addr, "/health").await.status, StatusCode::OK);
     assert_eq!(support::get(proxy.addr, "/ready").await.status, StatusCode::OK);
     assert_eq!(api.token_reviews(), 0);
@@ -601,7 +586,7 @@ async fn kubernetes_service_variables_locate_the_api_server() {
 async fn the_plaintext_allowance_warns_at_start() {
     let exporter = exporter().await;
     let api = FakeKubeApi::start().await;
-    let proxy = tokenreview_proxy(&exporter, &api, &[]).await;
+    let proxy = api.proxy(&exporter, &[]).await;
     let warning = proxy
         .log
         .iter()

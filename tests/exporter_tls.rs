@@ -325,22 +325,7 @@ async fn insecure_skip_verify_connects_to_any_certificate_and_warns() {
 async fn a_replaced_client_certificate_is_used_and_connections_made_with_the_old_one_are_dropped() {
     let bed = Bed::new();
     let exporter = NodeExporter::start("127.0.0.29", &bed.web_config(&["IP:127.0.0.29"])).await;
-    // The proxy reads its client certificate from a directory the test swaps files in.
-    let live_cert = bed.pki.path("live-client.crt");
-    let live_key = bed.pki.path("live-client.key");
-    std::fs::copy(&bed.client.certificate, &live_cert).unwrap();
-    std::fs::copy(&bed.client.key, &live_key).unwrap();
-    let mut proxy = bed
-        .proxy(
-            &exporter,
-            &[
-                ("PROXY_EXPORTER_CLIENT_CERT_FILE", live_cert.to_str().unwrap()),
-                ("PROXY_EXPORTER_CLIENT_KEY_FILE", live_key.to_str().unwrap()),
-            ],
-        )
-        .await;
-    let mut client = support::Client::connect(proxy.addr).await;
-    assert_eq!(client.get("/metrics", &[]).await.status, StatusCode::OK);
+    let (mut proxy, mut client, live_cert, live_key) = live_client_certificate(&bed, &exporter).await;
 
     // A key that does not match: the old pair stays in use, the failure is counted and logged.
     let other = bed.pki.issue("unrelated", &Leaf::client("unrelated", 0x5eed_0004));
@@ -374,21 +359,7 @@ async fn a_replaced_client_certificate_is_used_and_connections_made_with_the_old
 async fn a_client_certificate_outside_its_validity_is_not_used_while_the_current_one_is_valid() {
     let bed = Bed::new();
     let exporter = NodeExporter::start("127.0.0.33", &bed.web_config(&["IP:127.0.0.33"])).await;
-    let live_cert = bed.pki.path("live-client.crt");
-    let live_key = bed.pki.path("live-client.key");
-    std::fs::copy(&bed.client.certificate, &live_cert).unwrap();
-    std::fs::copy(&bed.client.key, &live_key).unwrap();
-    let mut proxy = bed
-        .proxy(
-            &exporter,
-            &[
-                ("PROXY_EXPORTER_CLIENT_CERT_FILE", live_cert.to_str().unwrap()),
-                ("PROXY_EXPORTER_CLIENT_KEY_FILE", live_key.to_str().unwrap()),
-            ],
-        )
-        .await;
-    let mut client = support::Client::connect(proxy.addr).await;
-    assert_eq!(client.get("/metrics", &[]).await.status, StatusCode::OK);
+    let (mut proxy, mut client, live_cert, live_key) = live_client_certificate(&bed, &exporter).await;
 
     // Issued by the CA the exporter trusts, but expired: the exporter would refuse it.
     let expired = bed.pki.issue(
@@ -416,6 +387,31 @@ async fn a_client_certificate_outside_its_validity_is_not_used_while_the_current
         proxy.wait_for_message("exporter client certificate reloaded; connections made with the old one closed").await;
     assert_eq!(reloaded["serial"], renewed.serial_hex().as_str(), "{reloaded}");
     scrape_until(&mut client, "the renewed certificate to be used", StatusCode::OK).await;
+}
+
+/// A proxy in front of `exporter` that reads its client certificate from files the test swaps
+/// (a copy of the bed's client pair), and a client whose first scrape through it succeeded.
+#[cfg(unix)]
+async fn live_client_certificate(
+    bed: &Bed,
+    exporter: &NodeExporter,
+) -> (ProxyProcess, support::Client, std::path::PathBuf, std::path::PathBuf) {
+    let live_cert = bed.pki.path("live-client.crt");
+    let live_key = bed.pki.path("live-client.key");
+    std::fs::copy(&bed.client.certificate, &live_cert).unwrap();
+    std::fs::copy(&bed.client.key, &live_key).unwrap();
+    let proxy = bed
+        .proxy(
+            exporter,
+            &[
+                ("PROXY_EXPORTER_CLIENT_CERT_FILE", live_cert.to_str().unwrap()),
+                ("PROXY_EXPORTER_CLIENT_KEY_FILE", live_key.to_str().unwrap()),
+            ],
+        )
+        .await;
+    let mut client = support::Client::connect(proxy.addr).await;
+    assert_eq!(client.get("/metrics", &[]).await.status, StatusCode::OK);
+    (proxy, client, live_cert, live_key)
 }
 
 /// Replaces the files at `cert` and `key` by `leaf`'s with a rename each, as an editor or

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::StatusCode;
 use support::kube_api::{FakeKubeApi, Review, Script};
-use support::{Client, FakeExporter, ProxyProcess, metric, within_for};
+use support::{Client, FakeExporter, metric, within_for};
 
 /// The documented limit (README, `tokenreview`): reviews of tokens never seen authenticated, a
 /// burst of 16, then 2 a second.
@@ -38,16 +38,7 @@ fn bearer(token: &str) -> String {
 async fn junk_tokens_cause_a_bounded_number_of_reviews_and_a_known_token_keeps_scraping() {
     let exporter = FakeExporter::serving(Bytes::from_static(b"up 1\n"), "text/plain; version=0.0.4").await;
     let mut api = FakeKubeApi::start().await;
-    let port = exporter.port();
-    let api_vars = api.vars();
-    let mut vars: Vec<(&str, &str)> = vec![
-        ("PROXY_HOSTIP", "127.0.0.1"),
-        ("PROXY_PORT", &port),
-        ("PROXY_AUTH", "tokenreview"),
-        ("PROXY_ALLOW_PLAINTEXT_CREDENTIALS", "true"),
-    ];
-    vars.extend(api_vars.iter().map(|(k, v)| (*k, v.as_str())));
-    let mut proxy = ProxyProcess::start(&vars).await;
+    let mut proxy = api.proxy(&exporter, &[]).await;
 
     // Before the flood: Prometheus authenticates, and so does a user RBAC denies (its 403 log
     // lines, at info, mark how far the log has been read).

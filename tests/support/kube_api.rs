@@ -155,6 +155,22 @@ impl FakeKubeApi {
         ]
     }
 
+    /// The proxy with `PROXY_AUTH=tokenreview` against this API server, in front of `exporter`,
+    /// plus `extra` variables (later ones win).
+    pub async fn proxy(&self, exporter: &super::FakeExporter, extra: &[(&str, &str)]) -> super::ProxyProcess {
+        let port = exporter.port();
+        let api_vars = self.vars();
+        let mut vars: Vec<(&str, &str)> = vec![
+            ("PROXY_HOSTIP", "127.0.0.1"),
+            ("PROXY_PORT", &port),
+            ("PROXY_AUTH", "tokenreview"),
+            ("PROXY_ALLOW_PLAINTEXT_CREDENTIALS", "true"),
+        ];
+        vars.extend(api_vars.iter().map(|(k, v)| (*k, v.as_str())));
+        vars.extend_from_slice(extra);
+        super::ProxyProcess::start(&vars).await
+    }
+
     /// Rotates the proxy's token the kubelet's way (write aside, rename over): the API server
     /// accepts only the new one from now on.
     pub fn rotate_proxy_token(&self, token: &str) {
