@@ -72,7 +72,7 @@ async fn serve(config: Config) -> ExitCode {
             }
         },
     };
-    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+    let listener = match server::listen(config.listen, config.max_connections) {
         Ok(listener) => listener,
         Err(error) => {
             tracing::error!(%error, listen = %config.listen, "cannot listen on PROXY_LISTEN");

@@ -6,10 +6,12 @@
 //! their end) and waits up to the grace period; a second request or the end of the grace period
 //! cuts the drain short.
 
+use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::connection::{self, Limits};
@@ -31,6 +33,20 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// HTTPS: the handshake every connection starts with; `None` serves plain HTTP.
     pub tls: Option<Acceptor>,
+}
+
+/// Binds `addr` with room for `backlog` connections in the listen queue (the kernel may cap it:
+/// `net.core.somaxconn`, 4096 on current Linux). Connections past `PROXY_MAX_CONNECTIONS` wait
+/// there, their handshakes completed by the kernel, until a slot frees; with the default queue
+/// of 128 (mio's, as std's) a burst of them was dropped, and each client retried a second later.
+pub fn listen(addr: SocketAddr, backlog: usize) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    // What std's and mio's bind do on Unix, so a restarted proxy rebinds at once; not on
+    // Windows, where SO_REUSEADDR would let another process take the port.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(u32::try_from(backlog).unwrap_or(u32::MAX))
 }
 
 /// How the server stopped.

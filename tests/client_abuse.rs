@@ -566,3 +566,30 @@ async fn a_connection_stuck_writing_is_closed_at_the_idle_timeout_when_that_come
     assert_eq!(metric(&m, "windows_exporter_proxy_connections_closed_total{reason=\"send_timeout\"}"), 0.0);
     drop(stalled);
 }
+
+#[tokio::test]
+async fn connections_past_what_the_proxy_has_accepted_wait_in_the_listen_queue() {
+    // While the proxy accepts nothing (stopped here; a busy single-threaded runtime in life), the
+    // kernel completes handshakes into the listen queue. The queue held 128 (mio's default): the
+    // 129th client's SYN was dropped and it retried a second later, then three, then seven. It
+    // now holds PROXY_MAX_CONNECTIONS, as the README says.
+    raise_nofile(4096);
+    let exporter = exporter().await;
+    let proxy = proxy_for(&exporter, &[("PROXY_MAX_CONNECTIONS", "600")]).await;
+    proxy.signal(libc::SIGSTOP);
+    let mut queued = Vec::new();
+    within_for(Duration::from_secs(10), "500 connections to complete in the listen queue", async {
+        for _ in 0..500 {
+            queued.push(TcpStream::connect(proxy.addr).await.unwrap());
+        }
+    })
+    .await;
+    proxy.signal(libc::SIGCONT);
+    health_within(proxy.addr, Duration::from_secs(5)).await;
+    proxy
+        .wait_for_metrics("the queued connections to be accepted", |m| {
+            metric(m, "windows_exporter_proxy_client_connections") >= 501.0
+        })
+        .await;
+    drop(queued);
+}
