@@ -11,9 +11,9 @@
 //! |---|---|
 //! | [`config`] | the only reader of the environment: the table of variables, their parsers, a checked [`config::Config`] that fills each module's own settings type |
 //! | [`proxy`] | the wiring: the objects `main` (and the in-process test) builds from a `Config` |
-//! | [`server`] | accept loop, connection cap, graceful drain |
-//! | [`connection`] | one client connection: HTTP/1.1 limits, header-read and idle clocks, its part in a drain |
-//! | [`router`] | which endpoint a request is for, and the 404/405 answers |
+//! | [`server`] | the listener and its queue, accept loop, connection cap, graceful drain |
+//! | [`connection`] | one client connection: HTTP/1.1 limits, header-read and idle clocks, the send deadline on every write, its part in a drain |
+//! | [`router`] | which endpoint a request is for, and the 400 (Host), 404 and 405 answers |
 //! | [`auth`] | who may scrape: the `PROXY_AUTH` chain of client-cert, basic and tokenreview, and its [`auth::AuthSettings`] |
 //! | [`health`] | `/health` (liveness) and `/ready` (readiness, cached exporter check) |
 //! | [`scrape`] | the `/metrics` handler: deadline, in-flight slot, exporter request, answer; [`scrape::ScrapeError`]; [`scrape::stream`]: the streamed body (deadline, byte counting, abort on failure); [`scrape::coalesce`]: identical concurrent scrapes share one exporter request |
@@ -28,7 +28,7 @@
 //! | [`response`] | the response body type (boxed) and small local responses |
 //! | [`hangup`] | [`hangup::HangUp`], how a cut-off response closes its connection |
 //! | [`headers`] | hop-by-hop header filtering, both directions |
-//! | [`deadline`] | the per-scrape deadline from `X-Prometheus-Scrape-Timeout-Seconds` |
+//! | [`deadline`] | the per-scrape deadline from `X-Prometheus-Scrape-Timeout-Seconds`, the time left told to the exporter, and [`deadline::SendDeadline`] |
 //! | [`timestamp`] | [`timestamp::Timestamp`], an atomic "when did this last happen" |
 //! | [`reload`] | files re-read while running (certificates, CA bundles, htpasswd, password): one watch, one interval, one log format, `_reload_failures_total{file}` |
 //! | [`cli`] | command-line flags (`--help`, `--version`) |
