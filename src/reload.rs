@@ -46,7 +46,7 @@ pub const MAX_FILE_BYTES: u64 = 4 << 20;
 
 /// What one look at a set of files found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Reading {
     /// The files hold what is in use.
     Unchanged,
     /// New contents loaded and are in use now.
@@ -170,13 +170,13 @@ impl Watch {
     /// Reads the files once. When they changed, `load` gets their contents and parses them; on
     /// success it has installed them. Logs and counts as the module documentation says, and
     /// logs the outcome at trace.
-    pub fn check(&self, load: impl FnOnce(Vec<Content>) -> Result<Loaded, Rejection>) -> Outcome {
+    pub fn read(&self, load: impl FnOnce(Vec<Content>) -> Result<Loaded, Rejection>) -> Reading {
         let outcome = self.look(load);
         tracing::trace!(what = self.describe.what, ?outcome, "files checked");
         outcome
     }
 
-    fn look(&self, load: impl FnOnce(Vec<Content>) -> Result<Loaded, Rejection>) -> Outcome {
+    fn look(&self, load: impl FnOnce(Vec<Content>) -> Result<Loaded, Rejection>) -> Reading {
         let contents = read(&self.files);
         let now = fingerprint(&contents);
         let mut seen = self.seen.lock().expect("no code panics while holding the lock");
@@ -184,7 +184,7 @@ impl Watch {
             // Back to (or still at) what is in use: forget any broken state in between.
             seen.pending = None;
             seen.reported = None;
-            return Outcome::Unchanged;
+            return Reading::Unchanged;
         }
         // Loaded again on every look, even when already reported: a certificate refused as not
         // valid yet becomes valid with time.
@@ -201,9 +201,9 @@ impl Watch {
                     "{}",
                     self.describe.reloaded
                 );
-                Outcome::Reloaded
+                Reading::Reloaded
             }
-            Err(_) if seen.reported == Some(now) => Outcome::StillRejected,
+            Err(_) if seen.reported == Some(now) => Reading::StillRejected,
             Err(rejection) if seen.pending == Some(now) => {
                 let file = &self.files[rejection.file.min(self.files.len() - 1)];
                 tracing::warn!(
@@ -217,19 +217,19 @@ impl Watch {
                 self.failures.count(&file.path);
                 seen.pending = None;
                 seen.reported = Some(now);
-                Outcome::Rejected
+                Reading::Rejected
             }
             Err(_) => {
                 seen.pending = Some(now);
-                Outcome::Unsettled
+                Reading::Unsettled
             }
         }
     }
 }
 
-/// Starts a thread named `reload-{name}` that calls `poll` (a [`Watch::check`]) every
+/// Starts a thread named `reload-{name}` that calls `poll` (a [`Watch::read`]) every
 /// [`INTERVAL`] until it returns `None` (its owner is gone).
-pub fn spawn(name: &'static str, mut poll: impl FnMut() -> Option<Outcome> + Send + 'static) -> std::io::Result<()> {
+pub fn spawn(name: &'static str, mut poll: impl FnMut() -> Option<Reading> + Send + 'static) -> std::io::Result<()> {
     std::thread::Builder::new().name(format!("reload-{name}")).stack_size(512 << 10).spawn(move || {
         loop {
             std::thread::sleep(INTERVAL);
@@ -365,10 +365,10 @@ mod tests {
         let dir = Dir::new("same", "good 1");
         let (watch, contents) = Watch::open(DESCRIBE, vec![File::new("V", dir.file())], ReloadFailures::default());
         assert_eq!(contents[0].as_ref().unwrap(), b"good 1");
-        assert_eq!(watch.check(|_| panic!("loaded")), Outcome::Unchanged);
+        assert_eq!(watch.read(|_| panic!("loaded")), Reading::Unchanged);
         dir.write("good 2");
-        assert_eq!(watch.check(load), Outcome::Reloaded);
-        assert_eq!(watch.check(|_| panic!("loaded")), Outcome::Unchanged);
+        assert_eq!(watch.read(load), Reading::Reloaded);
+        assert_eq!(watch.read(|_| panic!("loaded")), Reading::Unchanged);
     }
 
     #[test]
@@ -377,20 +377,20 @@ mod tests {
         let failures = ReloadFailures::default();
         let (watch, _) = Watch::open(DESCRIBE, vec![File::new("V", dir.file())], failures.clone());
         dir.write("bad 1");
-        assert_eq!(watch.check(load), Outcome::Unsettled);
-        assert_eq!(watch.check(load), Outcome::Rejected);
-        assert_eq!(watch.check(load), Outcome::StillRejected);
+        assert_eq!(watch.read(load), Reading::Unsettled);
+        assert_eq!(watch.read(load), Reading::Rejected);
+        assert_eq!(watch.read(load), Reading::StillRejected);
         assert_eq!(failures.get(&dir.file()), 1);
         // Another broken version gets its own report.
         dir.write("bad 2");
-        assert_eq!(watch.check(load), Outcome::Unsettled);
-        assert_eq!(watch.check(load), Outcome::Rejected);
+        assert_eq!(watch.read(load), Reading::Unsettled);
+        assert_eq!(watch.read(load), Reading::Rejected);
         assert_eq!(failures.get(&dir.file()), 2);
         // Back to what is in use: nothing to load, the failure is forgotten.
         dir.write("good");
-        assert_eq!(watch.check(|_| panic!("loaded")), Outcome::Unchanged);
+        assert_eq!(watch.read(|_| panic!("loaded")), Reading::Unchanged);
         dir.write("bad 2");
-        assert_eq!(watch.check(load), Outcome::Unsettled);
+        assert_eq!(watch.read(load), Reading::Unsettled);
     }
 
     #[test]
@@ -398,9 +398,9 @@ mod tests {
         let dir = Dir::new("missing", "good");
         let (watch, _) = Watch::open(DESCRIBE, vec![File::new("V", dir.file())], ReloadFailures::default());
         std::fs::remove_file(dir.file()).unwrap();
-        assert_eq!(watch.check(load), Outcome::Unsettled);
+        assert_eq!(watch.read(load), Reading::Unsettled);
         dir.write("good");
-        assert_eq!(watch.check(|_| panic!("loaded")), Outcome::Unchanged);
+        assert_eq!(watch.read(|_| panic!("loaded")), Reading::Unchanged);
     }
 
     #[test]
@@ -408,8 +408,8 @@ mod tests {
         let dir = Dir::new("forget", "good");
         let (watch, _) = Watch::open(DESCRIBE, vec![File::new("V", dir.file())], ReloadFailures::default());
         watch.forget();
-        assert_eq!(watch.check(load), Outcome::Reloaded);
-        assert_eq!(watch.check(|_| panic!("loaded")), Outcome::Unchanged);
+        assert_eq!(watch.read(load), Reading::Reloaded);
+        assert_eq!(watch.read(|_| panic!("loaded")), Reading::Unchanged);
     }
 
     #[test]

@@ -293,7 +293,7 @@ impl BasicAuth {
         let remembered = Arc::downgrade(&self.remembered);
         reload::spawn("htpasswd", move || {
             let (users, remembered) = (users.upgrade()?, remembered.upgrade()?);
-            let outcome = watch.check(|contents| {
+            let outcome = watch.read(|contents| {
                 let bytes = contents
                     .into_iter()
                     .next()
@@ -318,7 +318,7 @@ impl BasicAuth {
 
     /// Whether `password` is `user`'s. Runs bcrypt off the async threads unless remembered.
     /// A password over [`MAX_PASSWORD_BYTES`] is never `user`'s: bcrypt would ignore its tail.
-    pub async fn check(&self, user: &str, password: &str) -> bool {
+    pub async fn verify(&self, user: &str, password: &str) -> bool {
         if password.len() > MAX_PASSWORD_BYTES {
             return false;
         }
@@ -473,11 +473,11 @@ mod tests {
     #[tokio::test]
     async fn right_password_passes_and_everything_else_fails() {
         let auth = BasicAuth::new(Htpasswd::parse(PROMETHEUS.as_bytes()).unwrap());
-        assert!(auth.check("prometheus", "s3cret").await);
-        assert!(auth.check("prometheus", "s3cret").await, "remembered");
-        assert!(!auth.check("prometheus", "wrong").await);
-        assert!(!auth.check("nobody", "s3cret").await);
-        assert!(!auth.check("", "").await);
+        assert!(auth.verify("prometheus", "s3cret").await);
+        assert!(auth.verify("prometheus", "s3cret").await, "remembered");
+        assert!(!auth.verify("prometheus", "wrong").await);
+        assert!(!auth.verify("nobody", "s3cret").await);
+        assert!(!auth.verify("", "").await);
     }
 
     #[tokio::test]
@@ -486,9 +486,9 @@ mod tests {
         let hash = bcrypt::hash(&a72, 4).unwrap();
         let auth = BasicAuth::new(Htpasswd::parse(format!("p:{hash}").as_bytes()).unwrap());
         assert!(bcrypt::verify(format!("{a72}b"), &hash).unwrap(), "bcrypt alone truncates");
-        assert!(!auth.check("p", &format!("{a72}b")).await);
-        assert!(auth.check("p", &a72).await);
-        assert!(!auth.check("p", &format!("{a72}b")).await, "not even after the prefix is remembered");
+        assert!(!auth.verify("p", &format!("{a72}b")).await);
+        assert!(auth.verify("p", &a72).await);
+        assert!(!auth.verify("p", &format!("{a72}b")).await, "not even after the prefix is remembered");
     }
 
     #[tokio::test]
@@ -496,7 +496,7 @@ mod tests {
         let auth = BasicAuth::new(Htpasswd::parse(PROMETHEUS.as_bytes()).unwrap());
         let key = auth.key("prometheus", "s3cret");
         auth.remember(key, Instant::now());
-        assert!(auth.check("prometheus", "s3cret").await);
+        assert!(auth.verify("prometheus", "s3cret").await);
         let until = auth.remembered.lock().unwrap()[&key];
         assert!(until > Instant::now() + ALLOW_TTL - Duration::from_secs(5), "re-checked and remembered anew");
     }

@@ -255,7 +255,7 @@ impl Auth {
                 Method::Basic => match &credential {
                     Some(Credential::Basic { user, password }) => {
                         let basic = self.basic.as_ref().expect("listed only when configured");
-                        if basic.check(user, password).await {
+                        if basic.verify(user, password).await {
                             Verdict::Allowed(user.clone())
                         } else {
                             Verdict::Unauthenticated

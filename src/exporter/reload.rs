@@ -58,7 +58,7 @@ pub fn spawn(exporter: &Exporter, watched: Watched, metrics: &TlsMetrics) {
         }
         let (exporter, metrics, in_use) = (exporter.clone(), metrics.clone(), Mutex::new(loaded));
         let started = reload::spawn("exporter-certificate", move || {
-            let outcome = watch.check(|contents| {
+            let outcome = watch.read(|contents| {
                 let mut in_use = in_use.lock().expect("no code panics while holding the lock");
                 let pair = key_pair(contents)
                     .and_then(|new| certificate::replacement(new, &in_use, certificate::unix_now()))
@@ -70,7 +70,7 @@ pub fn spawn(exporter: &Exporter, watched: Watched, metrics: &TlsMetrics) {
                 *in_use = pair;
                 Ok(loaded)
             });
-            if outcome == reload::Outcome::Rejected {
+            if outcome == reload::Reading::Rejected {
                 metrics.reload_failed();
             }
             Some(outcome)
@@ -87,7 +87,7 @@ pub fn spawn(exporter: &Exporter, watched: Watched, metrics: &TlsMetrics) {
         }
         let exporter = exporter.clone();
         let started = reload::spawn("exporter-password", move || {
-            Some(watch.check(|contents| {
+            Some(watch.read(|contents| {
                 let new = password(contents).map_err(|reason| Rejection::new(0, reason))?;
                 exporter.set_credentials(Credentials::basic(&username, &new));
                 Ok(Loaded::default())

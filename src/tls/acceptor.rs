@@ -144,7 +144,7 @@ impl Acceptor {
         let metrics = self.metrics.clone();
         reload::spawn("client-ca", move || {
             let inner = inner.upgrade()?;
-            let outcome = watch.check(|contents| {
+            let outcome = watch.read(|contents| {
                 let (certificates, verifier) = client_ca(contents).map_err(|error| Rejection::new(0, error))?;
                 let config = server_config(certificate.clone(), min_version, Some(verifier));
                 *inner.write().expect("no code panics while holding the lock") =

@@ -37,8 +37,7 @@ use crate::tls::metrics::TlsMetrics;
 /// How often the files are read: [`reload::INTERVAL`], as for every file the proxy re-reads.
 pub const POLL_INTERVAL: Duration = reload::INTERVAL;
 
-/// What one look at the files found.
-pub use crate::reload::Outcome as Reload;
+pub use crate::reload::Reading;
 
 /// How the serving pair shows in reload log lines.
 const DESCRIBE: Describe = Describe {
@@ -112,8 +111,8 @@ impl WatchedKeyPair {
     }
 
     /// Reads the files once and reloads or reports as the module documentation says.
-    pub fn check(&self) -> Reload {
-        let outcome = self.watch.check(|contents| {
+    pub fn read(&self) -> Reading {
+        let outcome = self.watch.read(|contents| {
             let rejection = |error: PairError| {
                 let file = match error.file {
                     PairFile::Certificate => 0,
@@ -133,19 +132,19 @@ impl WatchedKeyPair {
             self.metrics.certificate_loaded(&self.certificate_file, not_after);
             Ok(loaded)
         });
-        if outcome == Reload::Rejected {
+        if outcome == Reading::Rejected {
             self.metrics.reload_failed();
         }
         outcome
     }
 
-    /// Starts the [`reload`] thread that calls [`check`](Self::check) every [`POLL_INTERVAL`]
+    /// Starts the [`reload`] thread that calls [`read`](Self::read) every [`POLL_INTERVAL`]
     /// for as long as the pair is in use elsewhere.
     pub fn watch(self: &Arc<Self>) -> std::io::Result<()> {
         let pair: Weak<WatchedKeyPair> = Arc::downgrade(self);
         reload::spawn("certificate", move || {
             let pair = pair.upgrade()?;
-            let outcome = pair.check();
+            let outcome = pair.read();
             // Under this module's target too, where operators and tests/tls_serving.rs look.
             tracing::trace!(what = pair.purpose, ?outcome, "certificate files checked");
             Some(outcome)
@@ -229,12 +228,12 @@ mod tests {
     fn a_new_pair_serves_after_one_check() {
         let files = Files::new("new", "leaf-ec.pem", "leaf-ec.sec1.pem");
         let pair = files.load();
-        assert_eq!(pair.check(), Reload::Unchanged);
+        assert_eq!(pair.read(), Reading::Unchanged);
         files.write("leaf-rsa.pem", "leaf-rsa.pkcs1.pem");
-        assert_eq!(pair.check(), Reload::Reloaded);
+        assert_eq!(pair.read(), Reading::Reloaded);
         assert_eq!(serial(&pair), vec![7]);
         assert_eq!(pair.generation(), 1);
-        assert_eq!(pair.check(), Reload::Unchanged);
+        assert_eq!(pair.read(), Reading::Unchanged);
     }
 
     #[test]
@@ -243,14 +242,14 @@ mod tests {
         let pair = files.load();
         // Half-way through an in-place rewrite: new certificate, old key.
         std::fs::write(files.certificate(), testdata("leaf-rsa.pem")).unwrap();
-        assert_eq!(pair.check(), Reload::Unsettled);
-        assert_eq!(pair.check(), Reload::Rejected);
-        assert_eq!(pair.check(), Reload::StillRejected);
+        assert_eq!(pair.read(), Reading::Unsettled);
+        assert_eq!(pair.read(), Reading::Rejected);
+        assert_eq!(pair.read(), Reading::StillRejected);
         assert_eq!(serial(&pair), vec![0x12, 0x34, 0xab, 0xcd]);
         assert_eq!(pair.generation(), 0);
         // The writer finishes: the pair is good again and serves.
         std::fs::write(files.key(), testdata("leaf-rsa.pkcs1.pem")).unwrap();
-        assert_eq!(pair.check(), Reload::Reloaded);
+        assert_eq!(pair.read(), Reading::Reloaded);
         assert_eq!(serial(&pair), vec![7]);
     }
 
@@ -259,9 +258,9 @@ mod tests {
         let files = Files::new("fixed", "leaf-ec.pem", "leaf-ec.sec1.pem");
         let pair = files.load();
         std::fs::write(files.certificate(), testdata("leaf-rsa.pem")).unwrap();
-        assert_eq!(pair.check(), Reload::Unsettled);
+        assert_eq!(pair.read(), Reading::Unsettled);
         std::fs::write(files.certificate(), testdata("leaf-ec.pem")).unwrap();
-        assert_eq!(pair.check(), Reload::Unchanged);
+        assert_eq!(pair.read(), Reading::Unchanged);
     }
 
     #[test]
@@ -269,8 +268,8 @@ mod tests {
         let files = Files::new("deleted", "leaf-ec.pem", "leaf-ec.sec1.pem");
         let pair = files.load();
         std::fs::remove_file(files.key()).unwrap();
-        assert_eq!(pair.check(), Reload::Unsettled);
-        assert_eq!(pair.check(), Reload::Rejected);
+        assert_eq!(pair.read(), Reading::Unsettled);
+        assert_eq!(pair.read(), Reading::Rejected);
         assert_eq!(serial(&pair), vec![0x12, 0x34, 0xab, 0xcd]);
     }
 }
