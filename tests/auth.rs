@@ -339,24 +339,30 @@ fn basic(user: &str, password: &str) -> String {
     format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
 }
 
+/// The proxy with `PROXY_AUTH=basic` against the htpasswd `file`, over plain HTTP, in front of
+/// `exporter`, plus `extra` variables.
+#[cfg(unix)]
+async fn basic_proxy(exporter: &FakeExporter, file: &std::path::Path, extra: &[(&str, &str)]) -> ProxyProcess {
+    let (port, file_var) = (exporter.port(), file.display().to_string());
+    let mut vars = vec![
+        ("PROXY_HOSTIP", "127.0.0.1"),
+        ("PROXY_PORT", port.as_str()),
+        ("PROXY_AUTH", "basic"),
+        ("PROXY_BASIC_AUTH_FILE", file_var.as_str()),
+        ("PROXY_ALLOW_PLAINTEXT_CREDENTIALS", "true"),
+    ];
+    vars.extend_from_slice(extra);
+    ProxyProcess::start(&vars).await
+}
+
 #[cfg(unix)] // openssl CLI, htpasswd: Debian tools, not on Windows (.github/workflows/ci.yml)
 #[tokio::test]
 async fn basic_allows_the_right_password_only_and_never_forwards_it() {
     let mut exporter = exporter().await;
     let dir = temp_dir("basic");
     let file = htpasswd_file(&dir, "prometheus", "correct horse");
-    let port = exporter.port();
-    let file_var = file.display().to_string();
-    let proxy = ProxyProcess::start(&[
-        ("PROXY_HOSTIP", "127.0.0.1"),
-        ("PROXY_PORT", &port),
-        ("PROXY_AUTH", "basic"),
-        ("PROXY_BASIC_AUTH_FILE", &file_var),
-        ("PROXY_ALLOW_PLAINTEXT_CREDENTIALS", "true"),
-        // Forwarding asked for: still, the credential the proxy checked is never sent on.
-        ("PROXY_FORWARD_AUTHORIZATION", "true"),
-    ])
-    .await;
+    // Forwarding asked for: still, the credential the proxy checked is never sent on.
+    let proxy = basic_proxy(&exporter, &file, &[("PROXY_FORWARD_AUTHORIZATION", "true")]).await;
     let mut client = Client::connect(proxy.addr).await;
     for (user, password) in [("prometheus", "wrong"), ("nobody", "correct horse"), ("PROMETHEUS", "correct horse")] {
         let refused = client.get("/metrics", &[("authorization", &basic(user, password))]).await;
@@ -390,15 +396,7 @@ async fn an_unknown_user_costs_about_as_much_as_a_wrong_password() {
     let exporter = exporter().await;
     let dir = temp_dir("basic-timing");
     let file = htpasswd_file(&dir, "prometheus", "pw");
-    let (port, file_var) = (exporter.port(), file.display().to_string());
-    let proxy = ProxyProcess::start(&[
-        ("PROXY_HOSTIP", "127.0.0.1"),
-        ("PROXY_PORT", &port),
-        ("PROXY_AUTH", "basic"),
-        ("PROXY_BASIC_AUTH_FILE", &file_var),
-        ("PROXY_ALLOW_PLAINTEXT_CREDENTIALS", "true"),
-    ])
-    .await;
+    let proxy = basic_proxy(&exporter, &file, &[]).await;
     let mut client = Client::connect(proxy.addr).await;
     let fastest = |times: &mut Vec<Duration>| times.iter().min().copied().unwrap();
     let (mut known, mut unknown) = (Vec::new(), Vec::new());
@@ -426,15 +424,7 @@ async fn a_password_longer_than_bcrypts_72_bytes_is_refused_even_with_the_right_
     let dir = temp_dir("basic-72");
     let a72 = "a".repeat(72);
     let file = htpasswd_file(&dir, "prometheus", &a72);
-    let (port, file_var) = (exporter.port(), file.display().to_string());
-    let proxy = ProxyProcess::start(&[
-        ("PROXY_HOSTIP", "127.0.0.1"),
-        ("PROXY_PORT", &port),
-        ("PROXY_AUTH", "basic"),
-        ("PROXY_BASIC_AUTH_FILE", &file_var),
-        ("PROXY_ALLOW_PLAINTEXT_CREDENTIALS", "true"),
-    ])
-    .await;
+    let proxy = basic_proxy(&exporter, &file, &[]).await;
     let mut client = Client::connect(proxy.addr).await;
     let right = basic("prometheus", &a72);
     for password in [format!("{a72}b"), format!("{a72}{}", "z".repeat(100))] {
