@@ -38,8 +38,6 @@ pub enum Route {
 /// A request that fits no endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rejection {
-    /// No `Host` header where HTTP/1.1 requires one, or more than one (400).
-    BadHost,
     /// No such path (404).
     NotFound,
     /// The path exists but not for this method (405); the value is the `Allow` header.
@@ -79,7 +77,10 @@ impl App {
     /// Answers one request. Never fails: every error is a response.
     pub async fn handle<B>(&self, request: Request<B>) -> Response<ResponseBody> {
         let path = request.uri().path();
-        let route = if one_host(&request) { route(request.method(), path) } else { Err(Rejection::BadHost) };
+        if !one_host(&request) {
+            return bad_host();
+        }
+        let route = route(request.method(), path);
         // /health and /ready stay open: the kubelet's probes send no credentials.
         if let (Ok(Route::Metrics | Route::ProxyMetrics), Some(auth)) = (&route, &self.auth) {
             let decision = auth.decide(path, request.headers(), client_certificate(&request)).await;
@@ -110,6 +111,14 @@ fn one_host<B>(request: &Request<B>) -> bool {
     }
 }
 
+/// The 400 for a request without the one `Host` header; its connection is closed after it.
+fn bad_host() -> Response<ResponseBody> {
+    let mut response =
+        response::text(StatusCode::BAD_REQUEST, "a request must carry exactly one Host header (RFC 9112 3.2)");
+    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
 /// The verified client certificate (DER) of the request's connection, if it presented one:
 /// `connection` inserts [`ClientCertificate`] on HTTPS connections whose client sent one.
 fn client_certificate<B>(request: &Request<B>) -> Option<&[u8]> {
@@ -119,12 +128,6 @@ fn client_certificate<B>(request: &Request<B>) -> Option<&[u8]> {
 /// The response for a request that fits no endpoint.
 pub fn rejected(rejection: Rejection, path: &str) -> Response<ResponseBody> {
     match rejection {
-        Rejection::BadHost => {
-            let mut response =
-                response::text(StatusCode::BAD_REQUEST, "a request must carry exactly one Host header (RFC 9112 3.2)");
-            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-            response
-        }
         Rejection::NotFound => response::text(
             StatusCode::NOT_FOUND,
             format!("no endpoint at {path:?}; try /metrics, /health, /ready or /proxy/metrics"),
