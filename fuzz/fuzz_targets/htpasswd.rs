@@ -1,10 +1,13 @@
 //! htpasswd parsing with arbitrary bytes never panics; whatever it accepts is only bcrypt in the
 //! exact shape htpasswd writes, and no error message depends on a line's hash.
 //!
-//! "Depends on" is checked by parsing a second copy in which every letter and digit of every
-//! hash past its first 7 bytes is changed (`a`->`b`, `Z`->`A`, `9`->`0`). That keeps what the
-//! messages may say (the line, the user, the type, which the first 7 bytes and the length tell)
-//! and whether each line is valid, so the two results must be the same. Searching the message
+//! "Depends on" is checked by parsing a second copy in which every character of bcrypt's alphabet
+//! in every hash past its first 7 bytes is moved 16 places along that alphabet. That keeps what
+//! the messages may say (the line, the user, the type, which the first 7 bytes and the length
+//! tell) and whether each line is valid, so the two results must be the same. Sixteen places,
+//! not one: bcrypt 0.19 decodes strictly, so the salt's last character (4 unused bits) must stay
+//! a multiple of 16 along the alphabet and the hash's last (2 unused bits) a multiple of 4, and
+//! a move by 16 keeps both. Searching the message
 //! for the hash instead also "finds" it in the quoted user name's escaping, or in a type's name.
 #![no_main]
 
@@ -14,16 +17,16 @@ use windows_exporter_proxy::auth::basic::{Htpasswd, parse_line};
 /// Bytes of a hash kept as they are: enough for every prefix the type is told by (`$apr1$`).
 const KEPT: usize = 7;
 
-/// `data` with every ASCII letter and digit of each line's hash (after the line's first ':')
-/// past its first [`KEPT`] bytes changed to the next one. ASCII bytes are never part of a
-/// multi-byte character, so every line stays valid UTF-8 or invalid as it was.
+/// bcrypt's base64 alphabet, in its order.
+const BCRYPT_ALPHABET: &[u8; 64] = b"./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+/// `data` with every character of bcrypt's alphabet in each line's hash (after the line's first
+/// ':') past its first [`KEPT`] bytes moved 16 places along the alphabet. ASCII bytes are never
+/// part of a multi-byte character, so every line stays valid UTF-8 or invalid as it was.
 fn rotate_hashes(data: &[u8]) -> Vec<u8> {
-    let rotate = |b: u8| match b {
-        b'z' => b'a',
-        b'Z' => b'A',
-        b'9' => b'0',
-        b if b.is_ascii_alphanumeric() => b + 1,
-        b => b,
+    let rotate = |b: u8| match BCRYPT_ALPHABET.iter().position(|&c| c == b) {
+        Some(index) => BCRYPT_ALPHABET[(index + 16) % 64],
+        None => b,
     };
     let lines = data.split(|&b| b == b'\n').map(|line| match line.iter().position(|&b| b == b':') {
         Some(colon) if line.len() > colon + 1 + KEPT => {
