@@ -191,9 +191,9 @@ pub fn parse_line(text: &str) -> Result<(&str, &str, u32), LineError> {
         return Err(LineError::NotBcrypt { user: user.to_owned(), kind });
     }
     let parts: bcrypt::HashParts = hash.parse().map_err(|_| LineError::BadBcrypt { user: user.to_owned() })?;
-    // The crate (0.19) reads the cost and decodes the salt and digest strictly (non-zero unused
-    // bits in their last characters are refused), but it accepts shapes htpasswd never writes (a
-    // one-digit cost, empty `$` fields). Check the exact shape,
+    // The crate (0.19) checks the layout (60 ASCII bytes, `$` at 0, 3 and 6) and decodes the salt
+    // and digest strictly (non-zero unused bits in their last characters are refused), but it
+    // reads the cost with `u32::from_str`, so a `+4` passes, and does not bound it. Check the exact shape,
     // `$2y$NN$` and 53 characters of bcrypt's alphabet, here: a truncated hash then fails at
     // start, not as "wrong password" forever after. On bytes, so no input can split a character.
     let bytes = hash.as_bytes();
