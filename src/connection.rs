@@ -406,6 +406,20 @@ impl<S> ActivityIo<S> {
         ActivityIo { inner, clock, send_deadline: Box::pin(tokio::time::sleep_until(Instant::now())) }
     }
 
+    /// What a write to the inner socket did: bytes taken are reported to the clock; a write that
+    /// could not go through waits, but only until the send deadline.
+    fn wrote(&mut self, cx: &mut Context<'_>, result: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        match result {
+            Poll::Pending => self.blocked(cx),
+            result => {
+                if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
+                    self.clock.bytes_written();
+                }
+                result
+            }
+        }
+    }
+
     /// The inner socket cannot take bytes now: wait for it, but only until the send deadline.
     fn blocked<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
         let Some(limit) = self.clock.send_limit(Instant::now()) else { return Poll::Pending };
@@ -440,15 +454,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for ActivityIo<S> {
 impl<S: AsyncWrite + Unpin> AsyncWrite for ActivityIo<S> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_write(cx, buf) {
-            Poll::Pending => this.blocked(cx),
-            result => {
-                if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-                    this.clock.bytes_written();
-                }
-                result
-            }
-        }
+        let result = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.wrote(cx, result)
     }
 
     fn poll_write_vectored(
@@ -457,15 +464,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ActivityIo<S> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
-            Poll::Pending => this.blocked(cx),
-            result => {
-                if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-                    this.clock.bytes_written();
-                }
-                result
-            }
-        }
+        let result = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.wrote(cx, result)
     }
 
     fn is_write_vectored(&self) -> bool {
