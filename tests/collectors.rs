@@ -279,3 +279,30 @@ async fn bad_collector_settings_exit_64_naming_the_variable() {
         assert!(stderr.lines().any(|l| l.starts_with(expected)), "{all:?}: {stderr}");
     }
 }
+
+/// `/metrics/slow` is authenticated like `/metrics`: the SubjectAccessReview asks for its own path
+/// (the chart's ClusterRole grants it), and a refused scrape never reaches the exporter.
+#[cfg(unix)] // the fake API server's certificate comes from the openssl CLI, as in tests/auth.rs
+#[tokio::test]
+async fn the_slow_route_is_authenticated_like_metrics() {
+    use support::kube_api::{FakeKubeApi, Review, Script};
+    let mut exporter = exporter(Slow::Take(std::time::Duration::ZERO)).await;
+    let mut api = FakeKubeApi::start().await;
+    let proxy = api.proxy(&exporter.exporter, &[("PROXY_SLOW_COLLECT", "process,service")]).await;
+
+    assert_eq!(get(&proxy, "/metrics/slow").await.status, StatusCode::UNAUTHORIZED);
+    let bearer = format!("Bearer {}", Script::GOOD);
+    let scraped = Client::connect(proxy.addr).await.get("/metrics/slow", &[("authorization", &bearer)]).await;
+    assert_eq!(scraped.status, StatusCode::OK, "{}", scraped.text());
+    assert_eq!(collected(&scraped.text()), names(SLOW));
+    let _token = api.next_review().await;
+    match api.next_review().await {
+        Review::Access { review, .. } => {
+            let path = review.spec.non_resource_attributes.and_then(|a| a.path);
+            assert_eq!(path.as_deref(), Some("/metrics/slow"));
+        }
+        other => panic!("expected a SubjectAccessReview, got {other:?}"),
+    }
+    assert_eq!(exporter.next_started().await, names(SLOW), "only the allowed scrape reached the exporter");
+    assert!(exporter.started_so_far().is_empty());
+}
