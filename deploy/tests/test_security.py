@@ -328,7 +328,10 @@ def test_tokenreview_rbac() -> None:
     (rule,) = role["rules"]
     assert rule["verbs"] == ["get"] and set(rule) == {"nonResourceURLs", "verbs"}, "a scraper needs get on URLs, nothing else"
     scraped = {e["path"] for e in endpoints(kh.one(objects, "ServiceMonitor"))}
-    assert scraped <= set(rule["nonResourceURLs"]) == {"/metrics", "/proxy/metrics"}, "every path the monitor scrapes is granted"
+    assert scraped <= set(rule["nonResourceURLs"]) == {"/metrics", "/metrics/slow", "/proxy/metrics"}, "every path the monitor scrapes is granted"
+    with_slow = render(kh.render_base.merged([VALUE_SETS["tokenreview"], {"collectors": {"slow": ["process", "service"]}}]))
+    scraped = {e["path"] for e in endpoints(kh.one(with_slow, "ServiceMonitor"))}
+    assert "/metrics/slow" in scraped and scraped <= set(kh.one(with_slow, "ClusterRole")["rules"][0]["nonResourceURLs"])
     scraper = bindings[f"{FULL}-scraper"]
     assert scraper["roleRef"]["name"] == role["metadata"]["name"] and scraper["subjects"] == [PROMETHEUS_SA]
 
