@@ -286,6 +286,29 @@ def test_scrape_config_scrapes_both_paths_with_the_monitors_relabelling() -> Non
     assert not any(r.get("source_labels") == ["__meta_kubernetes_pod_ready"] for r in rules), "must not drop NotReady pods"
 
 
+def test_the_slow_path_component_copies_the_secured_metrics_endpoint(tmp_path: Path) -> None:
+    """Listed after tls and tokenreview, the slow-path component's /metrics/slow endpoint is the
+    /metrics endpoint (https, its TLS settings, its credentials) with its own path and timing."""
+    components = [os.path.relpath(kh.KUBERNETES / "components" / c, tmp_path)
+                  for c in ("servicemonitor", "podmonitor", "tls", "tokenreview", "slow-path")]
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [os.path.relpath(kh.KUBERNETES / "base", tmp_path)], "components": components}))
+    result = subprocess.run(["kubectl", "kustomize", "--load-restrictor", "LoadRestrictionsNone", str(tmp_path)],
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    objects = kh.docs_from_text(result.stdout)
+    for kind, key in (("ServiceMonitor", "endpoints"), ("PodMonitor", "podMetricsEndpoints")):
+        monitor = kh.one(objects, kind)
+        kh.validate(monitor)
+        first, slow = monitor["spec"][key][0], monitor["spec"][key][-1]
+        assert [e["path"] for e in monitor["spec"][key]] == ["/metrics", "/proxy/metrics", "/metrics/slow"]
+        assert first["scheme"] == "https" and "tlsConfig" in first
+        assert slow == {**first, "path": "/metrics/slow", "interval": "120s", "scrapeTimeout": "60s"}
+    env = kh.manifest_env(kh.proxy_container(kh.one(objects, "DaemonSet")))
+    assert env["PROXY_SLOW_COLLECT"] == "process,service" and env["PROXY_AUTH"] == "tokenreview"
+
+
 def test_the_commented_out_slow_job_is_the_monitors_slow_endpoint() -> None:
     """Uncommented, the plain config's /metrics/slow job is the /metrics job with another name,
     path, interval and timeout: those of the monitors' /metrics/slow endpoint."""
