@@ -1,7 +1,9 @@
 //! The proxy's own metrics, served on `GET /proxy/metrics`.
 //!
 //! Everything an operator needs to tell "the exporter is slow" from "the proxy is struggling":
-//! scrapes by outcome and status, time to the exporter's response headers, bytes streamed,
+//! scrapes by outcome, status and route (`/metrics`, `/metrics/slow`), the waits of `/metrics`
+//! scrapes behind slow collections, learnings of the exporter's enabled collectors, time to the
+//! exporter's response headers, bytes streamed,
 //! exporter requests sent and scrapes served from another scrape's request (coalescing),
 //! exporter requests in flight and scrapes waiting for a slot, open client connections and why the proxy closed
 //! them, and build info. All names start with `windows_exporter_proxy_`.

@@ -162,24 +162,13 @@ impl Scrape {
         let scraper = Scraper { started, route, hang_up: parts.extensions.get::<HangUp>().map(|HangUp(h)| h.clone()) };
         let rewrite = self.collectors.rewrite(route, parts.uri.query(), None).map_err(ScrapeError::NotAllowed)?;
         let to = *port.insert(self.port(deadline, budget).await?);
-        let (query, learned) = match rewrite {
-            Rewrite::Query(query) => (query.map(|q| q.into_owned()), false),
+        let (path, learned) = match rewrite {
+            Rewrite::Query(query) => (exporter_path(query.as_deref()), false),
             Rewrite::NeedsEnabledSet => {
-                let context = || learn::Context {
-                    exporter: self.exporter.clone(),
-                    telemetry: self.telemetry.clone(),
-                    schedule: self.schedule.clone(),
-                    port: to,
-                };
-                let enabled = self.learner.enabled(context, deadline, budget).await?;
-                match self.collectors.rewrite(route, parts.uri.query(), Some(&enabled)) {
-                    Ok(Rewrite::Query(query)) => (query.map(|q| q.into_owned()), true),
-                    Ok(Rewrite::NeedsEnabledSet) => unreachable!("the enabled set was given"),
-                    Err(refused) => return Err(ScrapeError::NotAllowed(refused)),
-                }
+                (self.with_enabled_set(route, parts.uri.query(), to, deadline, budget).await?, true)
             }
         };
-        let outgoing = self.outgoing(parts, budget, query.as_deref());
+        let outgoing = self.outgoing(parts, budget, path);
         let response = match &self.coalescer {
             Some(coalescer) => self.answer_shared(coalescer, outgoing, to, scraper, deadline, budget).await,
             None => self.answer_alone(outgoing, to, scraper, deadline, budget).await,
@@ -189,6 +178,29 @@ impl Scrape {
             self.learner.forget();
         }
         Ok(response)
+    }
+
+    /// The exporter's path and query for `/metrics` without `collect[]` when only the exporter
+    /// knows what it runs: the learned enabled set minus the slow collectors ([`learn`]).
+    async fn with_enabled_set(
+        &self,
+        route: Route,
+        query: Option<&str>,
+        port: u16,
+        deadline: Instant,
+        budget: &ScrapeBudget,
+    ) -> Result<PathAndQuery, ScrapeError> {
+        let context = || learn::Context {
+            exporter: self.exporter.clone(),
+            telemetry: self.telemetry.clone(),
+            schedule: self.schedule.clone(),
+            port,
+        };
+        let enabled = self.learner.enabled(context, deadline, budget).await?;
+        match self.collectors.rewrite(route, query, Some(&enabled)).map_err(ScrapeError::NotAllowed)? {
+            Rewrite::Query(query) => Ok(exporter_path(query.as_deref())),
+            Rewrite::NeedsEnabledSet => unreachable!("the enabled set was given"),
+        }
     }
 
     /// The exporter's port: at once when known, else after a discovery round, within the deadline.
@@ -326,14 +338,11 @@ impl Scrape {
         self.schedule.slot(route, deadline, budget, &self.telemetry).await
     }
 
-    /// What goes to the exporter: the scraper's method and `query` (as [`collectors`] rewrote
-    /// it) on the exporter's `/metrics`, its end-to-end headers, `Host` set to the exporter, and
-    /// the proxy's own budget as the scrape timeout (what identical scrapes share; [`send_to`]
-    /// replaces it with the time left when the request goes out).
-    fn outgoing(&self, scraper: http::request::Parts, budget: &ScrapeBudget, query: Option<&str>) -> Outgoing {
-        let path = query
-            .map_or(Ok(PathAndQuery::from_static(METRICS_PATH)), |q| format!("{METRICS_PATH}?{q}").parse())
-            .expect("a query that parsed in the request parses after the same path");
+    /// What goes to the exporter: the scraper's method on `path` (the exporter's `/metrics` with
+    /// the query as [`collectors`] rewrote it), its end-to-end headers, `Host` set to the
+    /// exporter, and the proxy's own budget as the scrape timeout (what identical scrapes share;
+    /// [`send_to`] replaces it with the time left when the request goes out).
+    fn outgoing(&self, scraper: http::request::Parts, budget: &ScrapeBudget, path: PathAndQuery) -> Outgoing {
         let mut headers = headers::for_upstream_request(scraper.headers);
         // PROXY_FORWARD_AUTHORIZATION: false whenever PROXY_AUTH checked a credential, so a
         // scraper's password or token never reaches the exporter.
@@ -363,6 +372,13 @@ impl Scrape {
             answer
         }
     }
+}
+
+/// The exporter's `/metrics` with `query`.
+fn exporter_path(query: Option<&str>) -> PathAndQuery {
+    query.map_or(Ok(PathAndQuery::from_static(METRICS_PATH)), |q| format!("{METRICS_PATH}?{q}").parse()).expect(
+        "a query that parsed in the request, or one of its parameters and collector names, parses after the path",
+    )
 }
 
 /// The 504 for a scrape whose deadline passed before the exporter's response head.
