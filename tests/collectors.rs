@@ -306,3 +306,44 @@ async fn the_slow_route_is_authenticated_like_metrics() {
     assert_eq!(exporter.next_started().await, names(SLOW), "only the allowed scrape reached the exporter");
     assert!(exporter.started_so_far().is_empty());
 }
+
+#[tokio::test]
+async fn a_failed_learning_is_remembered_so_the_exporter_is_not_sent_a_full_collection_per_scrape() {
+    // An exporter whose full collection fails: 500 without collect[].
+    let mut exporter = support::FakeExporter::start(|request: http::Request<hyper::body::Incoming>| async move {
+        match request.uri().query() {
+            None => support::reply(StatusCode::INTERNAL_SERVER_ERROR, &[], "collection failed"),
+            Some(_) => support::reply(StatusCode::OK, &[("content-type", "text/plain; version=0.0.4")], "up 1\n"),
+        }
+    })
+    .await;
+    let port = exporter.port();
+    let proxy = ProxyProcess::start(&[
+        ("PROXY_HOSTIP", "127.0.0.1"),
+        ("PROXY_PORT", port.as_str()),
+        ("PROXY_SLOW_COLLECT", "process,service"),
+    ])
+    .await;
+
+    for _ in 0..3 {
+        let scraped = get(&proxy, "/metrics").await;
+        assert_eq!(scraped.status, StatusCode::BAD_GATEWAY, "{}", scraped.text());
+        assert!(scraped.text().contains("could not learn the exporter's enabled collectors"), "{}", scraped.text());
+    }
+    // A scraper's own collect[] needs no learning and still works.
+    assert_eq!(get(&proxy, "/metrics?collect[]=cpu").await.status, StatusCode::OK);
+    let seen: Vec<_> = [exporter.next_request().await, exporter.next_request().await]
+        .iter()
+        .map(|r| r.uri.query().map(str::to_owned))
+        .collect();
+    assert_eq!(seen, [None, Some("collect[]=cpu".to_owned())], "one learning, then the scraper's own scrape");
+    let metrics = proxy
+        .wait_for_metrics("the failed learning counted", |m| {
+            metric(m, "windows_exporter_proxy_collector_set_learnings_total{outcome=\"failed\"}") == 1.0
+        })
+        .await;
+    assert_eq!(
+        metric(&metrics, &format!("{SCRAPES}{{outcome=\"upstream_error\",status=\"502\",route=\"/metrics\"}}")),
+        3.0
+    );
+}

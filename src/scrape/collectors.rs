@@ -83,13 +83,9 @@ pub struct NothingAllowed {
 impl std::fmt::Display for NothingAllowed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.allowed.is_empty() {
-            write!(
-                f,
-                "none of the requested collectors may run here; any but {} (those run on /metrics/slow)",
-                self.slow.join(",")
-            )
+            write!(f, "no collector left to run here; any but {} (those run on /metrics/slow)", self.slow.join(","))
         } else {
-            write!(f, "none of the requested collectors may run here; allowed: {}", self.allowed.join(","))
+            write!(f, "no collector left to run here; allowed: {}", self.allowed.join(","))
         }
     }
 }
@@ -136,7 +132,14 @@ impl CollectSettings {
                 (Route::Slow, ..) => slow.iter().map(String::as_str).collect(),
                 (Route::Fast, Some(fast), ..) => fast.iter().map(String::as_str).collect(),
                 (Route::Fast, None, Some(allow), _) => not_in(allow, slow),
-                (Route::Fast, None, None, Some(enabled)) if self.slow.is_some() => not_in(enabled, slow),
+                (Route::Fast, None, None, Some(enabled)) if self.slow.is_some() => {
+                    let fast = not_in(enabled, slow);
+                    if fast.is_empty() {
+                        // Never an empty list: no collect[] at all would run every collector.
+                        return Err(NothingAllowed { allowed: Vec::new(), slow: slow.to_vec() });
+                    }
+                    fast
+                }
                 (Route::Fast, None, None, None) if self.slow.is_some() => return Ok(Rewrite::NeedsEnabledSet),
                 (Route::Fast, None, None, _) => return Ok(Rewrite::Query(query.map(Cow::Borrowed))),
             }
@@ -326,6 +329,9 @@ mod tests {
             panic!()
         };
         assert_eq!(query, "collect[]=cpu&collect[]=os");
+        // An exporter that enables only slow collectors leaves /metrics nothing: refused, never
+        // sent without collect[] (which would run them all).
+        assert!(settings.rewrite(Route::Fast, None, Some(&["process".to_owned()])).is_err());
         // A scraper's own list needs no learning: anything but the slow ones.
         assert_eq!(
             rewritten(&settings, Route::Fast, Some("collect[]=process&collect[]=cpu")).unwrap(),

@@ -3,7 +3,9 @@
 //!
 //! One learning runs at a time, on its own task with its own deadline
 //! ([`super::collectors::LEARN_TIMEOUT`]), so a scrape whose deadline passes while it waits does
-//! not cancel it; every scrape that needs the set waits for it within its own deadline.
+//! not cancel it; every scrape that needs the set waits for it within its own deadline. A failed
+//! learning is remembered for [`RETRY_AFTER`]: scrapes in that time get its error at once, so an
+//! exporter that fails full collections is not sent one per scrape.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,11 +27,14 @@ use crate::telemetry::Telemetry;
 /// The largest learning scrape read (a busy node's full scrape is a few MB).
 const MAX_LEARN_BYTES: usize = 64 << 20;
 
+/// How long a failed learning is remembered before a scrape tries again.
+pub const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// What is known of the enabled set.
 #[derive(Debug, Clone)]
 enum Learned {
     Unknown,
-    Failed(String),
+    Failed(String, Instant),
     Known(Arc<[String]>),
 }
 
@@ -87,6 +92,11 @@ impl Learner {
         if let Some(set) = self.known() {
             return Ok(set);
         }
+        if let Learned::Failed(error, at) = &*self.state.borrow() {
+            if at.elapsed() < RETRY_AFTER {
+                return Err(ScrapeError::LearningFailed(error.clone()));
+            }
+        }
         if !self.running.swap(true, Ordering::AcqRel) {
             self.state.send_replace(Learned::Unknown);
             tokio::spawn(self.clone().learn(context()));
@@ -96,7 +106,7 @@ impl Learner {
         match learned {
             Ok(Ok(learned)) => match &*learned {
                 Learned::Known(set) => Ok(set.clone()),
-                Learned::Failed(error) => Err(ScrapeError::LearningFailed(error.clone())),
+                Learned::Failed(error, _) => Err(ScrapeError::LearningFailed(error.clone())),
                 Learned::Unknown => unreachable!("waited for anything but Unknown"),
             },
             _ => Err(ScrapeError::StillLearning { timeout: budget.timeout }),
@@ -113,7 +123,7 @@ impl Learner {
             Err(error) => {
                 tracing::warn!(%error, "could not learn the exporter's enabled collectors");
                 context.telemetry.collector_set_learned("failed");
-                Learned::Failed(error)
+                Learned::Failed(error, Instant::now())
             }
         };
         self.running.store(false, Ordering::Release);
