@@ -201,7 +201,7 @@ impl Scrape {
         *response.version_mut() = answer.version;
         *response.headers_mut() = answer.headers.clone();
         let record = self.record(answer.status, scraper.started, None);
-        let source = Source::Shared(member.into_reader(), coalescer.limit());
+        let source = Source::Shared(member.into_body(), coalescer.limit());
         let body = ScrapeStream::new(source, deadline, record, scraper.hang_up);
         Ok(response.map(|()| streamed(body)))
     }
