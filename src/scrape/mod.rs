@@ -187,7 +187,7 @@ impl Scrape {
         deadline: Instant,
         budget: &ScrapeBudget,
     ) -> Result<Response<ResponseBody>, ScrapeError> {
-        let key = ScrapeKey::new(&outgoing.method, outgoing.path.as_str(), &outgoing.headers);
+        let key = ScrapeKey::of(&outgoing.method, &outgoing.path, &outgoing.headers);
         let mut member = self.member(coalescer, key, outgoing, port, deadline, budget).await?;
         let answer = match tokio::time::timeout_at(deadline, member.answer()).await {
             Err(_elapsed) => return Err(no_answer(budget)),
@@ -199,7 +199,7 @@ impl Scrape {
         let mut response = Response::new(());
         *response.status_mut() = answer.status;
         *response.version_mut() = answer.version;
-        *response.headers_mut() = answer.headers.clone();
+        *response.headers_mut() = answer.headers;
         let record = self.record(answer.status, scraper.started, None);
         let source = Source::Shared(member.into_body(), coalescer.limit());
         let body = ScrapeStream::new(source, deadline, record, scraper.hang_up);
@@ -217,6 +217,15 @@ impl Scrape {
         deadline: Instant,
         budget: &ScrapeBudget,
     ) -> Result<Member, ScrapeError> {
+        if let Some(member) = coalescer.join(&key) {
+            self.telemetry.scrape_coalesced();
+            return Ok(member);
+        }
+        // A free slot is taken at once, with nothing armed (the semaphore is fair: a slot is free
+        // only while nobody waits for one).
+        if let Ok(slot) = self.slots.clone().try_acquire_owned() {
+            return self.start(coalescer, key, slot, outgoing, port, deadline, budget);
+        }
         loop {
             // Armed before looking, so a registration between the look and the wait is not missed.
             let registered = coalescer.registered();
@@ -233,13 +242,7 @@ impl Scrape {
                 biased;
                 permit = self.slots.clone().acquire_owned() => {
                     let slot = permit.expect("the semaphore is never closed");
-                    time_left(deadline, budget)?;
-                    let inflight = GaugeGuard::new(self.telemetry.inflight());
-                    let (member, joined) = coalescer.start(key, slot, inflight, self.send_owned(outgoing, port, deadline));
-                    if joined == Joined::Shared {
-                        self.telemetry.scrape_coalesced();
-                    }
-                    return Ok(member);
+                    return self.start(coalescer, key, slot, outgoing, port, deadline, budget);
                 }
                 () = &mut registered => continue,
                 () = tokio::time::sleep_until(deadline) => {
@@ -247,6 +250,28 @@ impl Scrape {
                 }
             }
         }
+    }
+
+    /// Starts the exporter request with the `slot` obtained (or joins an identical one started
+    /// meanwhile), if there is still time for it.
+    #[allow(clippy::too_many_arguments)]
+    fn start(
+        &self,
+        coalescer: &Coalescer,
+        key: ScrapeKey,
+        slot: OwnedSemaphorePermit,
+        outgoing: Outgoing,
+        port: u16,
+        deadline: Instant,
+        budget: &ScrapeBudget,
+    ) -> Result<Member, ScrapeError> {
+        time_left(deadline, budget)?;
+        let inflight = GaugeGuard::new(self.telemetry.inflight());
+        let (member, joined) = coalescer.start(key, slot, inflight, self.send_owned(outgoing, port, deadline));
+        if joined == Joined::Shared {
+            self.telemetry.scrape_coalesced();
+        }
+        Ok(member)
     }
 
     /// What the stream records when the scrape ends.
@@ -270,6 +295,11 @@ impl Scrape {
         deadline: Instant,
         budget: &ScrapeBudget,
     ) -> Result<OwnedSemaphorePermit, ScrapeError> {
+        // A free slot is taken at once, with no timer (the semaphore is fair: a slot is free only
+        // while nobody waits for one).
+        if let Ok(permit) = self.slots.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
         let _waiting = GaugeGuard::new(self.telemetry.waiting());
         match tokio::time::timeout_at(deadline, self.slots.clone().acquire_owned()).await {
             Ok(permit) => Ok(permit.expect("the semaphore is never closed")),

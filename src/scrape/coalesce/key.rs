@@ -17,7 +17,9 @@
 
 use std::fmt;
 
+use bytes::Bytes;
 use http::header::{ACCEPT, ACCEPT_ENCODING, AUTHORIZATION};
+use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 use crate::deadline::SCRAPE_TIMEOUT;
@@ -28,30 +30,43 @@ const VARYING: [&HeaderName; 3] = [&ACCEPT, &ACCEPT_ENCODING, &AUTHORIZATION];
 /// The identity of an exporter request.
 ///
 /// It is built for every scrape and compared with the few requests in flight (never hashed), so
-/// it holds its header values in one vector rather than one per name: one allocation.
+/// it allocates nothing for a scrape like Prometheus' (the path is the request's own, shared;
+/// each header's first value sits in place; only a repeated header takes a vector).
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct ScrapeKey {
     method: Method,
-    path_and_query: String,
-    /// The values of each of [`VARYING`] and then of the scrape timeout, every occurrence in
-    /// order, each with the index of its name (0-3).
-    headers: Vec<(u8, HeaderValue)>,
+    path_and_query: PathAndQuery,
+    /// The first value of each of [`VARYING`] and then of the scrape timeout.
+    first: [Option<HeaderValue>; 4],
+    /// Every further value, in order, each with the index of its name (0-3).
+    more: Vec<(u8, HeaderValue)>,
 }
 
 impl ScrapeKey {
     /// The key of an exporter request with this method, path and query, and forwarded headers.
     pub fn new(method: &Method, path_and_query: &str, headers: &HeaderMap) -> ScrapeKey {
-        let names = [VARYING[0], VARYING[1], VARYING[2], &SCRAPE_TIMEOUT];
-        let mut values = Vec::new();
-        for (i, name) in (0u8..).zip(names) {
-            values.extend(headers.get_all(name).iter().map(|value| (i, value.clone())));
-        }
-        ScrapeKey { method: method.clone(), path_and_query: path_and_query.to_owned(), headers: values }
+        let path = PathAndQuery::from_maybe_shared(Bytes::copy_from_slice(path_and_query.as_bytes()))
+            .expect("a path and query the proxy built");
+        ScrapeKey::of(method, &path, headers)
     }
 
-    /// The values of the key's header number `i` (see [`ScrapeKey::headers`]).
+    /// [`ScrapeKey::new`] for a path already parsed (shared, not copied).
+    pub fn of(method: &Method, path_and_query: &PathAndQuery, headers: &HeaderMap) -> ScrapeKey {
+        let names = [VARYING[0], VARYING[1], VARYING[2], &SCRAPE_TIMEOUT];
+        let mut first: [Option<HeaderValue>; 4] = Default::default();
+        let mut more = Vec::new();
+        for (i, name) in (0u8..).zip(names) {
+            let mut values = headers.get_all(name).iter();
+            first[usize::from(i)] = values.next().cloned();
+            more.extend(values.map(|value| (i, value.clone())));
+        }
+        ScrapeKey { method: method.clone(), path_and_query: path_and_query.clone(), first, more }
+    }
+
+    /// The values of the key's header number `i` (see [`ScrapeKey::first`]).
     fn values(&self, i: u8) -> Vec<&HeaderValue> {
-        self.headers.iter().filter(|(n, _)| *n == i).map(|(_, value)| value).collect()
+        let more = self.more.iter().filter(|(n, _)| *n == i).map(|(_, value)| value);
+        self.first[usize::from(i)].iter().chain(more).collect()
     }
 }
 
@@ -59,7 +74,7 @@ impl fmt::Debug for ScrapeKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ScrapeKey")
             .field("method", &self.method)
-            .field("path_and_query", &self.path_and_query)
+            .field("path_and_query", &self.path_and_query.as_str())
             .field("accept", &self.values(0))
             .field("accept_encoding", &self.values(1))
             .field("authorization", &if self.values(2).is_empty() { "none" } else { "<redacted>" })

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
-use http::Response;
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, Version};
 use http_body::Body as _;
 use hyper::body::Incoming;
 use tokio::sync::Notify;
@@ -50,13 +50,37 @@ enum Phase {
     Sending(SendFuture),
     /// The starting scrape streams the body. `sent`: every piece it has passed on, `bytes` of
     /// them, for a joiner; pieces before `packed` are packed already (see [`pack`]).
-    Streaming { answer: Arc<Answer>, body: Incoming, sent: Vec<Bytes>, bytes: u64, packed: usize },
+    Streaming { head: Kept, body: Incoming, sent: Vec<Bytes>, bytes: u64, packed: usize },
     /// A joiner's task drives it now; the starting scrape reads `reader` (until it takes it out).
     Handed { head: Arc<HeadSlot>, reader: Option<BodyReader> },
     /// The body ended cleanly.
     Ended,
     /// Failed, abandoned, or past byte 0 (then the starting scrape streams the rest alone).
     Over,
+}
+
+/// The head of a lone request's answer, kept for a joiner: the starting scrape's own headers go to
+/// its scraper, and a list is cheaper to copy than a `HeaderMap`.
+struct Kept {
+    status: StatusCode,
+    version: Version,
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Kept {
+    fn of(parts: &http::response::Parts) -> Kept {
+        let mut headers = Vec::with_capacity(parts.headers.len());
+        headers.extend(parts.headers.iter().map(|(name, value)| (name.clone(), value.clone())));
+        Kept { status: parts.status, version: parts.version, headers }
+    }
+
+    fn answer(self) -> Answer {
+        let mut headers = HeaderMap::with_capacity(self.headers.len());
+        for (name, value) in self.headers {
+            headers.append(name, value);
+        }
+        Answer { status: self.status, version: self.version, headers }
+    }
 }
 
 /// A lone request, sending.
@@ -116,9 +140,9 @@ pub(super) fn take_over(lone: &Mutex<Lone>, limit: u64) -> Option<Taken> {
             let reader = writer.joiner().join().expect("a new body takes readers");
             (From::Send(send), HeadSlot::new(Head::Waiting), writer, starter, reader)
         }
-        Phase::Streaming { answer, body, sent, .. } => {
+        Phase::Streaming { head, body, sent, .. } => {
             let (writer, starter, reader) = buffer::resumed(limit, sent);
-            (From::Body(body), HeadSlot::new(Head::Answered(answer)), writer, starter, reader)
+            (From::Body(body), HeadSlot::new(Head::Answered(Arc::new(head.answer()))), writer, starter, reader)
         }
         Phase::Handed { .. } | Phase::Ended | Phase::Over => unreachable!("checked joinable above"),
     };
@@ -138,12 +162,14 @@ pub(super) struct Starter {
     pub(super) registry: Registry,
     pub(super) id: u64,
     pub(super) limit: u64,
+    /// The body ended cleanly (known without the lock, for [`SharedBody::is_end_stream`]).
+    pub(super) ended: bool,
 }
 
 /// How the starting scrape's wait for the head ended.
 pub(super) enum Sent {
     /// The exporter answered; the starting scrape streams the body.
-    Answered(Arc<Answer>),
+    Answered(Answer),
     /// The request failed before a head.
     Failed(ExporterError),
     /// A joiner took the request over: wait for this head, then read this reader.
@@ -173,10 +199,9 @@ impl Starter {
                 }
                 Poll::Ready(Ok(response)) => {
                     let (parts, body) = response.into_parts();
-                    let answer =
-                        Arc::new(Answer { status: parts.status, version: parts.version, headers: parts.headers });
-                    lone.phase =
-                        Phase::Streaming { answer: answer.clone(), body, sent: Vec::new(), bytes: 0, packed: 0 };
+                    let head = Kept::of(&parts);
+                    lone.phase = Phase::Streaming { head, body, sent: Vec::new(), bytes: 0, packed: 0 };
+                    let answer = Answer { status: parts.status, version: parts.version, headers: parts.headers };
                     Poll::Ready(Sent::Answered(answer))
                 }
                 Poll::Ready(Err(error)) => {
@@ -236,6 +261,7 @@ impl Starter {
                     if body.is_end_stream() {
                         // hyper knows the end with the last byte of a Content-Length body: finish
                         // now, so the exporter connection goes back to the pool and the slot is free.
+                        self.ended = true;
                         self.end(guard, Phase::Ended);
                         return Step::Polled(Poll::Ready(Some(Ok(data))));
                     }
@@ -244,6 +270,7 @@ impl Starter {
                     return Step::Polled(Poll::Ready(Some(Ok(data))));
                 }
                 Poll::Ready(None) => {
+                    self.ended = true;
                     self.end(guard, Phase::Ended);
                     return Step::Polled(Poll::Ready(None));
                 }
@@ -386,12 +413,16 @@ impl SharedBody {
         match &self.0 {
             Source::Reader(reader) => reader.is_end_stream(),
             Source::Alone { body, .. } => body.is_end_stream(),
-            Source::Lone(starter) => match &lock(&starter.lone).phase {
-                Phase::Streaming { body, .. } => body.is_end_stream(),
-                Phase::Ended => true,
-                Phase::Handed { reader: Some(reader), .. } => reader.is_end_stream(),
-                Phase::Handed { reader: None, .. } | Phase::Sending(_) | Phase::Over => false,
-            },
+            // The flag first: asked again after the last piece.
+            Source::Lone(starter) => {
+                starter.ended
+                    || match &lock(&starter.lone).phase {
+                        Phase::Streaming { body, .. } => body.is_end_stream(),
+                        Phase::Ended => true,
+                        Phase::Handed { reader: Some(reader), .. } => reader.is_end_stream(),
+                        Phase::Handed { reader: None, .. } | Phase::Sending(_) | Phase::Over => false,
+                    }
+            }
         }
     }
 }

@@ -126,7 +126,7 @@ enum Role {
 impl Member {
     /// Waits for the answer's head (the caller bounds this with its own deadline). `Err(None)`:
     /// the driving task went away without an answer, which happens only while the runtime stops.
-    pub async fn answer(&mut self) -> Result<Arc<Answer>, Option<ExporterError>> {
+    pub async fn answer(&mut self) -> Result<Answer, Option<ExporterError>> {
         if let Role::Started(starter) = &mut self.0 {
             match std::future::poll_fn(|cx| starter.poll_answer(cx)).await {
                 Sent::Answered(answer) => return Ok(answer),
@@ -142,7 +142,10 @@ impl Member {
             set.as_mut().enable();
             match &*head.lock() {
                 Head::Waiting => {}
-                Head::Answered(answer) => return Ok(answer.clone()),
+                Head::Answered(answer) => {
+                    let (status, version, headers) = (answer.status, answer.version, answer.headers.clone());
+                    return Ok(Answer { status, version, headers });
+                }
                 Head::Failed(error) => return Err(Some(error.clone())),
                 Head::Gone => return Err(None),
             }
@@ -162,7 +165,7 @@ impl Member {
 /// An exporter request in the registry.
 struct Entry {
     id: u64,
-    key: Arc<ScrapeKey>,
+    key: ScrapeKey,
     flight: Flight,
 }
 
@@ -178,7 +181,7 @@ type Registry = Arc<Mutex<Vec<Entry>>>;
 
 /// Where the request for `key` is in the registry.
 fn find(registry: &[Entry], key: &ScrapeKey) -> Option<usize> {
-    registry.iter().position(|entry| *entry.key == *key)
+    registry.iter().position(|entry| entry.key == *key)
 }
 
 /// Removes request `id` from the registry.
@@ -292,10 +295,10 @@ impl Coalescer {
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let lone = lone::new(Box::pin(send), Held { _slot: slot, _inflight: inflight });
-        registry.push(Entry { id, key: Arc::new(key), flight: Flight::Lone(lone.clone()) });
+        registry.push(Entry { id, key, flight: Flight::Lone(lone.clone()) });
         drop(registry);
         self.registered.notify_waiters();
-        let starter = Starter { lone, registry: self.registry.clone(), id, limit: self.limit };
+        let starter = Starter { lone, registry: self.registry.clone(), id, limit: self.limit, ended: false };
         (Member(Role::Started(starter)), Joined::Started)
     }
 }
@@ -313,7 +316,7 @@ fn lock(registry: &Registry) -> MutexGuard<'_, Vec<Entry>> {
 /// One shared exporter request, owned by its task.
 struct Request {
     registry: Registry,
-    key: Arc<ScrapeKey>,
+    key: ScrapeKey,
     id: u64,
     head: HeadSender,
     writer: BodyWriter,
