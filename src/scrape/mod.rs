@@ -189,21 +189,17 @@ impl Scrape {
     ) -> Result<Response<ResponseBody>, ScrapeError> {
         let key = ScrapeKey::of(&outgoing.method, &outgoing.path, &outgoing.headers);
         let mut member = self.member(coalescer, key, outgoing, port, deadline, budget).await?;
-        let answer = match tokio::time::timeout_at(deadline, member.answer()).await {
+        let head = match tokio::time::timeout_at(deadline, member.answer()).await {
             Err(_elapsed) => return Err(no_answer(budget)),
             Ok(Err(Some(error))) => return Err(ScrapeError::Exporter(error)),
             // The request's task is gone without an answer: only while the runtime stops.
             Ok(Err(None)) => return Err(no_answer(budget)),
-            Ok(Ok(answer)) => answer,
+            Ok(Ok(head)) => head,
         };
-        let mut response = Response::new(());
-        *response.status_mut() = answer.status;
-        *response.version_mut() = answer.version;
-        *response.headers_mut() = answer.headers;
-        let record = self.record(answer.status, scraper.started, None);
+        let record = self.record(head.status, scraper.started, None);
         let source = Source::Shared(member.into_body(), coalescer.limit());
         let body = ScrapeStream::new(source, deadline, record, scraper.hang_up);
-        Ok(response.map(|()| streamed(body)))
+        Ok(Response::from_parts(head, streamed(body)))
     }
 
     /// Joins the identical exporter request in flight; else waits (within the deadline) for a
@@ -228,7 +224,7 @@ impl Scrape {
         }
         loop {
             // Armed before looking, so a registration between the look and the wait is not missed.
-            let registered = coalescer.registered();
+            let (registered, _registration) = coalescer.registered();
             tokio::pin!(registered);
             registered.as_mut().enable();
             if let Some(member) = coalescer.join(&key) {

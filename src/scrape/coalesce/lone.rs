@@ -40,6 +40,8 @@ pub(super) struct Lone {
     waker: Option<Waker>,
     /// The slot and the in-flight gauge, until the body ends or a joiner's task takes them.
     held: Option<Held>,
+    /// The answer's head while streaming, for a joiner (outside [`Phase`], which moves).
+    head: Option<Kept>,
     /// The starting scraper's connection, told when the shared buffer cuts that scraper once the
     /// request has been handed over (see [`BodyReader::hang_up_when_cut`]).
     hang_up: Option<Arc<Notify>>,
@@ -49,8 +51,8 @@ enum Phase {
     /// Sent (or being sent) by the starting scrape.
     Sending(SendFuture),
     /// The starting scrape streams the body. `sent`: every piece it has passed on, `bytes` of
-    /// them, for a joiner; pieces before `packed` are packed already (see [`pack`]).
-    Streaming { head: Kept, body: Incoming, sent: Vec<Bytes>, bytes: u64, packed: usize },
+    /// them, for a joiner.
+    Streaming { body: Incoming, sent: Pieces, bytes: u64 },
     /// A joiner's task drives it now; the starting scrape reads `reader` (until it takes it out).
     Handed { head: Arc<HeadSlot>, reader: Option<BodyReader> },
     /// The body ended cleanly.
@@ -60,23 +62,32 @@ enum Phase {
 }
 
 /// The head of a lone request's answer, kept for a joiner: the starting scrape's own headers go to
-/// its scraper, and a list is cheaper to copy than a `HeaderMap`.
+/// its scraper. The first eight headers sit in place (windows_exporter sends three or four after
+/// hop-by-hop ones are gone, the benchmark's nginx seven), so keeping them allocates nothing.
 struct Kept {
     status: StatusCode,
     version: Version,
-    headers: Vec<(HeaderName, HeaderValue)>,
+    first: [Option<(HeaderName, HeaderValue)>; 8],
+    more: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Kept {
     fn of(parts: &http::response::Parts) -> Kept {
-        let mut headers = Vec::with_capacity(parts.headers.len());
-        headers.extend(parts.headers.iter().map(|(name, value)| (name.clone(), value.clone())));
-        Kept { status: parts.status, version: parts.version, headers }
+        let mut first: [Option<(HeaderName, HeaderValue)>; 8] = Default::default();
+        let mut more = Vec::new();
+        for (i, (name, value)) in parts.headers.iter().enumerate() {
+            let header = (name.clone(), value.clone());
+            match first.get_mut(i) {
+                Some(slot) => *slot = Some(header),
+                None => more.push(header),
+            }
+        }
+        Kept { status: parts.status, version: parts.version, first, more }
     }
 
     fn answer(self) -> Answer {
-        let mut headers = HeaderMap::with_capacity(self.headers.len());
-        for (name, value) in self.headers {
+        let mut headers = HeaderMap::with_capacity(self.first.len() + self.more.len());
+        for (name, value) in self.first.into_iter().flatten().chain(self.more) {
             headers.append(name, value);
         }
         Answer { status: self.status, version: self.version, headers }
@@ -85,7 +96,7 @@ impl Kept {
 
 /// A lone request, sending.
 pub(super) fn new(send: SendFuture, held: Held) -> Arc<Mutex<Lone>> {
-    Arc::new(Mutex::new(Lone { phase: Phase::Sending(send), waker: None, held: Some(held), hang_up: None }))
+    Arc::new(Mutex::new(Lone { phase: Phase::Sending(send), waker: None, held: Some(held), head: None, hang_up: None }))
 }
 
 fn lock(lone: &Mutex<Lone>) -> MutexGuard<'_, Lone> {
@@ -140,8 +151,9 @@ pub(super) fn take_over(lone: &Mutex<Lone>, limit: u64) -> Option<Taken> {
             let reader = writer.joiner().join().expect("a new body takes readers");
             (From::Send(send), HeadSlot::new(Head::Waiting), writer, starter, reader)
         }
-        Phase::Streaming { head, body, sent, .. } => {
-            let (writer, starter, reader) = buffer::resumed(limit, sent);
+        Phase::Streaming { body, sent, .. } => {
+            let head = lone.head.take().expect("a streaming request kept its head");
+            let (writer, starter, reader) = buffer::resumed(limit, sent.into_vec());
             (From::Body(body), HeadSlot::new(Head::Answered(Arc::new(head.answer()))), writer, starter, reader)
         }
         Phase::Handed { .. } | Phase::Ended | Phase::Over => unreachable!("checked joinable above"),
@@ -168,8 +180,9 @@ pub(super) struct Starter {
 
 /// How the starting scrape's wait for the head ended.
 pub(super) enum Sent {
-    /// The exporter answered; the starting scrape streams the body.
-    Answered(Answer),
+    /// The exporter answered (its head as it came, for this scraper); the starting scrape
+    /// streams the body.
+    Answered(http::response::Parts),
     /// The request failed before a head.
     Failed(ExporterError),
     /// A joiner took the request over: wait for this head, then read this reader.
@@ -199,10 +212,9 @@ impl Starter {
                 }
                 Poll::Ready(Ok(response)) => {
                     let (parts, body) = response.into_parts();
-                    let head = Kept::of(&parts);
-                    lone.phase = Phase::Streaming { head, body, sent: Vec::new(), bytes: 0, packed: 0 };
-                    let answer = Answer { status: parts.status, version: parts.version, headers: parts.headers };
-                    Poll::Ready(Sent::Answered(answer))
+                    lone.head = Some(Kept::of(&parts));
+                    lone.phase = Phase::Streaming { body, sent: Pieces::default(), bytes: 0 };
+                    Poll::Ready(Sent::Answered(parts))
                 }
                 Poll::Ready(Err(error)) => {
                     // A scrape arriving after the failure starts a new request.
@@ -228,8 +240,8 @@ impl Starter {
     fn poll_body(&mut self, cx: &mut Context<'_>) -> Step {
         let mut guard = lock(&self.lone);
         let lone = &mut *guard;
-        let (body, sent, bytes, packed) = match &mut lone.phase {
-            Phase::Streaming { body, sent, bytes, packed, .. } => (body, sent, bytes, packed),
+        let (body, sent, bytes) = match &mut lone.phase {
+            Phase::Streaming { body, sent, bytes, .. } => (body, sent, bytes),
             Phase::Handed { reader, .. } => {
                 return Step::Reader(reader.take().expect("the starting scrape takes its reader once"));
             }
@@ -253,8 +265,9 @@ impl Starter {
                         let Phase::Streaming { body, .. } = std::mem::replace(&mut lone.phase, Phase::Over) else {
                             unreachable!("streaming")
                         };
-                        let held = lone.held.take();
+                        let (held, head) = (lone.held.take(), lone.head.take());
                         drop(guard);
+                        drop(head);
                         unregister(&self.registry, self.id);
                         return Step::Alone(body, held, data);
                     }
@@ -266,7 +279,6 @@ impl Starter {
                         return Step::Polled(Poll::Ready(Some(Ok(data))));
                     }
                     sent.push(data.clone());
-                    pack(sent, packed);
                     return Step::Polled(Poll::Ready(Some(Ok(data))));
                 }
                 Poll::Ready(None) => {
@@ -286,9 +298,9 @@ impl Starter {
     /// The request is over (`phase`): what it held goes, outside the lock, and so does its entry.
     fn end(&self, mut lone: MutexGuard<'_, Lone>, phase: Phase) {
         let before = std::mem::replace(&mut lone.phase, phase);
-        let held = lone.held.take();
+        let (held, head) = (lone.held.take(), lone.head.take());
         drop(lone);
-        drop((before, held));
+        drop((before, held, head));
         unregister(&self.registry, self.id);
     }
 }
@@ -309,6 +321,32 @@ impl Drop for Starter {
             }
             Phase::Ended | Phase::Over => {}
         }
+    }
+}
+
+/// The pieces a lone request keeps for a joiner: the first few in place (a scrape's body comes in
+/// a handful of reads), the rest in a vector, packed (see [`pack`]).
+#[derive(Default)]
+struct Pieces {
+    first: [Option<Bytes>; 4],
+    more: Vec<Bytes>,
+    /// Pieces of `more` before this one are packed already.
+    packed: usize,
+}
+
+impl Pieces {
+    fn push(&mut self, piece: Bytes) {
+        match self.first.iter_mut().find(|slot| slot.is_none()) {
+            Some(slot) => *slot = Some(piece),
+            None => {
+                self.more.push(piece);
+                pack(&mut self.more, &mut self.packed);
+            }
+        }
+    }
+
+    fn into_vec(self) -> Vec<Bytes> {
+        self.first.into_iter().flatten().chain(self.more).collect()
     }
 }
 

@@ -28,7 +28,7 @@ pub mod key;
 mod lone;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use http::{HeaderMap, Response, StatusCode, Version};
@@ -126,7 +126,7 @@ enum Role {
 impl Member {
     /// Waits for the answer's head (the caller bounds this with its own deadline). `Err(None)`:
     /// the driving task went away without an answer, which happens only while the runtime stops.
-    pub async fn answer(&mut self) -> Result<Answer, Option<ExporterError>> {
+    pub async fn answer(&mut self) -> Result<http::response::Parts, Option<ExporterError>> {
         if let Role::Started(starter) = &mut self.0 {
             match std::future::poll_fn(|cx| starter.poll_answer(cx)).await {
                 Sent::Answered(answer) => return Ok(answer),
@@ -143,8 +143,11 @@ impl Member {
             match &*head.lock() {
                 Head::Waiting => {}
                 Head::Answered(answer) => {
-                    let (status, version, headers) = (answer.status, answer.version, answer.headers.clone());
-                    return Ok(Answer { status, version, headers });
+                    let (mut parts, ()) = Response::new(()).into_parts();
+                    parts.status = answer.status;
+                    parts.version = answer.version;
+                    parts.headers = answer.headers.clone();
+                    return Ok(parts);
                 }
                 Head::Failed(error) => return Err(Some(error.clone())),
                 Head::Gone => return Err(None),
@@ -197,6 +200,8 @@ pub struct Coalescer {
     registry: Registry,
     /// Woken whenever a request is registered, so scrapes waiting for a slot look again.
     registered: Notify,
+    /// Scrapes waiting on `registered`: without any, a registration wakes nobody.
+    waiting: AtomicUsize,
     next_id: AtomicU64,
     limit: u64,
 }
@@ -213,7 +218,13 @@ pub enum Joined {
 impl Coalescer {
     /// A registry whose requests each hold at most `limit` body bytes (`PROXY_COALESCE_MAX_BUFFER_BYTES`).
     pub fn new(limit: u64) -> Coalescer {
-        Coalescer { registry: Arc::default(), registered: Notify::new(), next_id: AtomicU64::new(0), limit }
+        Coalescer {
+            registry: Arc::default(),
+            registered: Notify::new(),
+            waiting: AtomicUsize::new(0),
+            next_id: AtomicU64::new(0),
+            limit,
+        }
     }
 
     /// `PROXY_COALESCE_MAX_BUFFER_BYTES`.
@@ -263,9 +274,11 @@ impl Coalescer {
     }
 
     /// Completes when a request is registered after this call (for scrapes waiting for a slot,
-    /// which then try [`Coalescer::join`] again).
-    pub fn registered(&self) -> tokio::sync::futures::Notified<'_> {
-        self.registered.notified()
+    /// which then try [`Coalescer::join`] again). The scrape counts as waiting for it until the
+    /// returned guard is dropped; call before looking, so a registration in between is not missed.
+    pub fn registered(&self) -> (tokio::sync::futures::Notified<'_>, WaitingForRegistration<'_>) {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        (self.registered.notified(), WaitingForRegistration(&self.waiting))
     }
 
     /// Starts the exporter request for `key` with the `slot` the scrape obtained, unless an
@@ -297,9 +310,21 @@ impl Coalescer {
         let lone = lone::new(Box::pin(send), Held { _slot: slot, _inflight: inflight });
         registry.push(Entry { id, key, flight: Flight::Lone(lone.clone()) });
         drop(registry);
-        self.registered.notify_waiters();
+        // A scrape that starts waiting after this load looks at the registry after the push above.
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            self.registered.notify_waiters();
+        }
         let starter = Starter { lone, registry: self.registry.clone(), id, limit: self.limit, ended: false };
         (Member(Role::Started(starter)), Joined::Started)
+    }
+}
+
+/// A scrape waiting for a registration ([`Coalescer::registered`]); dropped when it stops waiting.
+pub struct WaitingForRegistration<'a>(&'a AtomicUsize);
+
+impl Drop for WaitingForRegistration<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
