@@ -41,7 +41,7 @@ use crate::headers;
 use crate::response::{ResponseBody, streamed};
 use crate::telemetry::{GaugeGuard, Telemetry};
 
-use coalesce::key::ScrapeKey;
+use coalesce::key::Identity;
 use coalesce::{Coalescer, Coalescing, Joined, Member};
 use stream::{Held, ScrapeRecord, ScrapeStream, Source};
 
@@ -187,8 +187,7 @@ impl Scrape {
         deadline: Instant,
         budget: &ScrapeBudget,
     ) -> Result<Response<ResponseBody>, ScrapeError> {
-        let key = ScrapeKey::of(&outgoing.method, &outgoing.path, &outgoing.headers);
-        let mut member = self.member(coalescer, key, outgoing, port, deadline, budget).await?;
+        let mut member = self.member(coalescer, Arc::new(outgoing), port, deadline, budget).await?;
         let head = match tokio::time::timeout_at(deadline, member.answer()).await {
             Err(_elapsed) => return Err(no_answer(budget)),
             Ok(Err(Some(error))) => return Err(ScrapeError::Exporter(error)),
@@ -207,27 +206,26 @@ impl Scrape {
     async fn member(
         &self,
         coalescer: &Coalescer,
-        key: ScrapeKey,
-        outgoing: Outgoing,
+        outgoing: Arc<Outgoing>,
         port: u16,
         deadline: Instant,
         budget: &ScrapeBudget,
     ) -> Result<Member, ScrapeError> {
-        if let Some(member) = coalescer.join(&key) {
+        if let Some(member) = coalescer.join(&*outgoing) {
             self.telemetry.scrape_coalesced();
             return Ok(member);
         }
         // A free slot is taken at once, with nothing armed (the semaphore is fair: a slot is free
         // only while nobody waits for one).
         if let Ok(slot) = self.slots.clone().try_acquire_owned() {
-            return self.start(coalescer, key, slot, outgoing, port, deadline, budget);
+            return self.start(coalescer, slot, outgoing, port, deadline, budget);
         }
         loop {
             // Armed before looking, so a registration between the look and the wait is not missed.
             let (registered, _registration) = coalescer.registered();
             tokio::pin!(registered);
             registered.as_mut().enable();
-            if let Some(member) = coalescer.join(&key) {
+            if let Some(member) = coalescer.join(&*outgoing) {
                 self.telemetry.scrape_coalesced();
                 return Ok(member);
             }
@@ -238,7 +236,7 @@ impl Scrape {
                 biased;
                 permit = self.slots.clone().acquire_owned() => {
                     let slot = permit.expect("the semaphore is never closed");
-                    return self.start(coalescer, key, slot, outgoing, port, deadline, budget);
+                    return self.start(coalescer, slot, outgoing, port, deadline, budget);
                 }
                 () = &mut registered => continue,
                 () = tokio::time::sleep_until(deadline) => {
@@ -250,20 +248,19 @@ impl Scrape {
 
     /// Starts the exporter request with the `slot` obtained (or joins an identical one started
     /// meanwhile), if there is still time for it.
-    #[allow(clippy::too_many_arguments)]
     fn start(
         &self,
         coalescer: &Coalescer,
-        key: ScrapeKey,
         slot: OwnedSemaphorePermit,
-        outgoing: Outgoing,
+        outgoing: Arc<Outgoing>,
         port: u16,
         deadline: Instant,
         budget: &ScrapeBudget,
     ) -> Result<Member, ScrapeError> {
         time_left(deadline, budget)?;
         let inflight = GaugeGuard::new(self.telemetry.inflight());
-        let (member, joined) = coalescer.start(key, slot, inflight, self.send_owned(outgoing, port, deadline));
+        let (member, joined) =
+            coalescer.start(outgoing.clone(), slot, inflight, self.send_owned(outgoing, port, deadline));
         if joined == Joined::Shared {
             self.telemetry.scrape_coalesced();
         }
@@ -328,7 +325,7 @@ impl Scrape {
     /// for the exporter's port after a refusal.
     fn send_owned(
         &self,
-        outgoing: Outgoing,
+        outgoing: Arc<Outgoing>,
         port: u16,
         deadline: Instant,
     ) -> impl Future<Output = Result<Response<Incoming>, ExporterError>> + Send + 'static {
@@ -423,4 +420,19 @@ struct Outgoing {
     method: Method,
     path: PathAndQuery,
     headers: HeaderMap,
+}
+
+/// What identical scrapes compare (`coalesce::key`).
+impl Identity for Outgoing {
+    fn method(&self) -> &Method {
+        &self.method
+    }
+
+    fn path_and_query(&self) -> &PathAndQuery {
+        &self.path
+    }
+
+    fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
 }

@@ -70,6 +70,32 @@ impl ScrapeKey {
     }
 }
 
+/// An exporter request as coalescing sees it: what the proxy would send the exporter. A scrape
+/// in flight is registered with its own request (shared, not copied), and the key is compared only
+/// when there is something to compare it with, so a lone scrape builds no key at all.
+pub trait Identity: Send + Sync + 'static {
+    /// The method.
+    fn method(&self) -> &Method;
+    /// The path and query.
+    fn path_and_query(&self) -> &PathAndQuery;
+    /// The headers forwarded to the exporter.
+    fn headers(&self) -> &HeaderMap;
+
+    /// This request's [`ScrapeKey`].
+    fn key(&self) -> ScrapeKey {
+        ScrapeKey::of(self.method(), self.path_and_query(), self.headers())
+    }
+}
+
+/// Whether `a` and `b` have equal [`ScrapeKey`]s, without building either: the same method, path
+/// and query, and the same values of each varying header and of the scrape timeout, in order.
+pub fn same(a: &dyn Identity, b: &dyn Identity) -> bool {
+    let names = [VARYING[0], VARYING[1], VARYING[2], &SCRAPE_TIMEOUT];
+    a.method() == b.method()
+        && a.path_and_query() == b.path_and_query()
+        && names.into_iter().all(|name| a.headers().get_all(name).iter().eq(b.headers().get_all(name).iter()))
+}
+
 impl fmt::Debug for ScrapeKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ScrapeKey")
@@ -158,6 +184,45 @@ mod tests {
             key(Method::GET, "/metrics?collect[]=cpu&collect[]=os", &[]),
             key(Method::GET, "/metrics?collect[]=os&collect[]=cpu", &[])
         );
+    }
+
+    struct Plain(Method, PathAndQuery, HeaderMap);
+
+    impl Identity for Plain {
+        fn method(&self) -> &Method {
+            &self.0
+        }
+        fn path_and_query(&self) -> &PathAndQuery {
+            &self.1
+        }
+        fn headers(&self) -> &HeaderMap {
+            &self.2
+        }
+    }
+
+    #[test]
+    fn comparing_requests_says_what_comparing_their_keys_says() {
+        let variants: Vec<Plain> = [
+            (Method::GET, "/metrics", prometheus()),
+            (Method::GET, "/metrics", [prometheus(), vec![("user-agent", "other")]].concat()),
+            (Method::HEAD, "/metrics", prometheus()),
+            (Method::GET, "/metrics?collect[]=cpu", prometheus()),
+            (Method::GET, "/metrics", vec![("accept", "text/plain")]),
+            (Method::GET, "/metrics", vec![("accept", "text/plain"), ("accept", "text/html")]),
+            (Method::GET, "/metrics", vec![("accept", "text/html"), ("accept", "text/plain")]),
+            (Method::GET, "/metrics", vec![("x-prometheus-scrape-timeout-seconds", "4.500")]),
+            (Method::GET, "/metrics", vec![("authorization", "Bearer a")]),
+            (Method::GET, "/metrics", vec![]),
+        ]
+        .into_iter()
+        .map(|(method, path, pairs)| Plain(method, path.parse().unwrap(), headers(&pairs)))
+        .collect();
+        for a in &variants {
+            for b in &variants {
+                assert_eq!(same(a, b), a.key() == b.key(), "{:?} and {:?}", a.key(), b.key());
+            }
+        }
+        assert!(same(&variants[0], &variants[1]), "the user agent does not matter");
     }
 
     #[test]

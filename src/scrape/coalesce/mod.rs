@@ -38,7 +38,7 @@ use hyper::body::Incoming;
 use tokio::sync::{Notify, OwnedSemaphorePermit};
 
 use self::buffer::{BodyReader, BodyWriter, Joiner, Room};
-use self::key::ScrapeKey;
+use self::key::{Identity, ScrapeKey};
 pub use self::lone::SharedBody;
 use self::lone::{Lone, Sent, Starter};
 use crate::exporter::{ExporterError, innermost};
@@ -168,7 +168,7 @@ impl Member {
 /// An exporter request in the registry.
 struct Entry {
     id: u64,
-    key: ScrapeKey,
+    request: Arc<dyn Identity>,
     flight: Flight,
 }
 
@@ -183,8 +183,8 @@ enum Flight {
 type Registry = Arc<Mutex<Vec<Entry>>>;
 
 /// Where the request for `key` is in the registry.
-fn find(registry: &[Entry], key: &ScrapeKey) -> Option<usize> {
-    registry.iter().position(|entry| entry.key == *key)
+fn find(registry: &[Entry], request: &dyn Identity) -> Option<usize> {
+    registry.iter().position(|entry| key::same(&*entry.request, request))
 }
 
 /// Removes request `id` from the registry.
@@ -234,9 +234,9 @@ impl Coalescer {
 
     /// Joins the identical exporter request in flight, if there is one that can still serve a
     /// new scraper from byte 0.
-    pub fn join(&self, key: &ScrapeKey) -> Option<Member> {
+    pub fn join(&self, request: &dyn Identity) -> Option<Member> {
         let mut registry = lock(&self.registry);
-        let at = find(&registry, key)?;
+        let at = find(&registry, request)?;
         let joined = self.join_entry(&mut registry[at]);
         if joined.is_none() {
             // Ended, abandoned or past byte 0: it no longer counts as in flight.
@@ -258,7 +258,7 @@ impl Coalescer {
                 entry.flight = Flight::Shared { joiner: taken.writer.joiner(), head: head.clone() };
                 let request = Request {
                     registry: self.registry.clone(),
-                    key: entry.key.clone(),
+                    key: entry.request.key(),
                     id: entry.id,
                     head: HeadSender(taken.head),
                     writer: taken.writer,
@@ -281,7 +281,7 @@ impl Coalescer {
         (self.registered.notified(), WaitingForRegistration(&self.waiting))
     }
 
-    /// Starts the exporter request for `key` with the `slot` the scrape obtained, unless an
+    /// Starts `request` with the `slot` the scrape obtained, unless an
     /// identical one was registered meanwhile (then the scrape joins it and `slot` is released).
     ///
     /// `send` sends the request and yields the exporter's answer with hop-by-hop headers
@@ -290,7 +290,7 @@ impl Coalescer {
     /// or not) moves to a task of its own with the body so far, the slot and the gauge.
     pub fn start<F>(
         &self,
-        key: ScrapeKey,
+        request: Arc<dyn Identity>,
         slot: OwnedSemaphorePermit,
         inflight: GaugeGuard,
         send: F,
@@ -299,7 +299,7 @@ impl Coalescer {
         F: Future<Output = Result<Response<Incoming>, ExporterError>> + Send + 'static,
     {
         let mut registry = lock(&self.registry);
-        if let Some(at) = find(&registry, &key) {
+        if let Some(at) = find(&registry, &*request) {
             if let Some(member) = self.join_entry(&mut registry[at]) {
                 return (member, Joined::Shared);
             }
@@ -308,7 +308,7 @@ impl Coalescer {
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let lone = lone::new(Box::pin(send), Held { _slot: slot, _inflight: inflight });
-        registry.push(Entry { id, key, flight: Flight::Lone(lone.clone()) });
+        registry.push(Entry { id, request, flight: Flight::Lone(lone.clone()) });
         drop(registry);
         // A scrape that starts waiting after this load looks at the registry after the push above.
         if self.waiting.load(Ordering::SeqCst) > 0 {
