@@ -124,7 +124,8 @@ enum Role {
 }
 
 impl Member {
-    /// Waits for the answer's head (the caller bounds this with its own deadline). `Err(None)`:
+    /// Waits for the answer's head (the scrape that started the request drives it meanwhile,
+    /// while nobody shares it; the caller bounds this with its own deadline). `Err(None)`:
     /// the driving task went away without an answer, which happens only while the runtime stops.
     pub async fn answer(&mut self) -> Result<http::response::Parts, Option<ExporterError>> {
         if let Role::Started(starter) = &mut self.0 {
