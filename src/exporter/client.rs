@@ -6,22 +6,34 @@
 //! so the pool drops them before the exporter does. Nagle's algorithm is off: a scrape is a
 //! small request followed by a burst of response, and Nagle plus delayed ACKs cost tens of
 //! milliseconds per scrape.
+//!
+//! The pool is the proxy's own ([`Pool`]): it talks to one host, so a short list of idle
+//! `hyper::client::conn::http1` senders does what hyper-util's legacy `Client` did (whose pool
+//! hashed its `(scheme, authority)` key three times per request, about 3,000 instructions per
+//! scrape, BENCHMARKS.md): connections are made by the same connectors (hyper-util's
+//! `HttpConnector`, hyper-rustls' `HttpsConnector`), go back to the list once their response has
+//! been read to the end, at most [`POOL_MAX_IDLE`] wait there, and one idle for
+//! [`POOL_IDLE_TIMEOUT`] is never used again (it is dropped, which closes it, at the next request
+//! or when the exporter closes it). A request that a kept connection could not even send (the
+//! exporter closed it meanwhile) goes out once more on a fresh connection, as the legacy client
+//! did.
 
+use std::error::Error as StdError;
 use std::io;
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use http_body_util::Empty;
 use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
 use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::ServerName;
+use tower_service::Service;
 
 use super::credentials::Credentials;
 use super::error::{ExporterError, innermost, sources};
@@ -31,7 +43,7 @@ use super::tls::{self, HopContext};
 /// Idle pooled connections are closed after this: below windows_exporter's 60 s server timeout.
 pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(50);
 /// Idle connections kept per exporter.
-const POOL_MAX_IDLE: usize = 8;
+pub const POOL_MAX_IDLE: usize = 8;
 /// Size of every read from the exporter. hyper's default grows each connection's read buffer
 /// up to about 400 KiB, and a body chunk still being written to the scraper pins a second one:
 /// with many concurrent scrapes that was most of the proxy's memory (peak RSS 11-16 MiB at 16
@@ -66,13 +78,8 @@ struct Current {
     credentials: Option<Credentials>,
 }
 
-/// A pooled client over plain TCP or over TLS. Two types, so plain HTTP keeps exactly the client
-/// (and the performance) it had before TLS existed.
-#[derive(Clone)]
-enum Transport {
-    Plain(Client<HttpConnector, Empty<Bytes>>),
-    Tls(Client<HttpsConnector<HttpConnector>, Empty<Bytes>>),
-}
+/// The pool of connections to the exporter; clones share it.
+type Transport = Arc<Pool>;
 
 impl HopClient {
     /// A client as `hop` says: plain or TLS, with or without credentials.
@@ -163,11 +170,7 @@ impl HopClient {
         let current = self.current();
         let sent = current.credentials.is_some();
         let scrapers = !sent && request.headers().contains_key(header::AUTHORIZATION);
-        let response = match &current.transport {
-            Transport::Plain(client) => client.request(request).await,
-            Transport::Tls(client) => client.request(request).await,
-        }
-        .map_err(|e| self.classify(&e))?;
+        let response = current.transport.send(request).await.map_err(|e| self.classify(&e))?;
         let status = response.status();
         if (status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN) && !scrapers {
             return Err(ExporterError::Unauthorized { status, sent });
@@ -175,12 +178,16 @@ impl HopClient {
         Ok(response)
     }
 
-    fn classify(&self, error: &hyper_util::client::legacy::Error) -> ExporterError {
+    fn classify(&self, failure: &Failure) -> ExporterError {
+        let error: &(dyn StdError + 'static) = match failure {
+            Failure::Connect(error) => &**error,
+            Failure::Send(error) => error,
+        };
         if let (Some(setup), Some(cause)) = (&self.tls, tls::find_tls_error(error)) {
             return ExporterError::Tls(tls::explain(cause, &setup.context));
         }
         let io_kind = sources(error).find_map(|e| e.downcast_ref::<io::Error>()).map(io::Error::kind);
-        if error.is_connect() {
+        if let Failure::Connect(_) = failure {
             return match io_kind {
                 Some(io::ErrorKind::ConnectionRefused) => ExporterError::Refused,
                 Some(io::ErrorKind::TimedOut) => ExporterError::ConnectTimeout(self.connect_timeout),
@@ -196,21 +203,17 @@ impl HopClient {
     }
 }
 
-/// A pooled client: plain when `tls` is `None`. Both kinds use the same TCP connector settings.
+/// A pool: plain when `tls` is `None`. Both kinds use the same TCP connector settings.
 fn transport(tls: Option<&TlsSetup>, identity: Option<Arc<CertifiedKey>>, connect_timeout: Duration) -> Transport {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(connect_timeout));
     connector.set_keepalive(Some(Duration::from_secs(30)));
-    let mut builder = Client::builder(TokioExecutor::new());
-    builder
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-        .pool_max_idle_per_host(POOL_MAX_IDLE)
-        .http1_read_buf_exact_size(READ_BUF_SIZE);
+    let mut handshake = http1::Builder::new();
+    handshake.read_buf_exact_size(Some(READ_BUF_SIZE));
     let Some(tls) = tls else {
         connector.enforce_http(true);
-        return Transport::Plain(builder.build(connector));
+        return Arc::new(Pool { connector: Connector::Plain(connector), handshake, idle: Mutex::default() });
     };
     connector.enforce_http(false);
     let https = HttpsConnectorBuilder::new()
@@ -219,5 +222,114 @@ fn transport(tls: Option<&TlsSetup>, identity: Option<Arc<CertifiedKey>>, connec
         .with_server_name_resolver(FixedServerNameResolver::new(tls.server_name.clone()))
         .enable_http1()
         .wrap_connector(connector);
-    Transport::Tls(builder.build(https))
+    Arc::new(Pool { connector: Connector::Tls(https), handshake, idle: Mutex::default() })
+}
+
+/// Why a request got no response head: no connection, or the connection failed it.
+enum Failure {
+    /// The connector failed (TCP connect, its timeout, the TLS handshake).
+    Connect(Box<dyn StdError + Send + Sync>),
+    /// The connection failed before or while the response head came.
+    Send(hyper::Error),
+}
+
+/// How connections are made: over plain TCP or over TLS.
+enum Connector {
+    Plain(HttpConnector),
+    Tls(HttpsConnector<HttpConnector>),
+}
+
+/// The exporter connections of one client (one identity): the idle ones in a short list, the
+/// most recently used last.
+struct Pool {
+    connector: Connector,
+    handshake: http1::Builder,
+    idle: Mutex<Vec<Idle>>,
+}
+
+/// A connection waiting for the next request.
+struct Idle {
+    authority: Authority,
+    sender: SendRequest<Empty<Bytes>>,
+    since: Instant,
+}
+
+impl Pool {
+    /// Sends `request` (its URI absolute, as [`HopClient::request`] builds it) on an idle
+    /// connection to its authority, or on a new one, and waits for the response head. The
+    /// connection goes back to the list once the response has been read.
+    async fn send(self: &Arc<Pool>, mut request: Request<Empty<Bytes>>) -> Result<Response<Incoming>, Failure> {
+        let authority = request.uri().authority().expect("an exporter request names its authority").clone();
+        let uri = std::mem::take(request.uri_mut());
+        // HTTP/1 to an origin server: the request line carries the path and query only.
+        *request.uri_mut() = Uri::from(uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/")));
+        let (mut sender, reused) = match self.checkout(&authority) {
+            Some(sender) => (sender, true),
+            None => (self.connect(uri.clone()).await?, false),
+        };
+        let response = match sender.try_send_request(request).await {
+            Ok(response) => response,
+            Err(mut error) => match error.take_message() {
+                // A kept connection the exporter closed before the request went out: once more
+                // on a fresh one, as hyper-util's client did.
+                Some(request) if reused => {
+                    sender = self.connect(uri).await?;
+                    sender.send_request(request).await.map_err(Failure::Send)?
+                }
+                _ => return Err(Failure::Send(error.into_error())),
+            },
+        };
+        let pool = Arc::clone(self);
+        tokio::spawn(async move {
+            if sender.ready().await.is_ok() {
+                pool.put(authority, sender);
+            }
+        });
+        Ok(response)
+    }
+
+    /// The most recently used idle connection to `authority` that can take a request now;
+    /// closed, expired and other-port ones are dropped on the way.
+    fn checkout(&self, authority: &Authority) -> Option<SendRequest<Empty<Bytes>>> {
+        let mut idle = self.idle.lock().expect("the pool lock is never poisoned");
+        while let Some(entry) = idle.pop() {
+            if entry.sender.is_ready() && entry.authority == *authority && entry.since.elapsed() < POOL_IDLE_TIMEOUT {
+                return Some(entry.sender);
+            }
+        }
+        None
+    }
+
+    /// Keeps `sender` for the next request, if there is room.
+    fn put(&self, authority: Authority, sender: SendRequest<Empty<Bytes>>) {
+        let mut idle = self.idle.lock().expect("the pool lock is never poisoned");
+        idle.retain(|entry| !entry.sender.is_closed() && entry.since.elapsed() < POOL_IDLE_TIMEOUT);
+        if idle.len() < POOL_MAX_IDLE {
+            idle.push(Idle { authority, sender, since: Instant::now() });
+        }
+    }
+
+    /// A new connection to `uri`'s authority, its task spawned.
+    async fn connect(&self, uri: Uri) -> Result<SendRequest<Empty<Bytes>>, Failure> {
+        match &self.connector {
+            Connector::Plain(connector) => {
+                let io = connector.clone().call(uri).await.map_err(|e| Failure::Connect(Box::new(e)))?;
+                self.start(io).await
+            }
+            Connector::Tls(connector) => self.start(connector.clone().call(uri).await.map_err(Failure::Connect)?).await,
+        }
+    }
+
+    /// The HTTP/1 connection over `io`, driven by a task of its own until it closes.
+    async fn start<T>(&self, io: T) -> Result<SendRequest<Empty<Bytes>>, Failure>
+    where
+        T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let (sender, connection) = self.handshake.handshake(io).await.map_err(Failure::Send)?;
+        tokio::spawn(async move {
+            // Its failure reaches the request it fails; an idle connection's end is no news.
+            let _ = connection.await;
+        });
+        Ok(sender)
+    }
 }
