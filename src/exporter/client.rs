@@ -303,9 +303,10 @@ impl Pool {
     /// Keeps `sender` for the next request, if there is room.
     fn put(&self, authority: Authority, sender: SendRequest<Empty<Bytes>>) {
         let mut idle = self.idle.lock().expect("the pool lock is never poisoned");
-        idle.retain(|entry| !entry.sender.is_closed() && entry.since.elapsed() < POOL_IDLE_TIMEOUT);
+        let now = Instant::now();
+        idle.retain(|entry| !entry.sender.is_closed() && now.duration_since(entry.since) < POOL_IDLE_TIMEOUT);
         if idle.len() < POOL_MAX_IDLE {
-            idle.push(Idle { authority, sender, since: Instant::now() });
+            idle.push(Idle { authority, sender, since: now });
         }
     }
 
