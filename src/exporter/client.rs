@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::uri::{Authority, PathAndQuery, Scheme};
+use http::uri::{self, Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use http_body_util::Empty;
 use hyper::body::Incoming;
@@ -81,6 +81,21 @@ struct Current {
 /// The pool of connections to the exporter; clones share it.
 type Transport = Arc<Pool>;
 
+/// One of the exporter's addresses as requests carry it: the authority for the URI and the same
+/// text as the `Host` header, made once.
+pub struct Target {
+    authority: Authority,
+    host: HeaderValue,
+}
+
+impl Target {
+    /// The target at `authority`.
+    pub fn new(authority: Authority) -> Target {
+        let host = HeaderValue::from_str(authority.as_str()).expect("an authority is a valid header value");
+        Target { authority, host }
+    }
+}
+
 impl HopClient {
     /// A client as `hop` says: plain or TLS, with or without credentials.
     pub fn new(hop: &ExporterSettings, connect_timeout: Duration) -> HopClient {
@@ -136,21 +151,17 @@ impl HopClient {
     /// `Authorization` in `headers`: a credential meant for the proxy never reaches the exporter.
     pub fn request(
         &self,
-        authority: &Authority,
+        target: &Target,
         method: Method,
         path_and_query: PathAndQuery,
         mut headers: HeaderMap,
     ) -> Request<Empty<Bytes>> {
-        let uri = Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(authority.clone())
-            .path_and_query(path_and_query)
-            .build()
-            .expect("scheme, checked authority and parsed path form a valid URI");
-        headers.insert(
-            header::HOST,
-            HeaderValue::from_str(authority.as_str()).expect("an authority is a valid header value"),
-        );
+        let mut uri = uri::Parts::default();
+        uri.scheme = Some(self.scheme.clone());
+        uri.authority = Some(target.authority.clone());
+        uri.path_and_query = Some(path_and_query);
+        let uri = Uri::from_parts(uri).expect("scheme, checked authority and parsed path form a valid URI");
+        headers.insert(header::HOST, target.host.clone());
         if let Some(credentials) = &self.current().credentials {
             headers.insert(header::AUTHORIZATION, credentials.authorization().clone());
         }

@@ -25,7 +25,7 @@ use rustls::sign::CertifiedKey;
 
 use crate::timestamp::Timestamp;
 use crate::tls::metrics::TlsMetrics;
-use client::HopClient;
+use client::{HopClient, Target};
 use credentials::Credentials;
 use discovery::{Discovery, Ports, Probe};
 pub use error::ExporterError;
@@ -38,7 +38,7 @@ use settings::{ExporterSettings, Trust};
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Per configured port, in order: its port, its authority and its `scheme://host:port` label.
-type Addresses = Arc<[(u16, Authority, Arc<str>)]>;
+type Addresses = Arc<[(u16, Target, Arc<str>)]>;
 
 /// The exporter's addresses, which port is in use, and a client for it. Cheap to clone.
 #[derive(Clone)]
@@ -81,7 +81,7 @@ impl Exporter {
             .iter()
             .map(|port| {
                 let authority = format!("{host}:{port}").parse().expect("the checked host with a port is an authority");
-                (port, authority, Arc::from(format!("{scheme}://{host}:{port}").as_str()))
+                (port, Target::new(authority), Arc::from(format!("{scheme}://{host}:{port}").as_str()))
             })
             .collect();
         let host_label: Arc<str> = Arc::from(format!("{scheme}://{host}").as_str());
@@ -198,15 +198,15 @@ impl Exporter {
 }
 
 /// The address of one of the configured ports.
-fn address(addresses: &Addresses, port: u16) -> &(u16, Authority, Arc<str>) {
+fn address(addresses: &Addresses, port: u16) -> &(u16, Target, Arc<str>) {
     addresses.iter().find(|(p, _, _)| *p == port).expect("only configured ports are dialled")
 }
 
 /// Discovery's probe of one port: any HTTP answer to `GET /health` counts, a 401 or 403 to
 /// the proxy's credentials included (an exporter with basic auth answered).
 async fn probe(client: &HopClient, addresses: &Addresses, port: u16) -> Result<(), String> {
-    let authority = &address(addresses, port).1;
-    let request = client.request(authority, Method::GET, PathAndQuery::from_static("/health"), HeaderMap::new());
+    let target = &address(addresses, port).1;
+    let request = client.request(target, Method::GET, PathAndQuery::from_static("/health"), HeaderMap::new());
     match client.send(request).await {
         Ok(_) | Err(ExporterError::Unauthorized { .. }) => Ok(()),
         Err(error) => Err(error.to_string()),
