@@ -11,9 +11,10 @@
 //! default, answers in HTTP/1.1.
 //!
 //! The connector is hyper-rustls's `HttpsConnector` around the same `HttpConnector` plain HTTP
-//! uses (connect timeout, no Nagle, keepalive): it is the rustls team's glue for hyper-util's
-//! pooled client, and takes a fixed server name, where tokio-rustls alone would need our own
-//! connector service and stream type implementing hyper's `Read`/`Write` and `Connection`.
+//! uses (connect timeout, no Nagle, keepalive): it is the rustls team's glue between hyper-util's
+//! connector and hyper's connections (the pool is [`super::client`]'s own), and takes a fixed
+//! server name, where tokio-rustls alone would need our own connector service and stream type
+//! implementing hyper's `Read`/`Write`.
 
 use std::sync::Arc;
 
