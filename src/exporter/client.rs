@@ -11,10 +11,11 @@
 //! `hyper::client::conn::http1` senders does what hyper-util's legacy `Client` did (whose pool
 //! hashed its `(scheme, authority)` key three times per request, about 3,000 instructions per
 //! scrape, BENCHMARKS.md): connections are made by the same connectors (hyper-util's
-//! `HttpConnector`, hyper-rustls' `HttpsConnector`), go back to the list once their response has
-//! been read to the end, at most [`POOL_MAX_IDLE`] wait there, and one idle for
-//! [`POOL_IDLE_TIMEOUT`] is never used again (it is dropped, which closes it, at the next request
-//! or when the exporter closes it). A request that a kept connection could not even send (the
+//! `HttpConnector`, hyper-rustls' `HttpsConnector`), go on the list (at most [`POOL_MAX_IDLE`])
+//! as soon as their response head arrives and are taken again only once that response has been
+//! read to the end (no task per request waits for that, as the legacy client's did), and one last
+//! used [`POOL_IDLE_TIMEOUT`] ago is never used again (it is dropped, which closes it, at the next
+//! request, or closed by the exporter). A request that a kept connection could not even send (the
 //! exporter closed it meanwhile) goes out once more on a fresh connection, as the legacy client
 //! did.
 
@@ -250,7 +251,7 @@ enum Connector {
     Tls(HttpsConnector<HttpConnector>),
 }
 
-/// The exporter connections of one client (one identity): the idle ones in a short list, the
+/// The exporter connections of one client (one identity): the kept ones in a short list, the
 /// most recently used last.
 struct Pool {
     connector: Connector,
@@ -258,7 +259,8 @@ struct Pool {
     idle: Mutex<Vec<Idle>>,
 }
 
-/// A connection waiting for the next request.
+/// A kept connection: idle, or still reading the response of the request it was last used for
+/// (sent at `since`).
 struct Idle {
     authority: Authority,
     sender: SendRequest<Empty<Bytes>>,
@@ -268,13 +270,15 @@ struct Idle {
 impl Pool {
     /// Sends `request` (its URI absolute, as [`HopClient::request`] builds it) on an idle
     /// connection to its authority, or on a new one, and waits for the response head. The
-    /// connection goes back to the list once the response has been read.
-    async fn send(self: &Arc<Pool>, mut request: Request<Empty<Bytes>>) -> Result<Response<Incoming>, Failure> {
+    /// connection is kept with the response head; it takes the next request once the response
+    /// has been read.
+    async fn send(&self, mut request: Request<Empty<Bytes>>) -> Result<Response<Incoming>, Failure> {
         let authority = request.uri().authority().expect("an exporter request names its authority").clone();
         let uri = std::mem::take(request.uri_mut());
         // HTTP/1 to an origin server: the request line carries the path and query only.
         *request.uri_mut() = Uri::from(uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/")));
-        let (mut sender, reused) = match self.checkout(&authority) {
+        let now = Instant::now();
+        let (mut sender, reused) = match self.checkout(&authority, now) {
             Some(sender) => (sender, true),
             None => (self.connect(uri.clone()).await?, false),
         };
@@ -290,34 +294,31 @@ impl Pool {
                 _ => return Err(Failure::Send(error.into_error())),
             },
         };
-        let pool = Arc::clone(self);
-        tokio::spawn(async move {
-            if sender.ready().await.is_ok() {
-                pool.put(authority, sender);
-            }
-        });
+        self.keep(authority, sender, now);
         Ok(response)
     }
 
-    /// The most recently used idle connection to `authority` that can take a request now;
-    /// closed, expired and other-port ones are dropped on the way.
-    fn checkout(&self, authority: &Authority) -> Option<SendRequest<Empty<Bytes>>> {
+    /// The most recently kept connection to `authority` that can take a request now (its last
+    /// response read to the end); closed, expired and other-port ones are dropped, busy ones
+    /// stay.
+    fn checkout(&self, authority: &Authority, now: Instant) -> Option<SendRequest<Empty<Bytes>>> {
         let mut idle = self.idle.lock().expect("the pool lock is never poisoned");
-        while let Some(entry) = idle.pop() {
-            if entry.sender.is_ready() && entry.authority == *authority && entry.since.elapsed() < POOL_IDLE_TIMEOUT {
-                return Some(entry.sender);
-            }
-        }
-        None
+        idle.retain(|entry| {
+            !entry.sender.is_closed()
+                && now.saturating_duration_since(entry.since) < POOL_IDLE_TIMEOUT
+                && entry.authority == *authority
+        });
+        let ready = idle.iter().rposition(|entry| entry.sender.is_ready())?;
+        Some(idle.remove(ready).sender)
     }
 
-    /// Keeps `sender` for the next request, if there is room.
-    fn put(&self, authority: Authority, sender: SendRequest<Empty<Bytes>>) {
+    /// Keeps `sender`, whose response is still being read, for a later request if there is
+    /// room: it can take one once that response has been read to the end (a connection whose
+    /// response is cut short closes, and is dropped at the next checkout).
+    fn keep(&self, authority: Authority, sender: SendRequest<Empty<Bytes>>, since: Instant) {
         let mut idle = self.idle.lock().expect("the pool lock is never poisoned");
-        let now = Instant::now();
-        idle.retain(|entry| !entry.sender.is_closed() && now.duration_since(entry.since) < POOL_IDLE_TIMEOUT);
         if idle.len() < POOL_MAX_IDLE {
-            idle.push(Idle { authority, sender, since: now });
+            idle.push(Idle { authority, sender, since });
         }
     }
 
