@@ -21,7 +21,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::exposition::{self, Kind, Line, LineSplitter, LineTooLong, Span};
 
-use super::Filter;
+use super::{Filter, NameCache};
 
 /// Why the filter stopped the body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -133,6 +133,7 @@ pub struct LineFilter {
     held: Vec<(Bytes, bool)>,
     kept: u64,
     dropped: u64,
+    names: NameCache,
 }
 
 impl LineFilter {
@@ -146,6 +147,7 @@ impl LineFilter {
             held: Vec::new(),
             kept: 0,
             dropped: 0,
+            names: NameCache::default(),
         }
     }
 
@@ -234,7 +236,7 @@ impl LineFilter {
                     self.start(sample.name);
                 }
                 self.settle(chunk, None, out);
-                let keep = self.decision == Decision::Keep && !self.filter.drops_series(&sample);
+                let keep = self.decision == Decision::Keep && !self.filter.drops_series(&sample, &mut self.names);
                 if !keep {
                     self.dropped += 1;
                     return Ok(Action::Drop);
