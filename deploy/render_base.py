@@ -66,6 +66,14 @@ MONITORS_ON = {"serviceMonitor": {"enabled": True}, "podMonitor": {"enabled": Tr
 SHORT_NAME = {"tlsConfig": {"serverName": RELEASE}}
 TLS = {"tls": {"enabled": True}, "serviceMonitor": SHORT_NAME, "podMonitor": SHORT_NAME}
 TOKENREVIEW = {"auth": {"methods": ["tokenreview"]}}
+# The filter component: AKS's exporter without the service collector's families and with only the
+# node agents' processes (deploy/README.md, "Dropping series on the node").
+FILTER = {
+    "proxy": {
+        "metricDrop": "windows_service_.+",
+        "seriesDrop": ['{__name__=~"windows_process_.+",process!~"kubelet|kube-proxy|containerd.*"}'],
+    }
+}
 
 # output file -> (values without, values with the component; the kind patched). DaemonSets get a
 # strategic-merge patch; the monitors, whose endpoint lists kustomize cannot merge (no schema for
@@ -75,6 +83,7 @@ PATCHES: dict[str, tuple[dict, dict, str]] = {
     "components/tls/servicemonitor-patch.yaml": (MONITORS_ON, [MONITORS_ON, TLS], "ServiceMonitor"),
     "components/tls/podmonitor-patch.yaml": (MONITORS_ON, [MONITORS_ON, TLS], "PodMonitor"),
     "components/tokenreview/daemonset-patch.yaml": (TLS, [TLS, TOKENREVIEW], "DaemonSet"),
+    "components/filter/daemonset-patch.yaml": ({}, FILTER, "DaemonSet"),
     "components/tokenreview/servicemonitor-patch.yaml": (
         [{"serviceMonitor": {"enabled": True}}, TLS],
         [{"serviceMonitor": {"enabled": True}}, TLS, TOKENREVIEW],

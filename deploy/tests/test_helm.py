@@ -47,6 +47,10 @@ VALUE_SETS: dict[str, dict] = {
             "maxInflight": 4,
             "coalesce": True,
             "coalesceMaxBufferBytes": 4194304,
+            "metricKeep": "windows_.+",
+            "metricDrop": "windows_service_.+",
+            "seriesDrop": ['{__name__=~"windows_process_.+",process!="kubelet"}', 'windows_cpu_time_total{mode="idle"}'],
+            "maxSeries": 1000000,
             "maxConnections": 1000000,
             "headerReadTimeoutSeconds": 3,
             "idleTimeoutSeconds": 60,
@@ -185,6 +189,10 @@ def test_every_proxy_value_reaches_its_variable() -> None:
         "PROXY_MAX_INFLIGHT": "4",
         "PROXY_COALESCE": "true",
         "PROXY_COALESCE_MAX_BUFFER_BYTES": "4194304",
+        "PROXY_METRIC_KEEP": "windows_.+",
+        "PROXY_METRIC_DROP": "windows_service_.+",
+        "PROXY_SERIES_DROP": '{__name__=~"windows_process_.+",process!="kubelet"}; windows_cpu_time_total{mode="idle"}',
+        "PROXY_MAX_SERIES": "1000000",
         "PROXY_MAX_CONNECTIONS": "1000000",
         "PROXY_HEADER_READ_TIMEOUT_SECONDS": "3",
         "PROXY_IDLE_TIMEOUT_SECONDS": "60",
@@ -213,7 +221,7 @@ def test_every_values_key_is_in_the_schema() -> None:
     assert schema and schema.get("additionalProperties") is False
     walk(values, schema, "")
     chart_proxy_keys = set(schema["properties"]["proxy"]["properties"])
-    assert len(chart_proxy_keys) == 15, chart_proxy_keys
+    assert len(chart_proxy_keys) == 19, chart_proxy_keys
 
 
 @pytest.mark.parametrize(
