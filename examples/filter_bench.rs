@@ -19,7 +19,8 @@
 //! Then a 512 MiB stream (the body repeated) through drop-process-service, with the process's
 //! peak RSS before and after: flat, since nothing is held but the chunk in hand.
 //!
-//! `cargo run --release --example filter_bench [-- --processes N --seconds S --stream-mib M]`
+//! `cargo run --release --example filter_bench [-- --processes N --seconds S --stream-mib M]`;
+//! `-- --write PATH` writes the body to PATH and stops (`bench/run --filter-only` serves it).
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -252,6 +253,11 @@ fn main() {
     let mut body = SERVICE_SCRAPE.to_vec();
     body.extend_from_slice(processes(processes_n).as_bytes());
     let lines = body.iter().filter(|&&b| b == b'\n').count();
+    if let Some(path) = args.iter().position(|a| a == "--write").and_then(|i| args.get(i + 1)) {
+        // bench/filter.py serves this body from its exporter stand-in.
+        std::fs::write(path, &body).expect("write the body");
+        return;
+    }
     let plain = chunks(&body);
     let gzipped = gzip(&body, 6);
     let telemetry = Arc::new(Telemetry::new());
