@@ -184,8 +184,13 @@ impl LineFilter {
     fn line(&mut self, chunk: &Bytes, span: Span, out: &mut Output) -> Result<(), StageError> {
         let action = {
             let text = exposition::content(span.bytes(chunk));
-            let line = exposition::parse(text);
-            self.action(chunk, &line, out)?
+            match self.same_family(text) {
+                Some(action) => action?,
+                None => {
+                    let line = exposition::parse(text);
+                    self.action(chunk, &line, out)?
+                }
+            }
         };
         match action {
             Action::Keep => out.keep(chunk, span),
@@ -249,6 +254,34 @@ impl LineFilter {
                 Action::Keep
             }
         })
+    }
+
+    /// The common case, without parsing: a sample of the decided current family that needs no
+    /// selector, its name being the family's name or that and a suffix, then `{` or a blank.
+    /// `None`: anything else, for [`LineFilter::action`].
+    fn same_family(&mut self, text: &[u8]) -> Option<Result<Action, StageError>> {
+        let keep = match self.decision {
+            Decision::Keep if self.filter.series_drop.is_empty() => true,
+            Decision::Drop => false,
+            _ => return None,
+        };
+        let rest = text.strip_prefix(self.family.as_slice())?;
+        let delimited = |rest: &[u8]| matches!(rest.first(), Some(b'{' | b' ' | b'\t'));
+        if self.family.is_empty()
+            || !(delimited(rest)
+                || exposition::SUFFIXES.iter().any(|suffix| rest.strip_prefix(*suffix).is_some_and(delimited)))
+        {
+            return None;
+        }
+        if !keep {
+            self.dropped += 1;
+            return Some(Ok(Action::Drop));
+        }
+        self.kept += 1;
+        if let Some(limit) = self.filter.max_series.filter(|limit| self.kept > *limit) {
+            return Some(Err(StageError::TooManySeries { limit, reached: self.kept }));
+        }
+        Some(Ok(Action::Keep))
     }
 
     fn verdict(&self) -> Action {
