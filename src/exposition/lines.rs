@@ -62,7 +62,7 @@ impl LineSplitter {
     /// it. What follows the last newline is kept for the next chunk. Iterate to the end (or to
     /// the first error): what the iterator has not reached is not seen again.
     pub fn split<'a>(&'a mut self, chunk: &'a [u8]) -> Split<'a> {
-        Split { splitter: self, chunk, newlines: memchr::memchr_iter(b'\n', chunk), at: 0, done: false }
+        Split { splitter: self, chunk, at: 0, done: false }
     }
 
     /// The body's end: the last line if it had no newline (a carried, unfinished line).
@@ -80,9 +80,32 @@ impl LineSplitter {
 pub struct Split<'a> {
     splitter: &'a mut LineSplitter,
     chunk: &'a [u8],
-    newlines: memchr::Memchr<'a>,
     at: usize,
     done: bool,
+}
+
+impl Split<'_> {
+    /// Passes over the complete lines of the chunk, from where the split stands, while `pass`
+    /// holds for them (each given without its line end), and returns how many it passed and the
+    /// range of the chunk they cover (newlines included). It stops, without taking it, at the
+    /// first line `pass` refuses, and before a line carried from an earlier chunk, the chunk's
+    /// unfinished tail or a line longer than the bound: those are for [`Iterator::next`].
+    pub fn pass_while(&mut self, mut pass: impl FnMut(&[u8]) -> bool) -> (u64, Range<usize>) {
+        let start = self.at;
+        let mut passed = 0;
+        if self.done || !self.splitter.partial.is_empty() {
+            return (0, start..start);
+        }
+        while let Some(i) = memchr::memchr(b'\n', &self.chunk[self.at..]) {
+            let end = self.at + i + 1;
+            if end - self.at > self.splitter.max || !pass(content(&self.chunk[self.at..end])) {
+                break;
+            }
+            self.at = end;
+            passed += 1;
+        }
+        (passed, start..self.at)
+    }
 }
 
 impl Iterator for Split<'_> {
@@ -93,7 +116,7 @@ impl Iterator for Split<'_> {
             return None;
         }
         let max = self.splitter.max;
-        let Some(newline) = self.newlines.next() else {
+        let Some(newline) = memchr::memchr(b'\n', &self.chunk[self.at..]).map(|i| self.at + i) else {
             // No newline left: the rest starts (or continues) a line finished by a later chunk.
             self.done = true;
             let rest = &self.chunk[self.at..];
@@ -174,6 +197,23 @@ mod tests {
         let mut splitter = LineSplitter::new(4);
         assert!(splitter.split(b"abc").next().is_none());
         assert_eq!(splitter.split(b"de").next(), Some(Err(LineTooLong { max: 4 })));
+    }
+
+    #[test]
+    fn passing_lines_stops_at_the_first_refused_and_leaves_it_to_next() {
+        let mut splitter = LineSplitter::new(100);
+        let mut split = splitter.split(b"a 1\na 2\nb 3\na 4");
+        assert_eq!(split.pass_while(|line| line.starts_with(b"a ")), (2, 0..8));
+        assert_eq!(split.pass_while(|line| line.starts_with(b"a ")), (0, 8..8));
+        assert_eq!(split.next(), Some(Ok(Span::Chunk(8..12))));
+        // The unfinished tail is never passed.
+        assert_eq!(split.pass_while(|_| true), (0, 12..12));
+        assert_eq!(split.next(), None);
+        // Nor a carried line.
+        let mut split = splitter.split(b"5\na 6\n");
+        assert_eq!(split.pass_while(|_| true), (0, 0..0));
+        assert_eq!(split.next(), Some(Ok(Span::Carried(Bytes::from_static(b"a 45\n")))));
+        assert_eq!(split.pass_while(|_| true), (1, 2..6));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::exposition::{self, Kind, Line, LineSplitter, LineTooLong, Span};
+use crate::exposition::{self, Kind, Line, LineSplitter, LineTooLong, Span, Split};
 
 use super::{Filter, NameCache};
 
@@ -114,6 +114,14 @@ impl Output {
     }
 }
 
+/// Whether `text` is a sample line of `family` by its start alone: the family's name, or that and a
+/// sample suffix, then `{` or a blank.
+fn is_sample_of(text: &[u8], family: &[u8]) -> bool {
+    let Some(rest) = text.strip_prefix(family) else { return false };
+    let delimited = |rest: &[u8]| matches!(rest.first(), Some(b'{' | b' ' | b'\t'));
+    delimited(rest) || exposition::SUFFIXES.iter().any(|suffix| rest.strip_prefix(*suffix).is_some_and(delimited))
+}
+
 /// What to do with one line.
 enum Action {
     Keep,
@@ -160,11 +168,14 @@ impl LineFilter {
     pub fn chunk(&mut self, chunk: &Bytes, out: &mut Output) -> Result<(), StageError> {
         let mut splitter = std::mem::replace(&mut self.splitter, LineSplitter::new(1));
         let result = (|| {
-            for span in splitter.split(chunk) {
-                let span = span?;
-                self.line(chunk, span, out)?;
+            let mut split = splitter.split(chunk);
+            loop {
+                self.pass_family(chunk, &mut split, out)?;
+                match split.next() {
+                    None => return Ok(()),
+                    Some(span) => self.line(chunk, span?, out)?,
+                }
             }
-            Ok(())
         })();
         self.splitter = splitter;
         result
@@ -256,6 +267,35 @@ impl LineFilter {
         })
     }
 
+    /// Passes the run of lines ahead that [`LineFilter::same_family`] would decide alike (the
+    /// decided family's samples, no selector to read), with one count and one range for all.
+    fn pass_family(&mut self, chunk: &Bytes, split: &mut Split<'_>, out: &mut Output) -> Result<(), StageError> {
+        let keep = match self.decision {
+            Decision::Keep if self.filter.series_drop.is_empty() => true,
+            Decision::Drop => false,
+            _ => return Ok(()),
+        };
+        let family = self.family.as_slice();
+        if family.is_empty() {
+            return Ok(());
+        }
+        let (passed, range) = split.pass_while(|text| is_sample_of(text, family));
+        if passed == 0 {
+            return Ok(());
+        }
+        if !keep {
+            self.dropped += passed;
+            return Ok(());
+        }
+        if let Some(limit) = self.filter.max_series.filter(|limit| self.kept + passed > *limit) {
+            self.kept = limit + 1;
+            return Err(StageError::TooManySeries { limit, reached: self.kept });
+        }
+        self.kept += passed;
+        out.keep(chunk, Span::Chunk(range));
+        Ok(())
+    }
+
     /// The common case, without parsing: a sample of the decided current family that needs no
     /// selector, its name being the family's name or that and a suffix, then `{` or a blank.
     /// `None`: anything else, for [`LineFilter::action`].
@@ -265,12 +305,7 @@ impl LineFilter {
             Decision::Drop => false,
             _ => return None,
         };
-        let rest = text.strip_prefix(self.family.as_slice())?;
-        let delimited = |rest: &[u8]| matches!(rest.first(), Some(b'{' | b' ' | b'\t'));
-        if self.family.is_empty()
-            || !(delimited(rest)
-                || exposition::SUFFIXES.iter().any(|suffix| rest.strip_prefix(*suffix).is_some_and(delimited)))
-        {
+        if self.family.is_empty() || !is_sample_of(text, &self.family) {
             return None;
         }
         if !keep {
