@@ -8,7 +8,6 @@ mod support;
 
 use std::io::Read;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
@@ -469,6 +468,8 @@ async fn bad_filter_settings_exit_64_naming_them() {
 #[cfg(unix)]
 #[tokio::test]
 async fn prometheus_stores_exactly_the_kept_series_and_sees_the_cap_as_down() {
+    use std::time::Duration;
+
     use support::prometheus::Prometheus;
 
     let exporter = FakeExporter::serving(support::windows_sample(), TEXT).await;
