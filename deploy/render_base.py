@@ -66,6 +66,8 @@ MONITORS_ON = {"serviceMonitor": {"enabled": True}, "podMonitor": {"enabled": Tr
 SHORT_NAME = {"tlsConfig": {"serverName": RELEASE}}
 TLS = {"tls": {"enabled": True}, "serviceMonitor": SHORT_NAME, "podMonitor": SHORT_NAME}
 TOKENREVIEW = {"auth": {"methods": ["tokenreview"]}}
+# The slow path as values-aks-native.yaml sets it (deploy/README.md, "The slow path").
+SLOW = {"collectors": {"slow": ["process", "service"]}}
 # The filter component: AKS's exporter without the service collector's families and with only the
 # node agents' processes (deploy/README.md, "Dropping series on the node").
 FILTER = {
@@ -83,12 +85,22 @@ PATCHES: dict[str, tuple[dict, dict, str]] = {
     "components/tls/servicemonitor-patch.yaml": (MONITORS_ON, [MONITORS_ON, TLS], "ServiceMonitor"),
     "components/tls/podmonitor-patch.yaml": (MONITORS_ON, [MONITORS_ON, TLS], "PodMonitor"),
     "components/tokenreview/daemonset-patch.yaml": (TLS, [TLS, TOKENREVIEW], "DaemonSet"),
+    "components/slow-path/daemonset-patch.yaml": ({}, SLOW, "DaemonSet"),
     "components/filter/daemonset-patch.yaml": ({}, FILTER, "DaemonSet"),
     "components/tokenreview/servicemonitor-patch.yaml": (
         [{"serviceMonitor": {"enabled": True}}, TLS],
         [{"serviceMonitor": {"enabled": True}}, TLS, TOKENREVIEW],
         "ServiceMonitor",
     ),
+}
+
+# output file -> kind: the monitors' /metrics/slow endpoint (SLOW), as JSON patch operations that
+# copy the monitor's first endpoint (/metrics, with whatever TLS and authentication an earlier
+# component gave it) and change its path, interval and timeout, so the component composes with tls
+# and tokenreview listed before it. Checked against the chart's own third endpoint.
+SLOW_ENDPOINTS: dict[str, str] = {
+    "components/slow-path/servicemonitor-patch.yaml": "ServiceMonitor",
+    "components/slow-path/podmonitor-patch.yaml": "PodMonitor",
 }
 
 # output file -> (values, templates, namespace): whole objects a component adds.
@@ -153,6 +165,21 @@ def patch_text(without: dict | list, with_: dict | list, kind: str) -> str:
     return yaml.safe_dump(ops, sort_keys=False, width=120)
 
 
+def slow_endpoint_text(kind: str) -> str:
+    key = "endpoints" if kind == "ServiceMonitor" else "podMetricsEndpoints"
+    old = _one(render_objects(MONITORS_ON), kind)["spec"][key]
+    new = _one(render_objects(merged([MONITORS_ON, SLOW])), kind)["spec"][key]
+    if new[:-1] != old or len(new) != len(old) + 1:
+        raise SystemExit(f"render-base: {kind} with {SLOW} is not its endpoints plus one")
+    slow, at = new[-1], len(old)
+    changed = {k: v for k, v in slow.items() if old[0].get(k) != v}
+    if set(old[0]) - set(slow) or set(changed) - {"path", "interval", "scrapeTimeout"}:
+        raise SystemExit(f"render-base: {kind}'s /metrics/slow endpoint is not /metrics with another path and timing")
+    ops = [{"op": "copy", "from": f"/spec/{key}/0", "path": f"/spec/{key}/-"}]
+    ops += [{"op": "add", "path": f"/spec/{key}/{at}/{k}", "value": v} for k, v in changed.items()]
+    return yaml.safe_dump(ops, sort_keys=False, width=120)
+
+
 def render_objects(values: dict) -> list[dict]:
     rendered = render_chart(values)
     return [doc for name, text in sorted(rendered.items()) if name != "NOTES.txt" for doc in yaml.safe_load_all(text) if doc]
@@ -196,6 +223,12 @@ def expected_files() -> dict[Path, str]:
             raise SystemExit(f"render-base: {templates} rendered empty with values {values}")
         described = _described(values) + ("" if namespace == "default" else f"  namespace {namespace}\n# ")
         out[KUBERNETES / rel] = HEADER.format(values=described) + "---\n".join(docs)
+    for rel, kind in SLOW_ENDPOINTS.items():
+        header = HEADER.format(
+            values=f"a {kind} patch:\n#   the /metrics/slow endpoint that --set collectors.slow={{process,service}}\n"
+            f"#   adds to the chart's {kind}, as a copy of its /metrics endpoint"
+        )
+        out[KUBERNETES / rel] = header + slow_endpoint_text(kind)
     for rel, (without, with_, kind) in PATCHES.items():
         before = _flatten(merged(without))
         added = ", ".join(f"--set {k}" for k in _flatten(merged(with_)) if k not in before)

@@ -13,10 +13,10 @@
 //! | [`proxy`] | the wiring: the objects `main` (and the in-process test) builds from a `Config` |
 //! | [`server`] | the listener and its queue, accept loop, connection cap, graceful drain |
 //! | [`connection`] | one client connection: HTTP/1.1 limits, header-read and idle clocks, the send deadline on every write, its part in a drain |
-//! | [`router`] | which endpoint a request is for, and the 400 (Host), 404 and 405 answers |
+//! | [`router`] | which endpoint a request is for (`/metrics/slow` only with `PROXY_SLOW_COLLECT`), and the 400 (Host), 404 and 405 answers |
 //! | [`auth`] | who may scrape: the `PROXY_AUTH` chain of client-cert, basic and tokenreview, and its [`auth::AuthSettings`] |
 //! | [`health`] | `/health` (liveness) and `/ready` (readiness, cached exporter check) |
-//! | [`scrape`] | the `/metrics` handler: deadline, in-flight slot, exporter request, answer; [`scrape::ScrapeError`]; [`scrape::stream`]: the streamed body (deadline, byte counting, abort on failure); [`scrape::coalesce`]: identical concurrent scrapes share one exporter request |
+//! | [`scrape`] | the `/metrics` and `/metrics/slow` handler: deadline, in-flight slot, exporter request, answer; [`scrape::ScrapeError`]; [`scrape::collectors`]: the `collect[]` the operator allows, per route, and its [`scrape::collectors::CollectSettings`]; [`scrape::schedule`]: how the two routes share the slots; [`scrape::learn`]: the exporter's enabled collectors; [`scrape::stream`]: the streamed body (deadline, byte counting, abort on failure); [`scrape::coalesce`]: identical concurrent scrapes share one exporter request |
 //! | [`filter`] | what leaves the node (off by default): family keep/drop regexes, series selectors, the series cap, as a streaming stage around the exporter's body, once per exporter body; its [`filter::FilterSettings`] |
 //! | [`exporter`] | the exporter's address book and when it last answered; [`exporter::client`]: the pooled client (plain or TLS, with the proxy's own credentials); [`exporter::discovery`]: which of `PROXY_PORT`'s ports answers; [`exporter::settings`]: the hop's settings |
 //! | [`telemetry`] | the proxy's own metrics, served on `/proxy/metrics` |

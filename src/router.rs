@@ -18,7 +18,7 @@ use http::{Method, Request, Response, StatusCode, Version};
 use crate::auth::Auth;
 use crate::health::{self, Readiness};
 use crate::response::{self, ResponseBody};
-use crate::scrape::Scrape;
+use crate::scrape::{self, Scrape};
 use crate::telemetry::{self, Telemetry};
 use crate::tls::ClientCertificate;
 
@@ -31,6 +31,8 @@ pub enum Route {
     Ready,
     /// `/metrics`: the exporter, streamed.
     Metrics,
+    /// `/metrics/slow`: the slow collectors (`PROXY_SLOW_COLLECT`); 404 when unset.
+    SlowMetrics,
     /// `/proxy/metrics`: the proxy's own metrics.
     ProxyMetrics,
 }
@@ -53,6 +55,7 @@ pub fn route(method: &Method, path: &str) -> Result<Route, Rejection> {
         "/health" => (Route::Health, GET_HEAD),
         "/ready" => (Route::Ready, GET_HEAD),
         "/metrics" => (Route::Metrics, GET_HEAD),
+        "/metrics/slow" => (Route::SlowMetrics, GET_HEAD),
         "/proxy/metrics" => (Route::ProxyMetrics, GET),
         _ if method == Method::CONNECT => return Err(Rejection::MethodNotAllowed(GET_HEAD)),
         _ => return Err(Rejection::NotFound),
@@ -80,9 +83,12 @@ impl App {
         if !one_host(&request) {
             return bad_host();
         }
-        let route = route(request.method(), path);
+        let route = match route(request.method(), path) {
+            Ok(Route::SlowMetrics) if !self.scrape.has_slow_route() => Err(Rejection::NotFound),
+            route => route,
+        };
         // /health and /ready stay open: the kubelet's probes send no credentials.
-        if let (Ok(Route::Metrics | Route::ProxyMetrics), Some(auth)) = (&route, &self.auth) {
+        if let (Ok(Route::Metrics | Route::SlowMetrics | Route::ProxyMetrics), Some(auth)) = (&route, &self.auth) {
             let decision = auth.decide(path, request.headers(), client_certificate(&request)).await;
             if !decision.is_allowed() {
                 return auth.refusal(&decision);
@@ -91,7 +97,8 @@ impl App {
         match route {
             Ok(Route::Health) => health::health(),
             Ok(Route::Ready) => self.readiness.ready().await,
-            Ok(Route::Metrics) => self.scrape.serve(request).await,
+            Ok(Route::Metrics) => self.scrape.serve(scrape::collectors::Route::Fast, request).await,
+            Ok(Route::SlowMetrics) => self.scrape.serve(scrape::collectors::Route::Slow, request).await,
             Ok(Route::ProxyMetrics) => {
                 let format = telemetry::Format::from_accept(request.headers().get(header::ACCEPT));
                 response::with_type(StatusCode::OK, format.content_type(), self.telemetry.encode(format))
@@ -147,7 +154,12 @@ mod tests {
 
     #[test]
     fn endpoints_route_for_get_and_head() {
-        for (path, expected) in [("/health", Route::Health), ("/ready", Route::Ready), ("/metrics", Route::Metrics)] {
+        for (path, expected) in [
+            ("/health", Route::Health),
+            ("/ready", Route::Ready),
+            ("/metrics", Route::Metrics),
+            ("/metrics/slow", Route::SlowMetrics),
+        ] {
             assert_eq!(route(&Method::GET, path), Ok(expected));
             assert_eq!(route(&Method::HEAD, path), Ok(expected));
         }

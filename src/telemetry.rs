@@ -1,7 +1,9 @@
 //! The proxy's own metrics, served on `GET /proxy/metrics`.
 //!
 //! Everything an operator needs to tell "the exporter is slow" from "the proxy is struggling":
-//! scrapes by outcome and status, time to the exporter's response headers, bytes streamed,
+//! scrapes by outcome, status and route (`/metrics`, `/metrics/slow`), the waits of `/metrics`
+//! scrapes behind slow collections, learnings of the exporter's enabled collectors, time to the
+//! exporter's response headers, bytes streamed,
 //! exporter requests sent and scrapes served from another scrape's request (coalescing),
 //! exporter requests in flight and scrapes waiting for a slot, open client connections and why the proxy closed
 //! them, and build info. All names start with `windows_exporter_proxy_`.
@@ -44,6 +46,8 @@ pub enum ScrapeOutcome {
     lagged,
     /// More series than `PROXY_MAX_SERIES` after filtering; the scraper's connection was aborted.
     series_limit,
+    /// The scraper's `collect[]` named no collector its route may run (400).
+    refused,
 }
 
 /// Labels of `windows_exporter_proxy_scrapes_total`.
@@ -51,6 +55,19 @@ pub enum ScrapeOutcome {
 struct ScrapeLabels {
     outcome: ScrapeOutcome,
     status: u16,
+    route: &'static str,
+}
+
+/// Labels of the per-route counters: `route` is `/metrics` or `/metrics/slow`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RouteLabels {
+    route: &'static str,
+}
+
+/// Labels of `windows_exporter_proxy_collector_set_learnings_total`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct LearningLabels {
+    outcome: &'static str,
 }
 
 /// How a request's authentication ended: the `outcome` label.
@@ -127,8 +144,10 @@ pub struct Telemetry {
     closed: Family<CloseLabels, Counter>,
     tls: TlsMetrics,
     reloads: ReloadFailures,
-    exporter_requests: Counter,
-    coalesced: Counter,
+    exporter_requests: Family<RouteLabels, Counter>,
+    coalesced: Family<RouteLabels, Counter>,
+    slow_wait: Histogram,
+    learnings: Family<LearningLabels, Counter>,
     exporter_port: Gauge,
     auth_decisions: Family<DecisionLabels, Counter>,
     filtered_samples: Family<FilterLabels, Counter>,
@@ -147,7 +166,7 @@ impl Telemetry {
         let scrapes = Family::<ScrapeLabels, Counter>::default();
         registry.register(
             "scrapes",
-            "Scrapes of /metrics by outcome and the status sent to the scraper",
+            "Scrapes of /metrics and /metrics/slow by outcome, the status sent to the scraper and route",
             scrapes.clone(),
         );
         // windows_exporter takes from tens of milliseconds to tens of seconds on a busy node.
@@ -183,17 +202,29 @@ impl Telemetry {
             "Client connections the proxy closed, by reason (header_timeout, idle, drain, cut)",
             closed.clone(),
         );
-        let exporter_requests = Counter::default();
+        let exporter_requests = Family::<RouteLabels, Counter>::default();
         registry.register(
             "exporter_requests",
-            "Requests sent to the exporter for scrapes; with PROXY_COALESCE, one per group of identical concurrent scrapes",
+            "Requests sent to the exporter for scrapes, by route; with PROXY_COALESCE, one per group of identical concurrent scrapes",
             exporter_requests.clone(),
         );
-        let coalesced = Counter::default();
+        let coalesced = Family::<RouteLabels, Counter>::default();
         registry.register(
             "coalesced_scrapes",
-            "Scrapes served from another scrape's exporter request instead of one of their own (PROXY_COALESCE)",
+            "Scrapes served from another scrape's exporter request instead of one of their own (PROXY_COALESCE), by route",
             coalesced.clone(),
+        );
+        let slow_wait = Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]);
+        registry.register(
+            "slow_wait_seconds",
+            "Time a /metrics scrape holding a slot waited for a running /metrics/slow collection to finish (windows_exporter runs one collection at a time)",
+            slow_wait.clone(),
+        );
+        let learnings = Family::<LearningLabels, Counter>::default();
+        registry.register(
+            "collector_set_learnings",
+            "Full collections sent to learn the exporter's enabled collectors (PROXY_SLOW_COLLECT without PROXY_COLLECT), by outcome",
+            learnings.clone(),
         );
         let exporter_port = Gauge::default();
         registry.register(
@@ -230,6 +261,8 @@ impl Telemetry {
             closed,
             exporter_requests,
             coalesced,
+            slow_wait,
+            learnings,
             tls,
             reloads,
             exporter_port,
@@ -237,9 +270,9 @@ impl Telemetry {
         }
     }
 
-    /// Counts one finished scrape.
-    pub fn scrape_finished(&self, outcome: ScrapeOutcome, status: u16) {
-        self.scrapes.get_or_create(&ScrapeLabels { outcome, status }).inc();
+    /// Counts one finished scrape on `route` (`/metrics` or `/metrics/slow`).
+    pub fn scrape_finished(&self, outcome: ScrapeOutcome, status: u16, route: &'static str) {
+        self.scrapes.get_or_create(&ScrapeLabels { outcome, status, route }).inc();
     }
 
     /// Records the time to the exporter's response headers.
@@ -254,8 +287,8 @@ impl Telemetry {
 
     /// Counts one request sent to the exporter for a scrape (a retry on a stale pooled
     /// connection is the same request).
-    pub fn exporter_request_sent(&self) {
-        self.exporter_requests.inc();
+    pub fn exporter_request_sent(&self, route: &'static str) {
+        self.exporter_requests.get_or_create(&RouteLabels { route }).inc();
     }
 
     /// Counts one exporter body's sample lines through the filter.
@@ -264,9 +297,19 @@ impl Telemetry {
         self.filtered_samples.get_or_create(&FilterLabels { action: "dropped" }).inc_by(dropped);
     }
 
-    /// Counts one scrape served from another scrape's exporter request.
-    pub fn scrape_coalesced(&self) {
-        self.coalesced.inc();
+    /// Counts one scrape on `route` served from another scrape's exporter request.
+    pub fn scrape_coalesced(&self, route: &'static str) {
+        self.coalesced.get_or_create(&RouteLabels { route }).inc();
+    }
+
+    /// Records how long a `/metrics` scrape waited for a running slow collection.
+    pub fn waited_behind_slow(&self, waited: Duration) {
+        self.slow_wait.observe(waited.as_secs_f64());
+    }
+
+    /// Counts one learning of the exporter's enabled collectors: `ok` or `failed`.
+    pub fn collector_set_learned(&self, outcome: &'static str) {
+        self.learnings.get_or_create(&LearningLabels { outcome }).inc();
     }
 
     /// The in-flight scrape gauge.
@@ -401,14 +444,14 @@ mod tests {
     #[test]
     fn encodes_every_family_with_the_prefix() {
         let t = Telemetry::new();
-        t.scrape_finished(ScrapeOutcome::timeout, 504);
+        t.scrape_finished(ScrapeOutcome::timeout, 504, "/metrics");
         t.upstream_responded(Duration::from_millis(30));
         t.streamed(1234);
         let _g = GaugeGuard::new(t.inflight());
         t.connection_closed(CloseReason::idle);
         let text = t.encode(Format::OpenMetrics);
         for line in [
-            "windows_exporter_proxy_scrapes_total{outcome=\"timeout\",status=\"504\"} 1",
+            "windows_exporter_proxy_scrapes_total{outcome=\"timeout\",status=\"504\",route=\"/metrics\"} 1",
             "windows_exporter_proxy_upstream_response_seconds_count 1",
             "windows_exporter_proxy_streamed_bytes_total 1234",
             "windows_exporter_proxy_inflight_scrapes 1",
@@ -438,7 +481,7 @@ mod tests {
     #[test]
     fn text_format_names_counters_by_their_sample_and_has_no_eof() {
         let t = Telemetry::new();
-        t.scrape_finished(ScrapeOutcome::ok, 200);
+        t.scrape_finished(ScrapeOutcome::ok, 200, "/metrics");
         let text = t.encode(Format::Text);
         assert!(text.contains("# TYPE windows_exporter_proxy_scrapes_total counter\n"), "{text}");
         assert!(text.contains("# HELP windows_exporter_proxy_scrapes_total Scrapes of /metrics"), "{text}");

@@ -352,10 +352,14 @@ async fn scraper_hanging_up_mid_body_drops_the_exporter_connection() {
     assert_eq!(line["upstream"], format!("http://{}", held.exporter.addr));
     let m = proxy
         .wait_for_metrics("the client_gone outcome", |m| {
-            metric(m, "windows_exporter_proxy_scrapes_total{outcome=\"client_gone\",status=\"200\"}") == 1.0
+            metric(m, "windows_exporter_proxy_scrapes_total{outcome=\"client_gone\",status=\"200\",route=\"/metrics\"}")
+                == 1.0
         })
         .await;
-    assert_eq!(metric(&m, "windows_exporter_proxy_scrapes_total{outcome=\"ok\",status=\"200\"}"), 0.0);
+    assert_eq!(
+        metric(&m, "windows_exporter_proxy_scrapes_total{outcome=\"ok\",status=\"200\",route=\"/metrics\"}"),
+        0.0
+    );
     proxy.wait_until_settled(fd_baseline).await;
 }
 
@@ -385,10 +389,14 @@ async fn a_scraper_that_stops_reading_is_cut_at_its_deadline_and_its_exporter_sl
         assert_eq!(next.body.len(), body.len(), "PROXY_COALESCE={coalesce}");
         let m = proxy
             .wait_for_metrics("the cut counted", |m| {
-                metric(m, "windows_exporter_proxy_scrapes_total{outcome=\"ok\",status=\"200\"}") == 1.0
+                metric(m, "windows_exporter_proxy_scrapes_total{outcome=\"ok\",status=\"200\",route=\"/metrics\"}")
+                    == 1.0
             })
             .await;
-        assert_eq!(metric(&m, "windows_exporter_proxy_scrapes_total{outcome=\"timeout\",status=\"200\"}"), 1.0);
+        assert_eq!(
+            metric(&m, "windows_exporter_proxy_scrapes_total{outcome=\"timeout\",status=\"200\",route=\"/metrics\"}"),
+            1.0
+        );
         assert_eq!(metric(&m, "windows_exporter_proxy_connections_closed_total{reason=\"cut\"}"), 1.0);
     }
 }

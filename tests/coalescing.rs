@@ -19,12 +19,12 @@ use hyper::body::Incoming;
 use support::{Client, FakeExporter, ProxyProcess, metric, read_all, streaming_reply, within};
 use tokio::sync::watch;
 
-const EXPORTER_REQUESTS: &str = "windows_exporter_proxy_exporter_requests_total";
-const COALESCED: &str = "windows_exporter_proxy_coalesced_scrapes_total";
+const EXPORTER_REQUESTS: &str = "windows_exporter_proxy_exporter_requests_total{route=\"/metrics\"}";
+const COALESCED: &str = "windows_exporter_proxy_coalesced_scrapes_total{route=\"/metrics\"}";
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 fn scrapes(outcome: &str, status: u16) -> String {
-    format!("windows_exporter_proxy_scrapes_total{{outcome=\"{outcome}\",status=\"{status}\"}}")
+    format!("windows_exporter_proxy_scrapes_total{{outcome=\"{outcome}\",status=\"{status}\",route=\"/metrics\"}}")
 }
 
 /// What the held exporter does once released.

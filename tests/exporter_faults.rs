@@ -34,7 +34,8 @@ fn is_warning(line: &serde_json::Value, message: &str) -> bool {
 
 /// A scrape's outcome counter, read from `/proxy/metrics`.
 async fn scrapes_total(proxy: &ProxyProcess, outcome: &str, status: u16) -> f64 {
-    let series = format!("windows_exporter_proxy_scrapes_total{{outcome=\"{outcome}\",status=\"{status}\"}}");
+    let series =
+        format!("windows_exporter_proxy_scrapes_total{{outcome=\"{outcome}\",status=\"{status}\",route=\"/metrics\"}}");
     let mut client = Client::connect(proxy.addr).await;
     support::metric(&support::own_metrics(&mut client).await, &series)
 }

@@ -401,7 +401,10 @@ async fn more_series_than_the_cap_fail_the_scrape_and_exactly_the_cap_does_not()
     assert_eq!(error, format!("PROXY_MAX_SERIES={below} exceeded: {samples} series after filtering"));
     proxy
         .wait_for_metrics("both failures counted", |m| {
-            support::metric(m, "windows_exporter_proxy_scrapes_total{outcome=\"series_limit\",status=\"200\"}") == 2.0
+            support::metric(
+                m,
+                "windows_exporter_proxy_scrapes_total{outcome=\"series_limit\",status=\"200\",route=\"/metrics\"}",
+            ) == 2.0
         })
         .await;
 }

@@ -135,9 +135,12 @@ async fn run(coalesce: &str) -> Run {
     Run {
         scrapes,
         collections: collections.load(Ordering::SeqCst),
-        exporter_requests: metric(&metrics, "windows_exporter_proxy_exporter_requests_total"),
-        coalesced: metric(&metrics, "windows_exporter_proxy_coalesced_scrapes_total"),
-        timeouts_504: metric(&metrics, "windows_exporter_proxy_scrapes_total{outcome=\"timeout\",status=\"504\"}"),
+        exporter_requests: metric(&metrics, "windows_exporter_proxy_exporter_requests_total{route=\"/metrics\"}"),
+        coalesced: metric(&metrics, "windows_exporter_proxy_coalesced_scrapes_total{route=\"/metrics\"}"),
+        timeouts_504: metric(
+            &metrics,
+            "windows_exporter_proxy_scrapes_total{outcome=\"timeout\",status=\"504\",route=\"/metrics\"}",
+        ),
         up,
         up_samples,
         max_duration_s,

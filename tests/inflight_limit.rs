@@ -83,7 +83,10 @@ async fn third_scrape_waits_for_a_slot_and_proceeds_when_one_frees() {
         assert_eq!(scraped.text(), "up 1\n");
     }
     let m = proxy.wait_for_metrics("all slots free", |m| gauges(m) == (0.0, 0.0)).await;
-    assert_eq!(metric(&m, "windows_exporter_proxy_scrapes_total{outcome=\"ok\",status=\"200\"}"), 3.0);
+    assert_eq!(
+        metric(&m, "windows_exporter_proxy_scrapes_total{outcome=\"ok\",status=\"200\",route=\"/metrics\"}"),
+        3.0
+    );
 }
 
 #[tokio::test]
@@ -107,7 +110,10 @@ async fn scrape_with_no_slot_before_its_deadline_gets_503_naming_the_setting() {
     assert_eq!(line["max_inflight"], 2);
     assert!(held.try_recv().is_err(), "the rejected scrape reached the exporter");
     let m = proxy.wait_for_metrics("two in flight, none waiting", |m| gauges(m) == (2.0, 0.0)).await;
-    assert_eq!(metric(&m, "windows_exporter_proxy_scrapes_total{outcome=\"rejected\",status=\"503\"}"), 1.0);
+    assert_eq!(
+        metric(&m, "windows_exporter_proxy_scrapes_total{outcome=\"rejected\",status=\"503\",route=\"/metrics\"}"),
+        1.0
+    );
 
     release_a.send(()).unwrap();
     release_b.send(()).unwrap();
@@ -139,7 +145,10 @@ async fn scraper_giving_up_while_waiting_leaves_the_queue() {
     }
     let m = proxy.wait_for_metrics("all slots free", |m| gauges(m) == (0.0, 0.0)).await;
     assert!(held.try_recv().is_err(), "the abandoned scrape reached the exporter");
-    assert_eq!(metric(&m, "windows_exporter_proxy_scrapes_total{outcome=\"ok\",status=\"200\"}"), 2.0);
+    assert_eq!(
+        metric(&m, "windows_exporter_proxy_scrapes_total{outcome=\"ok\",status=\"200\",route=\"/metrics\"}"),
+        2.0
+    );
 }
 
 /// An exporter that holds every request until released, and hands the test each request's

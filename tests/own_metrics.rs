@@ -32,7 +32,7 @@ async fn successful_scrapes_are_counted_with_bytes_and_latency() {
         })
         .await;
     let value = |series: &str| metrics.get(series).copied();
-    assert_eq!(value(r#"windows_exporter_proxy_scrapes_total{outcome="ok",status="200"}"#), Some(3.0));
+    assert_eq!(value(r#"windows_exporter_proxy_scrapes_total{outcome="ok",status="200",route="/metrics"}"#), Some(3.0));
     assert_eq!(value("windows_exporter_proxy_streamed_bytes_total"), Some(3.0 * body.len() as f64));
     assert_eq!(value("windows_exporter_proxy_upstream_response_seconds_count"), Some(3.0));
     assert_eq!(value("windows_exporter_proxy_inflight_scrapes"), Some(0.0));
@@ -51,8 +51,14 @@ async fn failed_scrapes_are_counted_by_outcome() {
     let text = support::get(proxy.addr, "/proxy/metrics").await.text();
 
     assert_eq!(
-        sample(&text, r#"windows_exporter_proxy_scrapes_total{outcome="upstream_error",status="502"}"#),
+        sample(
+            &text,
+            r#"windows_exporter_proxy_scrapes_total{outcome="upstream_error",status="502",route="/metrics"}"#
+        ),
         Some(1.0)
     );
-    assert_eq!(sample(&text, r#"windows_exporter_proxy_scrapes_total{outcome="ok",status="200"}"#), None);
+    assert_eq!(
+        sample(&text, r#"windows_exporter_proxy_scrapes_total{outcome="ok",status="200",route="/metrics"}"#),
+        None
+    );
 }

@@ -184,7 +184,13 @@ async fn with_no_exporter_on_any_port_the_502_names_every_port() {
     }
     let metrics = own_metrics(&mut Client::connect(proxy.addr).await).await;
     assert_eq!(metric(&metrics, PORT_GAUGE), 0.0);
-    assert_eq!(metric(&metrics, r#"windows_exporter_proxy_scrapes_total{outcome="upstream_error",status="502"}"#), 1.0);
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"windows_exporter_proxy_scrapes_total{outcome="upstream_error",status="502",route="/metrics"}"#
+        ),
+        1.0
+    );
 }
 
 #[tokio::test]
@@ -244,7 +250,10 @@ async fn a_scrape_waits_for_discovery_only_until_its_deadline() {
     assert!(elapsed >= Duration::from_millis(500), "answered before its deadline: {elapsed:?}");
     assert!(elapsed < Duration::from_secs(1), "answered after the scraper's own timeout: {elapsed:?}");
     let metrics = own_metrics(&mut client).await;
-    assert_eq!(metric(&metrics, r#"windows_exporter_proxy_scrapes_total{outcome="timeout",status="504"}"#), 1.0);
+    assert_eq!(
+        metric(&metrics, r#"windows_exporter_proxy_scrapes_total{outcome="timeout",status="504",route="/metrics"}"#),
+        1.0
+    );
     held.release();
 }
 

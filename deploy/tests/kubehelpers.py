@@ -291,7 +291,13 @@ class FakeExporter:
     web-config does on every path.
     """
 
-    METRICS = b'# HELP windows_cpu_time_total Time that processor spent in different modes\n# TYPE windows_cpu_time_total counter\nwindows_cpu_time_total{core="0,0",mode="idle"} 1234.5\n'
+    # Like every windows_exporter scrape, with windows_exporter_collector_success for the collector
+    # that ran (the proxy learns the enabled collectors from it when only PROXY_SLOW_COLLECT is set).
+    METRICS = (
+        b'# HELP windows_cpu_time_total Time that processor spent in different modes\n# TYPE windows_cpu_time_total counter\n'
+        b'windows_cpu_time_total{core="0,0",mode="idle"} 1234.5\n'
+        b'# TYPE windows_exporter_collector_success gauge\nwindows_exporter_collector_success{collector="cpu"} 1\n'
+    )
 
     def __init__(self, tls: ssl.SSLContext | None = None, authorization: str | None = None) -> None:
         exporter = self

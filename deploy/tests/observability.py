@@ -260,11 +260,16 @@ class FakeWindowsExporter:
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-                path = self.path.split("?")[0]
+                path, _, query = self.path.partition("?")
+                # collect[] as windows_exporter reads it (Go's url.Values): none means all.
+                collect = urllib.parse.parse_qs(query).get("collect[]")
+                unknown = [c for c in collect or [] if c not in FAKE_COLLECTORS]
                 if path == "/health":
                     body, kind, status = b'{"status":"ok"}', "application/json", 200
+                elif path == "/metrics" and unknown:
+                    body, kind, status = f"Couldn't create filtered metrics handler: unknown collector {unknown[0]}".encode(), "text/plain", 400
                 elif path == "/metrics":
-                    body, kind, status = exporter.exposition(), "text/plain; version=0.0.4; charset=utf-8", 200
+                    body, kind, status = exporter.exposition(collect), "text/plain; version=0.0.4; charset=utf-8", 200
                 else:
                     body, kind, status = b"not found", "text/plain", 404
                 self.send_response(status)
@@ -289,7 +294,7 @@ class FakeWindowsExporter:
         self.server.shutdown()
         self.server.server_close()
 
-    def exposition(self) -> bytes:
+    def exposition(self, collect: list[str] | None = None) -> bytes:
         n, t = self.node, time.time() - self.started
         wave = math.sin(t / 6.0)
 
@@ -365,7 +370,7 @@ class FakeWindowsExporter:
         for name, (mode, _) in services.items():
             for start_mode in ("auto", "manual", "disabled"):
                 lines.append(f'windows_service_start_mode{{name="{name.lower()}",start_mode="{start_mode}"}} {int(start_mode == mode)}')
-        collectors = ["cpu", "logical_disk", "memory", "net", "os", "pagefile", "service", "system"]
+        collectors = FAKE_COLLECTORS
         lines.append("# TYPE windows_exporter_collector_duration_seconds gauge")
         lines += [f'windows_exporter_collector_duration_seconds{{collector="{c}"}} {0.01 + 0.002 * i + 0.005 * (1 + wave):.4f}'
                   for i, c in enumerate(collectors)]
@@ -375,16 +380,38 @@ class FakeWindowsExporter:
         lines += [f'windows_exporter_collector_timeout{{collector="{c}"}} 0' for c in collectors]
         lines += ["# TYPE windows_exporter_build_info gauge",
                   'windows_exporter_build_info{branch="heads/tags/v0.31.3",goversion="go1.24.6",revision="0",tags="",version="0.31.3"} 1']
+        if collect is not None:
+            lines = [line for line in lines if collected_by(line) in (None, *collect)]
         return ("\n".join(lines) + "\n").encode()
+
+
+FAKE_COLLECTORS = ["cpu", "logical_disk", "memory", "net", "os", "pagefile", "service", "system"]
+
+
+def collected_by(line: str) -> str | None:
+    """The fake's collector a line of its exposition belongs to; None for the exporter's own
+    series that every scrape carries (build info) and the comments of the per-collector ones."""
+    if line.startswith("#"):
+        name = line.split()[2]
+        return None if name.startswith("windows_exporter_") else collected_by(name)
+    if line.startswith("windows_exporter_"):
+        label = re.search(r'collector="([^"]+)"', line)
+        return label.group(1) if label else None
+    return next(c for c in sorted(FAKE_COLLECTORS, key=len, reverse=True) if line.startswith(f"windows_{c}_"))
 
 
 # ---------------------------------------------------------------------------------------------
 # The loopback cluster
 
 
-def chart_service_monitor() -> dict:
-    """The ServiceMonitor the chart renders (its relabelings are what the test Prometheus uses)."""
-    return kh.one(kh.helm_render({"serviceMonitor": {"enabled": True}}), "ServiceMonitor")
+def chart_service_monitor(slow: list[str] | None = None) -> dict:
+    """The ServiceMonitor the chart renders (its relabelings are what the test Prometheus uses);
+    with `slow`, the slow path's third endpoint, on twice the scrape interval here."""
+    values: dict = {"serviceMonitor": {"enabled": True}}
+    if slow:
+        values["collectors"] = {"slow": slow}
+        values["serviceMonitor"] |= {"slowInterval": f"{SCRAPE_SECONDS * 2}s", "slowScrapeTimeout": f"{SCRAPE_SECONDS * 2000 - 100}ms"}
+    return kh.one(kh.helm_render(values), "ServiceMonitor")
 
 
 def pod_target(address: str, node: str) -> dict:
@@ -411,6 +438,8 @@ class Cluster:
     proxy_urls: dict[str, str]
     prometheus: LoggedProcess
     started: float = field(default_factory=time.time)
+    # Whether the proxies run the slow path (set by the fixture that starts the cluster).
+    slow_path: bool = False
 
     def api(self, path: str, **params: str) -> dict:
         url = f"{self.prometheus_url}/api/v1/{path}?{urllib.parse.urlencode(params)}"
@@ -440,10 +469,11 @@ LINUX_COLLECTORS = ["cpu", "meminfo", "filesystem", "diskstats", "netdev", "stat
 
 
 @contextmanager
-def loopback_cluster(tmp: Path) -> Iterator[Cluster]:
+def loopback_cluster(tmp: Path, slow: list[str] | None = None) -> Iterator[Cluster]:
     """Two Linux nodes (real node_exporter), three Windows nodes (real proxy + fake exporter) and
     a fourth Windows node whose exporter does not answer, all scraped by a real Prometheus that
-    loads deploy/prometheus/rules/*.yml."""
+    loads deploy/prometheus/rules/*.yml. With `slow`, the slow path: the proxies serve those
+    collectors on /metrics/slow only (PROXY_SLOW_COLLECT), scraped as the monitor's third endpoint."""
     linux = {"aks-linux-000000": "127.0.0.2", "aks-linux-000001": "127.0.0.3"}
     windows = [
         WindowsNode("akswin000000", cpu_busy=0.35, memory_gib=16, disk_free_share=0.62),
@@ -467,7 +497,7 @@ def loopback_cluster(tmp: Path) -> Iterator[Cluster]:
 
         proxies: dict[str, str] = {}
         env = {"RUST_LOG": "warn,windows_exporter_proxy=info", "PROXY_TIMEOUT_MARGIN_SECONDS": "0.1",
-               "PROXY_HEADER_READ_TIMEOUT_SECONDS": "1"}
+               "PROXY_HEADER_READ_TIMEOUT_SECONDS": "1", **({"PROXY_SLOW_COLLECT": ",".join(slow)} if slow else {})}
         for index, node in enumerate(windows):
             exporter = stack.enter_context(FakeWindowsExporter(f"127.0.0.{11 + index}", node))
             proxy = stack.enter_context(kh.run_proxy({
@@ -484,13 +514,15 @@ def loopback_cluster(tmp: Path) -> Iterator[Cluster]:
 
         (tmp / "linux.json").write_text(json.dumps(linux_targets))
         (tmp / "windows.json").write_text(json.dumps([pod_target(a, n) for n, a in proxies.items()]))
-        monitor = chart_service_monitor()
+        monitor = chart_service_monitor(slow)
         jobs = []
         for index, endpoint in enumerate(monitor["spec"]["endpoints"]):
             jobs.append({
                 # the job name prometheus-operator generates for this endpoint
                 "job_name": f"serviceMonitor/monitoring/{monitor['metadata']['name']}/{index}",
                 "metrics_path": endpoint["path"],
+                **({"scrape_interval": endpoint["interval"]} if "interval" in endpoint else {}),
+                **({"scrape_timeout": endpoint["scrapeTimeout"]} if "scrapeTimeout" in endpoint else {}),
                 "file_sd_configs": [{"files": [str(tmp / "windows.json")]}],
                 "relabel_configs": [kh.operator_to_prometheus_relabel(r) for r in endpoint["relabelings"]],
             })

@@ -39,9 +39,13 @@ PREVIEW = ob.GRAFANA / "preview-nodes-linux-windows.png"
 PREVIEW_SECONDS = 90
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    with ob.loopback_cluster(tmp_path_factory.mktemp("cluster")) as running:
+# Every test runs twice: as the chart's defaults scrape the nodes, and with the slow path (the
+# service collector on /metrics/slow, as values-aks-native.yaml moves it): the dashboards and
+# rules must work either way.
+@pytest.fixture(scope="module", params=[None, ["service"]], ids=["plain", "slow-path"])
+def cluster(request, tmp_path_factory):
+    with ob.loopback_cluster(tmp_path_factory.mktemp("cluster"), slow=request.param) as running:
+        running.slow_path = bool(request.param)
         yield running
 
 
@@ -145,7 +149,8 @@ def test_relabelling_gives_node_names(cluster, settled) -> None:
         assert labels["instance"] == labels["node"], labels
         by_job.setdefault(labels.get("metrics_path", "node-exporter"), set()).add(labels["instance"])
     windows = set(cluster.windows_nodes + cluster.unreachable_windows_nodes)
-    assert by_job == {"/metrics": windows, "/proxy/metrics": windows, "node-exporter": set(cluster.linux_nodes)}, by_job
+    slow = {"/metrics/slow": windows} if cluster.slow_path else {}
+    assert by_job == {"/metrics": windows, "/proxy/metrics": windows, **slow, "node-exporter": set(cluster.linux_nodes)}, by_job
     down = {s["metric"]["instance"] for s in up if s["value"][1] == "0"}
     assert down == set(cluster.unreachable_windows_nodes), down
 
@@ -231,7 +236,7 @@ def test_windows_node_dashboard_lists_the_stopped_auto_start_service(cluster, se
 
 def test_preview_is_drawn_from_the_query_results(cluster, settled, tmp_path) -> None:
     """Draws the cluster dashboard's panels from this Prometheus (Grafana cannot run here)."""
-    if os.environ.get("WEP_WRITE_PREVIEW") == "1":
+    if os.environ.get("WEP_WRITE_PREVIEW") == "1" and not cluster.slow_path:
         ob.wait_for("data for the preview", lambda: time.time() - cluster.started > PREVIEW_SECONDS,
                     timeout=PREVIEW_SECONDS + 10)
     dashboard = ob.load_dashboards()[CLUSTER_DASHBOARD]
@@ -248,7 +253,7 @@ def test_preview_is_drawn_from_the_query_results(cluster, settled, tmp_path) -> 
     drawn = preview.draw(dashboard, results, out, linux_nodes=set(cluster.linux_nodes))
     assert out.stat().st_size > 10_000
     assert drawn == len(ob.data_panels(dashboard)), "every panel is in the preview"
-    if os.environ.get("WEP_WRITE_PREVIEW") == "1":
+    if os.environ.get("WEP_WRITE_PREVIEW") == "1" and not cluster.slow_path:
         shutil.copyfile(out, PREVIEW)
     assert PREVIEW.exists(), "run WEP_WRITE_PREVIEW=1 .venv/bin/pytest deploy/tests/test_cluster_prometheus.py -k preview"
     assert f"grafana/{PREVIEW.name}" in (ob.kh.DEPLOY / "README.md").read_text(), "deploy/README shows the preview"
@@ -283,3 +288,16 @@ def test_alert_expressions_pick_the_right_nodes_on_real_data(cluster, settled) -
     assert firing("WindowsExporterProxyTargetDown", "warning") == set()
     assert firing("WindowsVolumeAlmostFull", "warning") == set()
     assert firing("WindowsVolumeFillingUp", "critical") == {("akswin000002", "C:")}
+
+
+def test_with_the_slow_path_the_slow_series_come_from_their_own_endpoint(cluster, settled) -> None:
+    """The panels above pass with the service collector's series arriving on /metrics/slow only
+    (and everything else on /metrics only), as values-aks-native.yaml scrapes them."""
+    if not cluster.slow_path:
+        pytest.skip("the slow-path cluster only")
+    paths = lambda name: {s["metric"]["metrics_path"] for s in cluster.query(name)}  # noqa: E731
+    assert paths("windows_service_state") == paths("windows_service_start_mode") == {"/metrics/slow"}
+    assert paths("windows_cpu_time_total") == paths("windows_logical_disk_free_bytes") == {"/metrics"}
+    successes = {(s["metric"]["metrics_path"], s["metric"]["collector"]) for s in cluster.query("windows_exporter_collector_success")}
+    assert {c for p, c in successes if p == "/metrics/slow"} == {"service"}, successes
+    assert "service" not in {c for p, c in successes if p == "/metrics"}, successes

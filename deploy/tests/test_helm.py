@@ -16,6 +16,7 @@ import yaml
 import kubehelpers as kh
 
 ORIGINAL_LABELS = {"app": "prometheus-node-exporter", "release": "collection"}
+MONITORS_ON = {"serviceMonitor": {"enabled": True}, "podMonitor": {"enabled": True}}
 
 # Representative value sets: defaults, the operator objects, the original labels, everything set.
 VALUE_SETS: dict[str, dict] = {
@@ -246,6 +247,11 @@ def test_every_values_key_is_in_the_schema() -> None:
         ({"podLabels": {"release": 1}}, "at '/podLabels/release': got number, want string"),
         ({"serviceMonitor": {"interval": "30 seconds"}}, "at '/serviceMonitor/interval'"),
         ({"updateStrategy": {"type": "Recreate"}}, "at '/updateStrategy/type'"),
+        ({"collectors": {"fast": ["cpu", "Logical_Disk"]}}, "at '/collectors/fast/1'"),
+        ({"collectors": {"slow": ["process", "process"]}}, "at '/collectors/slow': items at 0 and 1 are equal"),
+        ({"collectors": {"allow": "cpu,os"}}, "at '/collectors/allow': got string, want array"),
+        ({"serviceMonitor": {"sampleLimit": -1}}, "at '/serviceMonitor/sampleLimit': minimum"),
+        ({"podMonitor": {"slowInterval": ""}}, "at '/podMonitor/slowInterval'"),
     ],
 )
 def test_schema_rejects_bad_values_with_a_clear_message(values: dict, message: str) -> None:
@@ -254,6 +260,64 @@ def test_schema_rejects_bad_values_with_a_clear_message(values: dict, message: s
             chart.render(values, name=kh.RELEASE, namespace="monitoring")
     report = helm.lint(kh.CHART, values, strict=True)
     assert any(message in error for error in report["errors"]), report
+
+
+SLOW_PATH = {"collectors": {"fast": ["cpu", "logical_disk", "os"], "slow": ["process", "service"]}}
+
+
+def test_collectors_reach_their_variables() -> None:
+    values = {"collectors": {**SLOW_PATH["collectors"], "allow": ["cpu", "logical_disk", "os", "memory", "process", "service"]}}
+    env = kh.manifest_env(kh.proxy_container(kh.one(kh.helm_render(values), "DaemonSet")))
+    assert env["PROXY_COLLECT"] == "cpu,logical_disk,os"
+    assert env["PROXY_SLOW_COLLECT"] == "process,service"
+    assert env["PROXY_COLLECT_ALLOW"] == "cpu,logical_disk,os,memory,process,service"
+
+
+def test_aks_native_values_move_process_and_service_to_the_slow_path() -> None:
+    objects = kh.helm_render({**VALUE_SETS["aks-native"], "serviceMonitor": {"enabled": True}})
+    env = kh.manifest_env(kh.proxy_container(kh.one(objects, "DaemonSet")))
+    assert env["PROXY_SLOW_COLLECT"] == "process,service" and "PROXY_COLLECT" not in env, env
+    assert [e["path"] for e in kh.one(objects, "ServiceMonitor")["spec"]["endpoints"]][-1] == "/metrics/slow"
+
+
+@pytest.mark.parametrize("slow", [False, True])
+def test_monitors_get_the_slow_endpoint_and_the_limits(slow: bool) -> None:
+    values = {**MONITORS_ON, **(SLOW_PATH if slow else {})}
+    objects = kh.helm_render(values)
+    for kind, key in (("ServiceMonitor", "endpoints"), ("PodMonitor", "podMetricsEndpoints")):
+        monitor = kh.one(objects, kind)
+        kh.validate(monitor)
+        assert (monitor["spec"]["sampleLimit"], monitor["spec"]["labelLimit"]) == (50000, 30)
+        endpoints = monitor["spec"][key]
+        paths = [e["path"] for e in endpoints]
+        assert paths == ["/metrics", "/proxy/metrics", *(["/metrics/slow"] if slow else [])], paths
+        for endpoint in endpoints[:2]:
+            assert "interval" not in endpoint and "scrapeTimeout" not in endpoint
+        if slow:
+            assert (endpoints[2]["interval"], endpoints[2]["scrapeTimeout"]) == ("120s", "60s")
+            # The same relabelling: metrics_path tells the three targets apart.
+            assert endpoints[2]["relabelings"] == endpoints[0]["relabelings"]
+
+
+def test_a_sample_limit_of_zero_renders_no_limit() -> None:
+    monitor = kh.one(kh.helm_render({"serviceMonitor": {"enabled": True, "sampleLimit": 0, "labelLimit": 0}}),
+                     "ServiceMonitor")
+    assert "sampleLimit" not in monitor["spec"] and "labelLimit" not in monitor["spec"]
+
+
+@pytest.mark.parametrize(
+    ("collectors", "message"),
+    [
+        ({"fast": ["cpu", "process"], "slow": ["process"]}, "process is in both collectors.fast and collectors.slow"),
+        ({"fast": ["cpu", "os"], "allow": ["cpu"]}, "collectors.allow leaves out os"),
+        ({"slow": ["process"], "allow": ["cpu"]}, "collectors.allow leaves out process"),
+        ({"slow": ["process"], "allow": ["process"]}, "collectors.allow names only collectors.slow collectors"),
+    ],
+)
+def test_contradictory_collectors_fail_the_render(collectors: dict, message: str) -> None:
+    with helm.Chart.load(kh.CHART) as chart:
+        with pytest.raises(helm.HelmRenderError, match=re.escape(message)):
+            chart.render({"collectors": collectors}, name=kh.RELEASE)
 
 
 def test_grace_not_below_termination_grace_fails_render() -> None:

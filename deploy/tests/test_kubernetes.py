@@ -39,6 +39,7 @@ def test_there_is_something_to_test() -> None:
         "deploy/kubernetes/overlays/example",
         "deploy/kubernetes/overlays/secure",
         "deploy/kubernetes/overlays/https-podmonitor",
+        "deploy/kubernetes/overlays/slow-path",
     } <= names, names
     assert {rel(d) for d in COMPONENTS} == {
         "deploy/kubernetes/components/servicemonitor",
@@ -50,6 +51,7 @@ def test_there_is_something_to_test() -> None:
         "deploy/kubernetes/components/prometheusrule",
         "deploy/kubernetes/components/grafana-dashboards",
         "deploy/kubernetes/components/filter",
+        "deploy/kubernetes/components/slow-path",
     }
 
 
@@ -283,6 +285,50 @@ def test_scrape_config_scrapes_both_paths_with_the_monitors_relabelling() -> Non
         for relabeling in endpoint["relabelings"]:
             assert kh.operator_to_prometheus_relabel(relabeling) in rules, f"the plain jobs lack the monitor's {relabeling}"
     assert not any(r.get("source_labels") == ["__meta_kubernetes_pod_ready"] for r in rules), "must not drop NotReady pods"
+
+
+def test_the_slow_path_component_copies_the_secured_metrics_endpoint(tmp_path: Path) -> None:
+    """Listed after tls and tokenreview, the slow-path component's /metrics/slow endpoint is the
+    /metrics endpoint (https, its TLS settings, its credentials) with its own path and timing."""
+    components = [os.path.relpath(kh.KUBERNETES / "components" / c, tmp_path)
+                  for c in ("servicemonitor", "podmonitor", "tls", "tokenreview", "slow-path")]
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [os.path.relpath(kh.KUBERNETES / "base", tmp_path)], "components": components}))
+    result = subprocess.run(["kubectl", "kustomize", "--load-restrictor", "LoadRestrictionsNone", str(tmp_path)],
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    objects = kh.docs_from_text(result.stdout)
+    for kind, key in (("ServiceMonitor", "endpoints"), ("PodMonitor", "podMetricsEndpoints")):
+        monitor = kh.one(objects, kind)
+        kh.validate(monitor)
+        first, slow = monitor["spec"][key][0], monitor["spec"][key][-1]
+        assert [e["path"] for e in monitor["spec"][key]] == ["/metrics", "/proxy/metrics", "/metrics/slow"]
+        assert first["scheme"] == "https" and "tlsConfig" in first
+        assert slow == {**first, "path": "/metrics/slow", "interval": "120s", "scrapeTimeout": "60s"}
+    env = kh.manifest_env(kh.proxy_container(kh.one(objects, "DaemonSet")))
+    assert env["PROXY_SLOW_COLLECT"] == "process,service" and env["PROXY_AUTH"] == "tokenreview"
+
+
+def test_the_commented_out_slow_job_is_the_monitors_slow_endpoint() -> None:
+    """Uncommented, the plain config's /metrics/slow job is the /metrics job with another name,
+    path, interval and timeout: those of the monitors' /metrics/slow endpoint."""
+    text = SCRAPE_CONFIG.read_text()
+    block = re.search(r"^  # - <<: \*windows-exporter-proxy\n(?:  #   .*\n)+", text, re.M)
+    assert block, "the commented-out /metrics/slow job"
+    uncommented = text.replace(block.group(0), re.sub(r"^  # ", "  ", block.group(0), flags=re.M))
+    jobs = yaml.safe_load(uncommented)["scrape_configs"]
+    assert [j["metrics_path"] for j in jobs] == ["/metrics", "/metrics/slow", "/proxy/metrics"]
+    first, slow = jobs[0], jobs[1]
+    changed = ("job_name", "metrics_path", "scrape_interval", "scrape_timeout")
+    assert {k: v for k, v in slow.items() if k not in changed} == {k: v for k, v in first.items() if k not in changed}
+    monitor = kh.one(kh.helm_render({"serviceMonitor": {"enabled": True}, "collectors": {"slow": ["process", "service"]}}),
+                     "ServiceMonitor")
+    endpoint = monitor["spec"]["endpoints"][2]
+    assert endpoint["path"] == slow["metrics_path"] == "/metrics/slow"
+    assert (endpoint["interval"], endpoint["scrapeTimeout"]) == (slow["scrape_interval"], slow["scrape_timeout"])
+    assert slow["job_name"] == "windows-exporter-proxy-slow"
+    assert (first["sample_limit"], first["label_limit"]) == (monitor["spec"]["sampleLimit"], monitor["spec"]["labelLimit"])
 
 
 def _pod_target(address: str, node: str, port_name: str = "metrics", phase: str = "Running") -> dict:

@@ -97,12 +97,14 @@ def render(values: dict) -> list[dict]:
 
 
 def endpoints(monitor: dict) -> list[dict]:
-    """The /metrics endpoint. The monitors also scrape /proxy/metrics, with the same scheme, TLS and
-    credentials (checked here), so the tests below look at /metrics only."""
+    """The /metrics endpoint. The monitors also scrape /proxy/metrics (and with the slow path
+    /metrics/slow, on its own interval and timeout), with the same scheme, TLS and credentials
+    (checked here), so the tests below look at /metrics only."""
     all_endpoints = monitor["spec"]["endpoints" if monitor["kind"] == "ServiceMonitor" else "podMetricsEndpoints"]
     scraped = [e for e in all_endpoints if e["path"] == "/metrics"]
     for other in all_endpoints:
-        assert {k: v for k, v in other.items() if k != "path"} == {k: v for k, v in scraped[0].items() if k != "path"}
+        own = ("path", "interval", "scrapeTimeout") if other["path"] == "/metrics/slow" else ("path",)
+        assert {k: v for k, v in other.items() if k not in own} == {k: v for k, v in scraped[0].items() if k not in own}
     return scraped
 
 
@@ -328,7 +330,12 @@ def test_tokenreview_rbac() -> None:
     (rule,) = role["rules"]
     assert rule["verbs"] == ["get"] and set(rule) == {"nonResourceURLs", "verbs"}, "a scraper needs get on URLs, nothing else"
     scraped = {e["path"] for e in endpoints(kh.one(objects, "ServiceMonitor"))}
-    assert scraped <= set(rule["nonResourceURLs"]) == {"/metrics", "/proxy/metrics"}, "every path the monitor scrapes is granted"
+    assert scraped <= set(rule["nonResourceURLs"]) == {"/metrics", "/metrics/slow", "/proxy/metrics"}, "every path the monitor scrapes is granted"
+    with_slow = render(kh.render_base.merged([VALUE_SETS["tokenreview"], {"collectors": {"slow": ["process", "service"]}}]))
+    monitor = kh.one(with_slow, "ServiceMonitor")
+    endpoints(monitor)  # the same scheme, TLS and credentials on every endpoint
+    scraped = {e["path"] for e in monitor["spec"]["endpoints"]}
+    assert "/metrics/slow" in scraped and scraped <= set(kh.one(with_slow, "ClusterRole")["rules"][0]["nonResourceURLs"])
     scraper = bindings[f"{FULL}-scraper"]
     assert scraper["roleRef"]["name"] == role["metadata"]["name"] and scraper["subjects"] == [PROMETHEUS_SA]
 

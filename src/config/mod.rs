@@ -21,6 +21,7 @@
 
 pub mod auth;
 pub mod coalesce;
+pub mod collect;
 pub mod exporter;
 pub mod filter;
 pub mod parse;
@@ -44,6 +45,7 @@ use crate::filter::FilterSettings;
 use crate::logging::{self, LogFormat};
 use crate::scrape::ScrapeSettings;
 use crate::scrape::coalesce::Coalescing;
+use crate::scrape::collectors::CollectSettings;
 use crate::server;
 use crate::tls::acceptor::{Acceptor, TlsSettings};
 use parse::{Host, Parser};
@@ -76,6 +78,8 @@ pub struct Config {
     pub max_inflight: usize,
     /// Coalescing of identical concurrent scrapes.
     pub coalesce: Coalescing,
+    /// Which collectors scrapes run (`PROXY_COLLECT`, `PROXY_COLLECT_ALLOW`, `PROXY_SLOW_COLLECT`).
+    pub collect: CollectSettings,
     /// The filter stage (`PROXY_METRIC_KEEP`, `PROXY_METRIC_DROP`, `PROXY_SERIES_DROP`,
     /// `PROXY_MAX_SERIES`); all unset: none.
     pub filter: FilterSettings,
@@ -211,6 +215,7 @@ impl Config {
             connect_timeout: values.value(&var::CONNECT_TIMEOUT_SECONDS, parse::positive_seconds),
             max_inflight: values.value(&var::MAX_INFLIGHT, parse::count),
             coalesce: coalesce::settings(&mut values),
+            collect: collect::settings(&mut values),
             filter: filter::settings(&mut values),
             max_connections: values.value(&var::MAX_CONNECTIONS, parse::count),
             header_read_timeout: values.value(&var::HEADER_READ_TIMEOUT_SECONDS, parse::positive_seconds),

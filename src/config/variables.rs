@@ -161,6 +161,24 @@ pub const COALESCE_MAX_BUFFER_BYTES: Variable = Variable::new(
     Value("2097152"),
     "body bytes a shared exporter request holds; a scraper further behind is cut off (at least 262144)",
 );
+/// `PROXY_COLLECT`.
+pub const COLLECT: Variable = Variable::new(
+    "PROXY_COLLECT",
+    Unset,
+    "comma list of collectors a /metrics scrape without collect[] runs, sent to the exporter as collect[] in this order",
+);
+/// `PROXY_COLLECT_ALLOW`.
+pub const COLLECT_ALLOW: Variable = Variable::new(
+    "PROXY_COLLECT_ALLOW",
+    Unset,
+    "comma list a scraper's collect[] is cut down to (none left: 400); default with PROXY_COLLECT: it plus PROXY_SLOW_COLLECT",
+);
+/// `PROXY_SLOW_COLLECT`.
+pub const SLOW_COLLECT: Variable = Variable::new(
+    "PROXY_SLOW_COLLECT",
+    Unset,
+    "comma list of expensive collectors (process,service) served on /metrics/slow and never on /metrics; unset: no /metrics/slow",
+);
 /// `PROXY_METRIC_KEEP`.
 pub const METRIC_KEEP: Variable = Variable::new(
     "PROXY_METRIC_KEEP",
@@ -319,6 +337,9 @@ pub const VARIABLES: &[Variable] = &[
     MAX_INFLIGHT,
     COALESCE,
     COALESCE_MAX_BUFFER_BYTES,
+    COLLECT,
+    COLLECT_ALLOW,
+    SLOW_COLLECT,
     METRIC_KEEP,
     METRIC_DROP,
     SERIES_DROP,

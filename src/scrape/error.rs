@@ -14,6 +14,7 @@ use http::{Response, StatusCode};
 use crate::exporter::ExporterError;
 use crate::exporter::discovery::DiscoveryError;
 use crate::response::{self, ResponseBody};
+use crate::scrape::collectors::NothingAllowed;
 use crate::telemetry::{ScrapeOutcome, Telemetry};
 
 /// Why a scrape failed.
@@ -59,6 +60,32 @@ pub enum ScrapeError {
         /// The scrape's whole budget.
         timeout: Duration,
     },
+    /// A `/metrics` scrape held its slot behind a running `/metrics/slow` collection until the
+    /// deadline (504); no exporter request was sent.
+    #[error(
+        "no exporter request sent: waited {waited:?} for a /metrics/slow collection to finish (windows_exporter runs one at a time) and the {timeout:?} deadline passed"
+    )]
+    BehindSlow {
+        /// How long it waited.
+        waited: Duration,
+        /// The scrape's whole budget.
+        timeout: Duration,
+    },
+    /// The scraper's `collect[]` leaves no collector this route may run (400); the exporter
+    /// sees nothing.
+    #[error("{0}")]
+    NotAllowed(NothingAllowed),
+    /// The exporter's enabled collectors were still being learned at the deadline (503).
+    #[error(
+        "still learning the exporter's enabled collectors (PROXY_SLOW_COLLECT without PROXY_COLLECT) at the {timeout:?} deadline; set PROXY_COLLECT to skip this"
+    )]
+    StillLearning {
+        /// The scrape's whole budget.
+        timeout: Duration,
+    },
+    /// Learning the exporter's enabled collectors failed (502).
+    #[error("could not learn the exporter's enabled collectors: {0}")]
+    LearningFailed(String),
     /// The exporter's connection failed mid-body (the scraper's connection is aborted).
     #[error("exporter connection failed mid-body: {0}")]
     BodyFailed(String),
@@ -111,9 +138,13 @@ impl ScrapeError {
             ScrapeError::Exporter(_) => ScrapeOutcome::upstream_error,
             ScrapeError::NoPort { error: DiscoveryError::NoneAnswered(_), .. } => ScrapeOutcome::upstream_error,
             ScrapeError::NoPort { error: DiscoveryError::StillProbing(_), .. } => ScrapeOutcome::timeout,
-            ScrapeError::NoAnswer { .. } | ScrapeError::NoTimeLeft { .. } | ScrapeError::BodyDeadline => {
-                ScrapeOutcome::timeout
-            }
+            ScrapeError::NoAnswer { .. }
+            | ScrapeError::NoTimeLeft { .. }
+            | ScrapeError::BehindSlow { .. }
+            | ScrapeError::BodyDeadline => ScrapeOutcome::timeout,
+            ScrapeError::NotAllowed(_) => ScrapeOutcome::refused,
+            ScrapeError::StillLearning { .. } => ScrapeOutcome::rejected,
+            ScrapeError::LearningFailed(_) => ScrapeOutcome::upstream_error,
             ScrapeError::BodyFailed(_) => ScrapeOutcome::aborted,
             ScrapeError::Lagged { .. } => ScrapeOutcome::lagged,
             ScrapeError::SeriesLimit(_) => ScrapeOutcome::series_limit,
@@ -127,7 +158,12 @@ impl ScrapeError {
             ScrapeError::Exporter(_) => Some(StatusCode::BAD_GATEWAY),
             ScrapeError::NoPort { error: DiscoveryError::NoneAnswered(_), .. } => Some(StatusCode::BAD_GATEWAY),
             ScrapeError::NoPort { error: DiscoveryError::StillProbing(_), .. } => Some(StatusCode::GATEWAY_TIMEOUT),
-            ScrapeError::NoAnswer { .. } | ScrapeError::NoTimeLeft { .. } => Some(StatusCode::GATEWAY_TIMEOUT),
+            ScrapeError::NoAnswer { .. } | ScrapeError::NoTimeLeft { .. } | ScrapeError::BehindSlow { .. } => {
+                Some(StatusCode::GATEWAY_TIMEOUT)
+            }
+            ScrapeError::NotAllowed(_) => Some(StatusCode::BAD_REQUEST),
+            ScrapeError::StillLearning { .. } => Some(StatusCode::SERVICE_UNAVAILABLE),
+            ScrapeError::LearningFailed(_) => Some(StatusCode::BAD_GATEWAY),
             ScrapeError::BodyFailed(_)
             | ScrapeError::BodyDeadline
             | ScrapeError::Lagged { .. }
@@ -136,7 +172,7 @@ impl ScrapeError {
     }
 
     /// Logs, counts and answers a failure before the response headers.
-    pub fn respond(self, exporter: &str, telemetry: &Telemetry) -> Response<ResponseBody> {
+    pub fn respond(self, exporter: &str, route: &'static str, telemetry: &Telemetry) -> Response<ResponseBody> {
         let status = self.status().expect("only failures before the headers are answered with a response");
         match &self {
             ScrapeError::NoSlot { max_inflight, timeout } => tracing::warn!(
@@ -168,6 +204,23 @@ impl ScrapeError {
                 timeout_ms = timeout.as_millis() as u64,
                 "scrape failed: too little of the deadline left to ask the exporter"
             ),
+            ScrapeError::BehindSlow { waited, timeout } => tracing::warn!(
+                upstream = exporter,
+                waited_ms = waited.as_millis() as u64,
+                timeout_ms = timeout.as_millis() as u64,
+                "scrape failed: deadline passed behind a running /metrics/slow collection"
+            ),
+            ScrapeError::NotAllowed(refused) => {
+                tracing::info!(upstream = exporter, route, %refused, "scrape refused: collect[] names no allowed collector")
+            }
+            ScrapeError::StillLearning { timeout } => tracing::warn!(
+                upstream = exporter,
+                timeout_ms = timeout.as_millis() as u64,
+                "scrape failed: the exporter's enabled collectors are still being learned"
+            ),
+            ScrapeError::LearningFailed(error) => {
+                tracing::warn!(upstream = exporter, %error, "scrape failed: could not learn the exporter's enabled collectors")
+            }
             ScrapeError::BodyFailed(_)
             | ScrapeError::BodyDeadline
             | ScrapeError::Lagged { .. }
@@ -175,12 +228,20 @@ impl ScrapeError {
                 unreachable!("mid-body failures have no status")
             }
         }
-        telemetry.scrape_finished(self.outcome(), status.as_u16());
+        telemetry.scrape_finished(self.outcome(), status.as_u16(), route);
         response::text(status, format!("{exporter}: {self}"))
     }
 
     /// Logs and counts a failure mid-body; the body then ends with this error.
-    pub fn record_mid_body(&self, exporter: &str, status: u16, bytes: u64, elapsed: Duration, telemetry: &Telemetry) {
+    pub fn record_mid_body(
+        &self,
+        exporter: &str,
+        route: &'static str,
+        status: u16,
+        bytes: u64,
+        elapsed: Duration,
+        telemetry: &Telemetry,
+    ) {
         let outcome = self.outcome();
         tracing::warn!(
             upstream = exporter,
@@ -190,7 +251,7 @@ impl ScrapeError {
             elapsed_ms = elapsed.as_millis() as u64,
             "scrape failed mid-body; scraper connection aborted"
         );
-        telemetry.scrape_finished(outcome, status);
+        telemetry.scrape_finished(outcome, status, route);
     }
 }
 
@@ -245,14 +306,14 @@ mod tests {
         use http_body_util::BodyExt;
         let telemetry = Telemetry::new();
         let error = ScrapeError::NoAnswer { timeout: Duration::from_millis(9500), from_scraper: false };
-        let response = error.respond("http://10.0.0.4:9182", &telemetry);
+        let response = error.respond("http://10.0.0.4:9182", "/metrics", &telemetry);
         assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
         let body = response.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(&body[..], b"http://10.0.0.4:9182: no response within 9.5s (PROXY_SCRAPE_TIMEOUT_SECONDS)\n");
         assert!(
-            telemetry
-                .encode(crate::telemetry::Format::Text)
-                .contains("windows_exporter_proxy_scrapes_total{outcome=\"timeout\",status=\"504\"} 1")
+            telemetry.encode(crate::telemetry::Format::Text).contains(
+                "windows_exporter_proxy_scrapes_total{outcome=\"timeout\",status=\"504\",route=\"/metrics\"} 1"
+            )
         );
     }
 }

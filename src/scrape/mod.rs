@@ -18,9 +18,17 @@
 //! With `PROXY_COALESCE` (the default), identical scrapes in flight at once share one exporter
 //! request, one slot and one collection ([`coalesce`]); each still keeps its own deadline. With a
 //! `PROXY_PORT` list, the port comes from [`crate::exporter::discovery`] first.
+//!
+//! The same handler serves `/metrics/slow` ([`collectors::Route`]): the scraper's query is
+//! rewritten into the `collect[]` the route and the operator allow ([`collectors`]), the
+//! `PROXY_MAX_INFLIGHT` slots are shared by the two routes under [`schedule`]'s rules, and the
+//! proxy's own metrics carry the `route`.
 
 pub mod coalesce;
+pub mod collectors;
 mod error;
+pub mod learn;
+pub mod schedule;
 pub mod stream;
 
 use std::future::Future;
@@ -29,7 +37,7 @@ use std::time::Duration;
 
 use http::uri::PathAndQuery;
 use http::{HeaderMap, Method, Request, Response};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 pub use error::ScrapeError;
@@ -44,6 +52,9 @@ use crate::telemetry::{GaugeGuard, Telemetry};
 
 use coalesce::key::ScrapeKey;
 use coalesce::{Coalescer, Coalescing, Joined, Member};
+use collectors::{CollectSettings, Rewrite, Route};
+use learn::Learner;
+use schedule::{Schedule, Ticket};
 use stream::{Held, ScrapeRecord, ScrapeStream, Source};
 
 /// The exporter path every scrape goes to.
@@ -54,6 +65,7 @@ pub const METRICS_PATH: &str = "/metrics";
 /// polling it.
 struct Scraper {
     started: Instant,
+    route: Route,
     hang_up: Option<Arc<Notify>>,
 }
 
@@ -75,8 +87,9 @@ pub struct ScrapeSettings {
 /// The `/metrics` handler and what it shares between scrapes.
 pub struct Scrape {
     exporter: Exporter,
-    slots: Arc<Semaphore>,
-    max_inflight: usize,
+    schedule: Arc<Schedule>,
+    collectors: CollectSettings,
+    learner: Arc<Learner>,
     default_timeout: Duration,
     margin: Duration,
     telemetry: Arc<Telemetry>,
@@ -92,8 +105,9 @@ impl Scrape {
     pub fn new(settings: &ScrapeSettings, exporter: Exporter, telemetry: Arc<Telemetry>) -> Scrape {
         Scrape {
             exporter,
-            slots: Arc::new(Semaphore::new(settings.max_inflight)),
-            max_inflight: settings.max_inflight,
+            schedule: Arc::new(Schedule::new(settings.max_inflight)),
+            collectors: CollectSettings::default(),
+            learner: Arc::default(),
             default_timeout: settings.scrape_timeout,
             margin: settings.timeout_margin,
             telemetry,
@@ -111,14 +125,24 @@ impl Scrape {
         self
     }
 
-    /// Serves one scrape. Every failure becomes a response here.
-    pub async fn serve<B>(&self, request: Request<B>) -> Response<ResponseBody> {
+    /// With the collectors `collectors` decides (`PROXY_COLLECT` and the rest).
+    pub fn with_collectors(self, collectors: CollectSettings) -> Scrape {
+        Scrape { collectors, ..self }
+    }
+
+    /// Whether `/metrics/slow` is served (`PROXY_SLOW_COLLECT` set).
+    pub fn has_slow_route(&self) -> bool {
+        self.collectors.has_slow_route()
+    }
+
+    /// Serves one scrape on `route`. Every failure becomes a response here.
+    pub async fn serve<B>(&self, route: Route, request: Request<B>) -> Response<ResponseBody> {
         let started = Instant::now();
         let budget =
             ScrapeBudget::from_header(request.headers().get(&SCRAPE_TIMEOUT), self.margin, self.default_timeout);
         let deadline = started + budget.timeout;
         let mut port = None;
-        match self.answer(request, started, deadline, &budget, &mut port).await {
+        match self.answer(route, request, started, deadline, &budget, &mut port).await {
             Ok(mut response) => {
                 // The scraper must have taken the whole answer by the scrape's deadline.
                 response.extensions_mut().insert(SendDeadline(deadline));
@@ -130,7 +154,7 @@ impl Scrape {
                     (_, Some(port)) => self.exporter.label(port),
                     (_, None) => self.exporter.current_label(),
                 };
-                error.respond(exporter, &self.telemetry)
+                error.respond(exporter, route.path(), &self.telemetry)
             }
         }
     }
@@ -139,6 +163,7 @@ impl Scrape {
     /// failure's message.
     async fn answer<B>(
         &self,
+        route: Route,
         request: Request<B>,
         started: Instant,
         deadline: Instant,
@@ -146,12 +171,47 @@ impl Scrape {
         port: &mut Option<u16>,
     ) -> Result<Response<ResponseBody>, ScrapeError> {
         let (parts, _body) = request.into_parts();
-        let scraper = Scraper { started, hang_up: parts.extensions.get::<HangUp>().map(|HangUp(h)| h.clone()) };
-        let outgoing = self.outgoing(parts, budget);
+        let scraper = Scraper { started, route, hang_up: parts.extensions.get::<HangUp>().map(|HangUp(h)| h.clone()) };
+        let rewrite = self.collectors.rewrite(route, parts.uri.query(), None).map_err(ScrapeError::NotAllowed)?;
         let to = *port.insert(self.port(deadline, budget).await?);
-        match &self.coalescer {
+        let (path, learned) = match rewrite {
+            Rewrite::Query(query) => (exporter_path(query.as_deref()), false),
+            Rewrite::NeedsEnabledSet => {
+                (self.with_enabled_set(route, parts.uri.query(), to, deadline, budget).await?, true)
+            }
+        };
+        let outgoing = self.outgoing(parts, budget, path);
+        let response = match &self.coalescer {
             Some(coalescer) => self.answer_shared(coalescer, outgoing, to, scraper, deadline, budget).await,
             None => self.answer_alone(outgoing, to, scraper, deadline, budget).await,
+        }?;
+        if learned && response.status() == http::StatusCode::BAD_REQUEST {
+            tracing::warn!("the exporter refused the learned collectors; learning them again on the next scrape");
+            self.learner.forget();
+        }
+        Ok(response)
+    }
+
+    /// The exporter's path and query for `/metrics` without `collect[]` when only the exporter
+    /// knows what it runs: the learned enabled set minus the slow collectors ([`learn`]).
+    async fn with_enabled_set(
+        &self,
+        route: Route,
+        query: Option<&str>,
+        port: u16,
+        deadline: Instant,
+        budget: &ScrapeBudget,
+    ) -> Result<PathAndQuery, ScrapeError> {
+        let context = || learn::Context {
+            exporter: self.exporter.clone(),
+            telemetry: self.telemetry.clone(),
+            schedule: self.schedule.clone(),
+            port,
+        };
+        let enabled = self.learner.enabled(context, deadline, budget).await?;
+        match self.collectors.rewrite(route, query, Some(&enabled)).map_err(ScrapeError::NotAllowed)? {
+            Rewrite::Query(query) => Ok(exporter_path(query.as_deref())),
+            Rewrite::NeedsEnabledSet => unreachable!("the enabled set was given"),
         }
     }
 
@@ -172,16 +232,18 @@ impl Scrape {
         deadline: Instant,
         budget: &ScrapeBudget,
     ) -> Result<Response<ResponseBody>, ScrapeError> {
-        let slot = self.wait_for_slot(deadline, budget).await?;
+        let schedule::Slot { permit: slot, ticket } = self.wait_for_slot(scraper.route, deadline, budget).await?;
         time_left(deadline, budget)?;
         let inflight = GaugeGuard::new(self.telemetry.inflight());
+        let route = scraper.route.path();
         let answer =
-            tokio::time::timeout_at(deadline, send(&self.exporter, &self.telemetry, &outgoing, port, deadline))
+            tokio::time::timeout_at(deadline, send(&self.exporter, &self.telemetry, &outgoing, port, deadline, route))
                 .await
                 .map_err(|_elapsed| no_answer(budget))?
                 .map_err(ScrapeError::Exporter)?;
+        drop(ticket);
         let (parts, body) = answer.into_parts();
-        let record = self.record(parts.status, scraper.started, Some(Held { slot, inflight }));
+        let record = self.record(parts.status, &scraper, Some(Held { slot, inflight }));
         Ok(Response::from_parts(
             parts,
             streamed(ScrapeStream::new(Source::Exporter(body), deadline, record, scraper.hang_up)),
@@ -200,7 +262,7 @@ impl Scrape {
         budget: &ScrapeBudget,
     ) -> Result<Response<ResponseBody>, ScrapeError> {
         let key = ScrapeKey::new(&outgoing.method, outgoing.path.as_str(), &outgoing.headers);
-        let mut member = self.member(coalescer, key, outgoing, port, deadline, budget).await?;
+        let mut member = self.member(coalescer, key, scraper.route, outgoing, port, deadline, budget).await?;
         let answer = match tokio::time::timeout_at(deadline, member.answer()).await {
             Err(_elapsed) => return Err(no_answer(budget)),
             Ok(Err(Some(error))) => return Err(ScrapeError::Exporter(error)),
@@ -212,7 +274,7 @@ impl Scrape {
         *response.status_mut() = answer.status;
         *response.version_mut() = answer.version;
         *response.headers_mut() = answer.headers.clone();
-        let record = self.record(answer.status, scraper.started, None);
+        let record = self.record(answer.status, &scraper, None);
         let source = Source::Shared(member.into_reader(), coalescer.limit());
         let body = ScrapeStream::new(source, deadline, record, scraper.hang_up);
         Ok(response.map(|()| streamed(body)))
@@ -220,10 +282,12 @@ impl Scrape {
 
     /// Joins the identical exporter request in flight; else waits (within the deadline) for a
     /// slot and starts one, joining instead if an identical one starts meanwhile.
+    #[allow(clippy::too_many_arguments)] // the route joins the scrape's own deadline, port and key
     async fn member(
         &self,
         coalescer: &Coalescer,
         key: ScrapeKey,
+        route: Route,
         outgoing: Outgoing,
         port: u16,
         deadline: Instant,
@@ -235,34 +299,32 @@ impl Scrape {
             tokio::pin!(registered);
             registered.as_mut().enable();
             if let Some(member) = coalescer.join(&key) {
-                self.telemetry.scrape_coalesced();
+                self.telemetry.scrape_coalesced(route.path());
                 return Ok(member);
             }
             let _waiting = GaugeGuard::new(self.telemetry.waiting());
             tokio::select! {
                 // In this order: no random start (a thread-local RNG draw), and a free slot is
-                // taken without arming the deadline's timer.
+                // taken first. The schedule keeps the deadline itself.
                 biased;
-                permit = self.slots.clone().acquire_owned() => {
-                    let slot = permit.expect("the semaphore is never closed");
+                slot = self.schedule.slot(route, deadline, budget, &self.telemetry) => {
+                    let schedule::Slot { permit: slot, ticket } = slot?;
                     time_left(deadline, budget)?;
                     let inflight = GaugeGuard::new(self.telemetry.inflight());
-                    let (member, joined) = coalescer.start(key, slot, inflight, self.send_owned(outgoing, port, deadline));
+                    let send = self.send_owned(outgoing, port, deadline, route, ticket);
+                    let (member, joined) = coalescer.start(key, slot, inflight, send);
                     if joined == Joined::Shared {
-                        self.telemetry.scrape_coalesced();
+                        self.telemetry.scrape_coalesced(route.path());
                     }
                     return Ok(member);
                 }
                 () = &mut registered => continue,
-                () = tokio::time::sleep_until(deadline) => {
-                    return Err(ScrapeError::NoSlot { max_inflight: self.max_inflight, timeout: budget.timeout });
-                }
             }
         }
     }
 
     /// What the stream records when the scrape ends.
-    fn record(&self, status: http::StatusCode, started: Instant, held: Option<Held>) -> ScrapeRecord {
+    fn record(&self, status: http::StatusCode, scraper: &Scraper, held: Option<Held>) -> ScrapeRecord {
         if status.is_server_error() {
             let upstream = self.exporter.current_label();
             tracing::warn!(%upstream, status = status.as_u16(), "exporter answered with a server error");
@@ -271,34 +333,28 @@ impl Scrape {
             telemetry: self.telemetry.clone(),
             upstream: self.exporter.current_label().clone(),
             status: status.as_u16(),
-            started,
+            route: scraper.route.path(),
+            started: scraper.started,
             held,
         }
     }
 
-    /// Waits, within the deadline, for an exporter slot.
+    /// Waits, within the deadline, for an exporter slot on `route` ([`schedule`]).
     async fn wait_for_slot(
         &self,
+        route: Route,
         deadline: Instant,
         budget: &ScrapeBudget,
-    ) -> Result<OwnedSemaphorePermit, ScrapeError> {
+    ) -> Result<schedule::Slot, ScrapeError> {
         let _waiting = GaugeGuard::new(self.telemetry.waiting());
-        match tokio::time::timeout_at(deadline, self.slots.clone().acquire_owned()).await {
-            Ok(permit) => Ok(permit.expect("the semaphore is never closed")),
-            Err(_) => Err(ScrapeError::NoSlot { max_inflight: self.max_inflight, timeout: budget.timeout }),
-        }
+        self.schedule.slot(route, deadline, budget, &self.telemetry).await
     }
 
-    /// What goes to the exporter: the scraper's method and query on the exporter's `/metrics`,
-    /// its end-to-end headers, `Host` set to the exporter, and the proxy's own budget as the
-    /// scrape timeout (what identical scrapes share; [`send_to`] replaces it with the time left
-    /// when the request goes out).
-    fn outgoing(&self, scraper: http::request::Parts, budget: &ScrapeBudget) -> Outgoing {
-        let path = scraper
-            .uri
-            .query()
-            .map_or(Ok(PathAndQuery::from_static(METRICS_PATH)), |q| format!("{METRICS_PATH}?{q}").parse())
-            .expect("a query that parsed in the request parses after the same path");
+    /// What goes to the exporter: the scraper's method on `path` (the exporter's `/metrics` with
+    /// the query as [`collectors`] rewrote it), its end-to-end headers, `Host` set to the
+    /// exporter, and the proxy's own budget as the scrape timeout (what identical scrapes share;
+    /// [`send_to`] replaces it with the time left when the request goes out).
+    fn outgoing(&self, scraper: http::request::Parts, budget: &ScrapeBudget, path: PathAndQuery) -> Outgoing {
         let mut headers = headers::for_upstream_request(scraper.headers);
         // PROXY_FORWARD_AUTHORIZATION: false whenever PROXY_AUTH checked a credential, so a
         // scraper's password or token never reaches the exporter.
@@ -317,16 +373,30 @@ impl Scrape {
 
     /// [`send`] as a future that owns what it needs, for a shared request's own task.
     /// The deadline is that of the scrape that started the request: it bounds a second look
-    /// for the exporter's port after a refusal.
+    /// for the exporter's port after a refusal. The schedule's `ticket` is given up with the
+    /// response headers, when the exporter's collection is over.
     fn send_owned(
         &self,
         outgoing: Outgoing,
         port: u16,
         deadline: Instant,
+        route: Route,
+        ticket: Ticket,
     ) -> impl Future<Output = Result<Response<ExporterBody>, ExporterError>> + Send + 'static {
         let (exporter, telemetry) = (self.exporter.clone(), self.telemetry.clone());
-        async move { send(&exporter, &telemetry, &outgoing, port, deadline).await }
+        async move {
+            let answer = send(&exporter, &telemetry, &outgoing, port, deadline, route.path()).await;
+            drop(ticket);
+            answer
+        }
     }
+}
+
+/// The exporter's `/metrics` with `query`.
+fn exporter_path(query: Option<&str>) -> PathAndQuery {
+    query.map_or(Ok(PathAndQuery::from_static(METRICS_PATH)), |q| format!("{METRICS_PATH}?{q}").parse()).expect(
+        "a query that parsed in the request, or one of its parameters and collector names, parses after the path",
+    )
 }
 
 /// The 504 for a scrape whose deadline passed before the exporter's response head.
@@ -363,14 +433,15 @@ async fn send(
     outgoing: &Outgoing,
     port: u16,
     deadline: Instant,
+    route: &'static str,
 ) -> Result<Response<ExporterBody>, ExporterError> {
     let discovery = exporter.discovery();
-    match send_to(exporter, telemetry, outgoing, port, deadline).await {
+    match send_to(exporter, telemetry, outgoing, port, deadline, route).await {
         Err(ExporterError::Refused) if discovery.is_list() => {
             discovery.refused(port);
             match discovery.port(deadline).await {
                 Ok(next) if left_for_a_request(deadline).is_some() => {
-                    send_to(exporter, telemetry, outgoing, next, deadline).await
+                    send_to(exporter, telemetry, outgoing, next, deadline, route).await
                 }
                 _ => Err(ExporterError::Refused),
             }
@@ -390,6 +461,7 @@ async fn send_to(
     outgoing: &Outgoing,
     port: u16,
     deadline: Instant,
+    route: &'static str,
 ) -> Result<Response<ExporterBody>, ExporterError> {
     let request = || {
         let mut headers = outgoing.headers.clone();
@@ -399,7 +471,7 @@ async fn send_to(
         }
         exporter.request(port, outgoing.method.clone(), outgoing.path.clone(), headers)
     };
-    telemetry.exporter_request_sent();
+    telemetry.exporter_request_sent(route);
     let sent = Instant::now();
     let mut answer = match exporter.send(request()).await {
         Err(error) if error.is_stale_connection() && left_for_a_request(deadline).is_some() => {

@@ -35,6 +35,8 @@ pub struct ScrapeRecord {
     pub upstream: Arc<str>,
     /// Status sent to the scraper.
     pub status: u16,
+    /// The `route` label: `/metrics` or `/metrics/slow`.
+    pub route: &'static str,
     /// When the scrape arrived.
     pub started: Instant,
     /// The slot and gauge of a scrape's own exporter request, released when the body ends (a
@@ -89,11 +91,16 @@ impl ScrapeStream {
         let elapsed = record.started.elapsed();
         let elapsed_ms = elapsed.as_millis() as u64;
         match ending {
-            Err(error) => {
-                error.record_mid_body(&record.upstream, record.status, self.bytes, elapsed, &record.telemetry)
-            }
+            Err(error) => error.record_mid_body(
+                &record.upstream,
+                record.route,
+                record.status,
+                self.bytes,
+                elapsed,
+                &record.telemetry,
+            ),
             Ok(outcome) => {
-                record.telemetry.scrape_finished(outcome, record.status);
+                record.telemetry.scrape_finished(outcome, record.status, record.route);
                 if outcome == ScrapeOutcome::client_gone {
                     tracing::info!(
                         upstream = %record.upstream, bytes = self.bytes, elapsed_ms,

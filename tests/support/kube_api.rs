@@ -301,14 +301,14 @@ async fn token_review(state: &State, mut review: TokenReview) -> Response<Body> 
     json(StatusCode::CREATED, &review)
 }
 
-/// RBAC as kube-prometheus grants it: Prometheus may `get` `/metrics` (and here
-/// `/proxy/metrics`); nobody else may do anything.
+/// RBAC as kube-prometheus grants it: Prometheus may `get` `/metrics` (and here, as the chart's
+/// ClusterRole grants them, `/metrics/slow` and `/proxy/metrics`); nobody else may do anything.
 fn access_review(mut review: SubjectAccessReview) -> Response<Body> {
     let spec = &review.spec;
     let attributes = spec.non_resource_attributes.clone().unwrap_or_default();
     let allowed = spec.user.as_deref() == Some(PROMETHEUS_USER)
         && attributes.verb.as_deref() == Some("get")
-        && matches!(attributes.path.as_deref(), Some("/metrics" | "/proxy/metrics"))
+        && matches!(attributes.path.as_deref(), Some("/metrics" | "/metrics/slow" | "/proxy/metrics"))
         && spec.resource_attributes.is_none();
     review.status = Some(SubjectAccessReviewStatus {
         allowed,

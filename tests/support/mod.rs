@@ -7,6 +7,7 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod certificates;
+pub mod collecting_exporter;
 pub mod kube_api;
 pub mod prometheus;
 pub mod scenarios;

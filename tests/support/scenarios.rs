@@ -116,7 +116,7 @@ pub async fn refused_connection_is_502_naming_the_exporter(launcher: &impl Launc
         .await;
     assert_eq!(line["upstream"], format!("http://127.0.0.1:{port}"));
     assert!(line["error"].as_str().unwrap().starts_with("connection refused"), "{line}");
-    let series = r#"windows_exporter_proxy_scrapes_total{outcome="upstream_error",status="502"}"#;
+    let series = r#"windows_exporter_proxy_scrapes_total{outcome="upstream_error",status="502",route="/metrics"}"#;
     let metrics = proxy.wait_for_metrics("the upstream_error count", |m| metric(m, series) == 1.0).await;
     assert_eq!(metric(&metrics, series), 1.0);
     proxy

@@ -61,6 +61,23 @@ pod IP, so series keep their identity across pod restarts and match node-level d
 metrics_path (the kubelet ServiceMonitor's convention) keeps the two endpoints of one pod apart:
 /metrics (windows_exporter) and /proxy/metrics (the proxy), each with its own `up`.
 */}}
+{{/*
+The monitors' endpoints as JSON [{path, interval, scrapeTimeout}]: /metrics and /proxy/metrics on
+the monitor's own interval and timeout, and with collectors.slow /metrics/slow on slowInterval
+and slowScrapeTimeout. Called with (dict "root" $ "monitor" .Values.serviceMonitor).
+*/}}
+{{- define "wep.monitorEndpoints" -}}
+{{- $m := .monitor }}
+{{- $out := list }}
+{{- range $path := list "/metrics" "/proxy/metrics" }}
+{{- $out = append $out (dict "path" $path "interval" $m.interval "scrapeTimeout" $m.scrapeTimeout) }}
+{{- end }}
+{{- if (.root.Values.collectors | default dict).slow }}
+{{- $out = append $out (dict "path" "/metrics/slow" "interval" $m.slowInterval "scrapeTimeout" $m.slowScrapeTimeout) }}
+{{- end }}
+{{- toJson $out }}
+{{- end }}
+
 {{- define "wep.relabelings" -}}
 - action: replace
   sourceLabels: [__meta_kubernetes_pod_node_name]

@@ -80,6 +80,13 @@ a JSON list of {name}. */}}
 {{- $set = append $set (dict "name" .name "value" (include "wep.envValue" .value) "from" .from) }}
 {{- end }}
 {{- end }}
+{{- $c := .Values.collectors | default dict }}
+{{- range $pair := list (list "PROXY_COLLECT" "fast") (list "PROXY_COLLECT_ALLOW" "allow") (list "PROXY_SLOW_COLLECT" "slow") }}
+{{- $names := get $c (index $pair 1) }}
+{{- if $names }}
+{{- $set = append $set (dict "name" (index $pair 0) "value" (join "," $names) "from" (printf "collectors.%s" (index $pair 1))) }}
+{{- end }}
+{{- end }}
 {{- toJson $set }}
 {{- end }}
 
@@ -158,6 +165,27 @@ as one JSON list of EnvVar objects. */}}
 {{- range $name := keys $seen | sortAlpha }}
 {{- if hasKey $sources $name }}
 {{- fail (printf "env/extraEnv sets %s, which the chart already renders from %s: set it there instead (Kubernetes would keep only one of the two)" $name (get $sources $name)) }}
+{{- end }}
+{{- end }}
+{{- /* Collectors: none both fast and slow, and an allow list that covers both. */}}
+{{- $c := $v.collectors | default dict }}
+{{- range $name := $c.fast | default list }}
+{{- if has $name ($c.slow | default list) }}
+{{- fail (printf "collectors: %s is in both collectors.fast and collectors.slow: a collector runs on /metrics or on /metrics/slow, not both" $name) }}
+{{- end }}
+{{- end }}
+{{- if $c.allow }}
+{{- range $name := concat ($c.fast | default list) ($c.slow | default list) }}
+{{- if not (has $name $c.allow) }}
+{{- fail (printf "collectors.allow leaves out %s, which collectors.fast or collectors.slow runs: add it to allow, or leave allow empty (default: fast plus slow)" $name) }}
+{{- end }}
+{{- end }}
+{{- if and (not $c.fast) $c.slow }}
+{{- $left := list }}
+{{- range $name := $c.allow }}{{ if not (has $name $c.slow) }}{{ $left = append $left $name }}{{ end }}{{ end }}
+{{- if not $left }}
+{{- fail "collectors.allow names only collectors.slow collectors, which /metrics never runs: add the ones /metrics should run" }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- /* Coalescing: a buffer bound is meaningless with coalescing off. */}}
