@@ -550,3 +550,38 @@ async fn promtool_finds_the_filtered_output_clean() {
     let said = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success() && said.trim().is_empty(), "{said}");
 }
+
+/// Under coalescing the filter runs once per shared exporter body, before it fans out: a scraper
+/// that joins a filtered request in flight gets the same filtered bytes, the exporter sees one
+/// request, and the samples are counted once.
+#[tokio::test]
+async fn coalesced_scrapes_share_one_filtered_body_counted_once() {
+    let mut held = support::HeldScrape::start().await;
+    let proxy = ProxyProcess::start(&[
+        ("PROXY_HOSTIP", "127.0.0.1"),
+        ("PROXY_PORT", &held.exporter.port()),
+        ("PROXY_METRIC_DROP", "slow_collector_done"),
+    ])
+    .await;
+    let mut early = Client::connect(proxy.addr).await.send(Method::GET, "/metrics", &[]).await.expect("headers");
+    held.started().await;
+    let first = within("the first filtered chunk", early.body_mut().frame()).await.unwrap().unwrap();
+    assert_eq!(first.into_data().unwrap(), support::HeldScrape::FIRST);
+    let addr = proxy.addr;
+    let late = tokio::spawn(async move { Client::connect(addr).await.get("/metrics", &[]).await });
+    proxy
+        .wait_for_metrics("the late scraper joined", |m| {
+            support::metric(m, "windows_exporter_proxy_coalesced_scrapes_total{route=\"/metrics\"}") == 1.0
+        })
+        .await;
+    held.release();
+    let late = within("the late scrape", late).await.unwrap();
+    assert_eq!(late.body, support::HeldScrape::FIRST, "the joiner got the filtered body from byte 0");
+    let early_rest = within("the early body", early.into_body().collect()).await.unwrap().to_bytes();
+    assert!(early_rest.is_empty(), "{early_rest:?}");
+    assert!(held.exporter.pending_requests().len() == 1, "one exporter request for both scrapes");
+    let kept = "windows_exporter_proxy_filtered_samples_total{action=\"kept\"}";
+    let dropped = "windows_exporter_proxy_filtered_samples_total{action=\"dropped\"}";
+    let metrics = proxy.wait_for_metrics("the shared body counted", |m| support::metric(m, dropped) >= 1.0).await;
+    assert_eq!((support::metric(&metrics, kept), support::metric(&metrics, dropped)), (1.0, 1.0));
+}
