@@ -376,6 +376,42 @@ async fn each_scraper_keeps_its_own_deadline() {
     assert_eq!(metric(&metrics, EXPORTER_REQUESTS), 1.0);
 }
 
+#[tokio::test]
+async fn once_a_scrape_is_past_the_buffer_bound_an_identical_one_sends_its_own_request() {
+    // The first scraper streams its request alone; once it has passed on more than the bound,
+    // byte 0 is no longer at hand for a joiner, so the next identical scrape is a new request,
+    // and the first goes on to its end.
+    const LIMIT: usize = 256 * 1024;
+    let sample = support::windows_sample();
+    let first = Bytes::from([sample.clone(), sample.clone(), sample.clone()].concat());
+    let rest = sample;
+    let held = Held::start(Script::FirstThenRest { first: first.clone(), rest: rest.clone() }).await;
+    let proxy = proxy_for(&held.exporter, &[("PROXY_COALESCE_MAX_BUFFER_BYTES", "262144")]).await;
+    let Held { mut exporter, release, .. } = held;
+
+    let early = Client::connect(proxy.addr).await.send(Method::GET, "/metrics", &[]).await.unwrap();
+    exporter.next_request().await;
+    let (_, mut early_body) = early.into_parts();
+    let mut received = Vec::new();
+    while received.len() <= LIMIT {
+        let frame = within("the early body", early_body.frame()).await.unwrap().unwrap();
+        received.extend_from_slice(&frame.into_data().unwrap());
+    }
+    let late = scrape_all(&proxy, 1, &[]).pop().unwrap();
+    within("the late scrape's own exporter request", exporter.next_request()).await;
+    release.send_replace(true);
+
+    let whole = [first, rest].concat();
+    let late = read_all(within("the late response", late).await.unwrap().unwrap()).await.unwrap();
+    assert!(late.body == whole, "the late scraper got {} of {} bytes", late.body.len(), whole.len());
+    let early_rest = within("the early body's rest", early_body.collect()).await.unwrap().to_bytes();
+    received.extend_from_slice(&early_rest);
+    assert!(received == whole, "the early scraper got {} of {} bytes", received.len(), whole.len());
+    let metrics = proxy.wait_for_metrics("both counted", |m| metric(m, &scrapes("ok", 200)) == 2.0).await;
+    assert_eq!(metric(&metrics, EXPORTER_REQUESTS), 2.0);
+    assert_eq!(metric(&metrics, COALESCED), 0.0);
+}
+
 /// Linux only: reads the proxy's peak RSS from /proc.
 #[cfg(target_os = "linux")]
 mod bounded {

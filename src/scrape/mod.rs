@@ -50,7 +50,7 @@ use crate::headers;
 use crate::response::{ResponseBody, streamed};
 use crate::telemetry::{GaugeGuard, Telemetry};
 
-use coalesce::key::ScrapeKey;
+use coalesce::key::Identity;
 use coalesce::{Coalescer, Coalescing, Joined, Member};
 use collectors::{CollectSettings, Rewrite, Route};
 use learn::Learner;
@@ -105,7 +105,7 @@ impl Scrape {
     pub fn new(settings: &ScrapeSettings, exporter: Exporter, telemetry: Arc<Telemetry>) -> Scrape {
         Scrape {
             exporter,
-            schedule: Arc::new(Schedule::new(settings.max_inflight)),
+            schedule: Arc::new(Schedule::new(settings.max_inflight, false)),
             collectors: CollectSettings::default(),
             learner: Arc::default(),
             default_timeout: settings.scrape_timeout,
@@ -127,7 +127,9 @@ impl Scrape {
 
     /// With the collectors `collectors` decides (`PROXY_COLLECT` and the rest).
     pub fn with_collectors(self, collectors: CollectSettings) -> Scrape {
-        Scrape { collectors, ..self }
+        // Two routes share the slots only when there is a slow one.
+        let schedule = Arc::new(Schedule::new(self.schedule.max_inflight(), collectors.has_slow_route()));
+        Scrape { collectors, schedule, ..self }
     }
 
     /// Whether `/metrics/slow` is served (`PROXY_SLOW_COLLECT` set).
@@ -261,23 +263,18 @@ impl Scrape {
         deadline: Instant,
         budget: &ScrapeBudget,
     ) -> Result<Response<ResponseBody>, ScrapeError> {
-        let key = ScrapeKey::new(&outgoing.method, outgoing.path.as_str(), &outgoing.headers);
-        let mut member = self.member(coalescer, key, scraper.route, outgoing, port, deadline, budget).await?;
-        let answer = match tokio::time::timeout_at(deadline, member.answer()).await {
+        let mut member = self.member(coalescer, scraper.route, Arc::new(outgoing), port, deadline, budget).await?;
+        let head = match tokio::time::timeout_at(deadline, member.answer()).await {
             Err(_elapsed) => return Err(no_answer(budget)),
             Ok(Err(Some(error))) => return Err(ScrapeError::Exporter(error)),
             // The request's task is gone without an answer: only while the runtime stops.
             Ok(Err(None)) => return Err(no_answer(budget)),
-            Ok(Ok(answer)) => answer,
+            Ok(Ok(head)) => head,
         };
-        let mut response = Response::new(());
-        *response.status_mut() = answer.status;
-        *response.version_mut() = answer.version;
-        *response.headers_mut() = answer.headers.clone();
-        let record = self.record(answer.status, &scraper, None);
-        let source = Source::Shared(member.into_reader(), coalescer.limit());
+        let record = self.record(head.status, &scraper, None);
+        let source = Source::Shared(member.into_body(), coalescer.limit());
         let body = ScrapeStream::new(source, deadline, record, scraper.hang_up);
-        Ok(response.map(|()| streamed(body)))
+        Ok(Response::from_parts(head, streamed(body)))
     }
 
     /// Joins the identical exporter request in flight; else waits (within the deadline) for a
@@ -286,19 +283,28 @@ impl Scrape {
     async fn member(
         &self,
         coalescer: &Coalescer,
-        key: ScrapeKey,
         route: Route,
-        outgoing: Outgoing,
+        outgoing: Arc<Outgoing>,
         port: u16,
         deadline: Instant,
         budget: &ScrapeBudget,
     ) -> Result<Member, ScrapeError> {
+        if let Some(member) = coalescer.join(&*outgoing) {
+            self.telemetry.scrape_coalesced(route.path());
+            return Ok(member);
+        }
+        // A free slot is taken at once, with nothing armed.
+        if route == Route::Fast
+            && let Some(slot) = self.schedule.try_fast()
+        {
+            return self.start(coalescer, route, slot, outgoing, port, deadline, budget);
+        }
         loop {
             // Armed before looking, so a registration between the look and the wait is not missed.
-            let registered = coalescer.registered();
+            let (registered, _registration) = coalescer.registered();
             tokio::pin!(registered);
             registered.as_mut().enable();
-            if let Some(member) = coalescer.join(&key) {
+            if let Some(member) = coalescer.join(&*outgoing) {
                 self.telemetry.scrape_coalesced(route.path());
                 return Ok(member);
             }
@@ -308,19 +314,35 @@ impl Scrape {
                 // taken first. The schedule keeps the deadline itself.
                 biased;
                 slot = self.schedule.slot(route, deadline, budget, &self.telemetry) => {
-                    let schedule::Slot { permit: slot, ticket } = slot?;
-                    time_left(deadline, budget)?;
-                    let inflight = GaugeGuard::new(self.telemetry.inflight());
-                    let send = self.send_owned(outgoing, port, deadline, route, ticket);
-                    let (member, joined) = coalescer.start(key, slot, inflight, send);
-                    if joined == Joined::Shared {
-                        self.telemetry.scrape_coalesced(route.path());
-                    }
-                    return Ok(member);
+                    return self.start(coalescer, route, slot?, outgoing, port, deadline, budget);
                 }
                 () = &mut registered => continue,
             }
         }
+    }
+
+    /// Starts the exporter request with the `slot` obtained (or joins an identical one started
+    /// meanwhile), if there is still time for it.
+    #[allow(clippy::too_many_arguments)] // the route joins the scrape's own deadline, port and request
+    fn start(
+        &self,
+        coalescer: &Coalescer,
+        route: Route,
+        slot: schedule::Slot,
+        outgoing: Arc<Outgoing>,
+        port: u16,
+        deadline: Instant,
+        budget: &ScrapeBudget,
+    ) -> Result<Member, ScrapeError> {
+        time_left(deadline, budget)?;
+        let inflight = GaugeGuard::new(self.telemetry.inflight());
+        let schedule::Slot { permit, ticket } = slot;
+        let send = self.send_owned(outgoing.clone(), port, deadline, route, ticket);
+        let (member, joined) = coalescer.start(outgoing, permit, inflight, send);
+        if joined == Joined::Shared {
+            self.telemetry.scrape_coalesced(route.path());
+        }
+        Ok(member)
     }
 
     /// What the stream records when the scrape ends.
@@ -346,6 +368,12 @@ impl Scrape {
         deadline: Instant,
         budget: &ScrapeBudget,
     ) -> Result<schedule::Slot, ScrapeError> {
+        // A free slot is taken at once, with no timer.
+        if route == Route::Fast
+            && let Some(slot) = self.schedule.try_fast()
+        {
+            return Ok(slot);
+        }
         let _waiting = GaugeGuard::new(self.telemetry.waiting());
         self.schedule.slot(route, deadline, budget, &self.telemetry).await
     }
@@ -377,7 +405,7 @@ impl Scrape {
     /// response headers, when the exporter's collection is over.
     fn send_owned(
         &self,
-        outgoing: Outgoing,
+        outgoing: Arc<Outgoing>,
         port: u16,
         deadline: Instant,
         route: Route,
@@ -493,4 +521,19 @@ struct Outgoing {
     headers: HeaderMap,
     /// The filter its body goes through, if any.
     filter: Option<Arc<FilterSettings>>,
+}
+
+/// What identical scrapes compare (`coalesce::key`).
+impl Identity for Outgoing {
+    fn method(&self) -> &Method {
+        &self.method
+    }
+
+    fn path_and_query(&self) -> &PathAndQuery {
+        &self.path
+    }
+
+    fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
 }

@@ -17,6 +17,9 @@
 //!   `windows_exporter_proxy_waiting_scrapes`, and its length is recorded in
 //!   `windows_exporter_proxy_slow_wait_seconds`.
 //!
+//! Without `PROXY_SLOW_COLLECT` there is one route and nothing to share: a scrape takes a slot
+//! as it always did, and the schedule keeps no state and takes no lock.
+//!
 //! Slow scrapes can therefore starve while fast ones keep arriving back to back; each still
 //! gets its 503 at its own deadline. With Prometheus's intervals (fast every 15-30 s, slow every
 //! 1-2 minutes) the exporter is idle most of the time and both get through.
@@ -36,7 +39,8 @@ use crate::telemetry::Telemetry;
 pub struct Schedule {
     slots: Arc<Semaphore>,
     max_inflight: usize,
-    shared: Arc<Shared>,
+    /// `None` without a slow route.
+    shared: Option<Arc<Shared>>,
 }
 
 #[derive(Default)]
@@ -70,7 +74,8 @@ pub struct Slot {
 
 /// A fast scrape's or a slow collection's place in the schedule; dropping it gives the place up.
 pub struct Ticket {
-    shared: Arc<Shared>,
+    /// `None` without a slow route: there is no place to give up.
+    shared: Option<Arc<Shared>>,
     route: Route,
 }
 
@@ -78,27 +83,51 @@ impl Ticket {
     fn fast(shared: &Arc<Shared>) -> Ticket {
         shared.lock().fast_pending += 1;
         shared.changed.notify_waiters();
-        Ticket { shared: shared.clone(), route: Route::Fast }
+        Ticket { shared: Some(shared.clone()), route: Route::Fast }
     }
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
+        let Some(shared) = &self.shared else { return };
         {
-            let mut state = self.shared.lock();
+            let mut state = shared.lock();
             match self.route {
                 Route::Fast => state.fast_pending -= 1,
                 Route::Slow => state.slow_collecting = false,
             }
         }
-        self.shared.changed.notify_waiters();
+        shared.changed.notify_waiters();
     }
 }
 
 impl Schedule {
-    /// `max_inflight` slots shared by both routes.
-    pub fn new(max_inflight: usize) -> Schedule {
-        Schedule { slots: Arc::new(Semaphore::new(max_inflight)), max_inflight, shared: Arc::default() }
+    /// `max_inflight` slots, shared by both routes when there is a slow one.
+    pub fn new(max_inflight: usize, slow_route: bool) -> Schedule {
+        let shared = slow_route.then(Arc::default);
+        Schedule { slots: Arc::new(Semaphore::new(max_inflight)), max_inflight, shared }
+    }
+
+    /// `PROXY_MAX_INFLIGHT`.
+    pub fn max_inflight(&self) -> usize {
+        self.max_inflight
+    }
+
+    /// A fast scrape's slot at once, with nothing armed, when one is free and no slow
+    /// collection runs; else `None` (then [`Schedule::slot`] waits). The semaphore is fair: a
+    /// slot is free only while nobody waits for one.
+    pub fn try_fast(&self) -> Option<Slot> {
+        if let Some(shared) = &self.shared
+            && shared.lock().slow_collecting
+        {
+            return None;
+        }
+        let permit = self.slots.clone().try_acquire_owned().ok()?;
+        let ticket = match &self.shared {
+            Some(shared) => Ticket::fast(shared),
+            None => Ticket { shared: None, route: Route::Fast },
+        };
+        Some(Slot { permit, ticket })
     }
 
     /// Waits, within `deadline`, for a slot on `route` under the rules above.
@@ -120,7 +149,16 @@ impl Schedule {
     }
 
     async fn fast(&self, deadline: Instant, budget: &ScrapeBudget, telemetry: &Telemetry) -> Result<Slot, ScrapeError> {
-        let ticket = Ticket::fast(&self.shared);
+        let Some(shared) = &self.shared else {
+            return match until(deadline, self.slots.clone().acquire_owned()).await {
+                Some(permit) => Ok(Slot {
+                    permit: permit.expect("the semaphore is never closed"),
+                    ticket: Ticket { shared: None, route: Route::Fast },
+                }),
+                None => Err(self.no_slot(budget)),
+            };
+        };
+        let ticket = Ticket::fast(shared);
         let permit = match tokio::time::timeout_at(deadline, self.slots.clone().acquire_owned()).await {
             Ok(permit) => permit.expect("the semaphore is never closed"),
             Err(_elapsed) => return Err(self.no_slot(budget)),
@@ -128,10 +166,10 @@ impl Schedule {
         let holding = Instant::now();
         let mut waited = false;
         loop {
-            let changed = self.shared.changed.notified();
+            let changed = shared.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            if !self.shared.lock().slow_collecting {
+            if !shared.lock().slow_collecting {
                 break;
             }
             waited = true;
@@ -148,12 +186,13 @@ impl Schedule {
 
     /// A slot for one slow collection (a `/metrics/slow` scrape, or learning the enabled set).
     pub async fn slow(&self, deadline: Instant, budget: &ScrapeBudget) -> Result<Slot, ScrapeError> {
+        let shared = self.shared.as_ref().expect("a slow collection only with a slow route");
         loop {
-            let changed = self.shared.changed.notified();
+            let changed = shared.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
             let clear = |state: &State| state.fast_pending == 0 && !state.slow_collecting;
-            if !clear(&self.shared.lock()) {
+            if !clear(&shared.lock()) {
                 until(deadline, changed).await.ok_or_else(|| self.no_slot(budget))?;
                 continue;
             }
@@ -163,11 +202,11 @@ impl Schedule {
                 () = &mut changed => continue,
                 permit = self.slots.clone().acquire_owned() => {
                     let permit = permit.expect("the semaphore is never closed");
-                    let mut state = self.shared.lock();
+                    let mut state = shared.lock();
                     if clear(&state) {
                         state.slow_collecting = true;
                         drop(state);
-                        return Ok(Slot { permit, ticket: Ticket { shared: self.shared.clone(), route: Route::Slow } });
+                        return Ok(Slot { permit, ticket: Ticket { shared: Some(shared.clone()), route: Route::Slow } });
                     }
                 }
                 () = tokio::time::sleep_until(deadline) => return Err(self.no_slot(budget)),
@@ -193,7 +232,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_fast_scrape_goes_before_a_queued_slow_one() {
-        let schedule = Arc::new(Schedule::new(1));
+        let schedule = Arc::new(Schedule::new(1, true));
         let telemetry = Arc::new(Telemetry::new());
         let deadline = Instant::now() + Duration::from_secs(10);
         let first = schedule.slot(Route::Fast, deadline, &budget(), &telemetry).await.unwrap();
@@ -220,7 +259,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_fast_scrape_waits_for_a_running_slow_collection_within_its_deadline() {
-        let schedule = Schedule::new(2);
+        let schedule = Schedule::new(2, true);
         let telemetry = Telemetry::new();
         let deadline = Instant::now() + Duration::from_secs(10);
         let slow = schedule.slow(deadline, &budget()).await.unwrap();

@@ -24,7 +24,8 @@ use tokio::time::{Instant, Sleep};
 use crate::exporter::innermost;
 use crate::filter::ExporterBody;
 use crate::scrape::ScrapeError;
-use crate::scrape::coalesce::buffer::{BodyReader, ReadError};
+use crate::scrape::coalesce::SharedBody;
+use crate::scrape::coalesce::buffer::ReadError;
 use crate::telemetry::{GaugeGuard, ScrapeOutcome, Telemetry};
 
 /// Everything recorded when a scrape ends.
@@ -56,9 +57,10 @@ pub struct Held {
 pub enum Source {
     /// The scrape's own exporter request (`PROXY_COALESCE=false`).
     Exporter(ExporterBody),
-    /// This scraper's cursor on a shared exporter request's body, and the buffer bound (for the
-    /// message when it falls behind).
-    Shared(BodyReader, u64),
+    /// The body under coalescing (the scrape's own while nobody shares it, else its cursor on
+    /// a shared exporter request's buffer), and the buffer bound (for the message when it falls
+    /// behind).
+    Shared(SharedBody, u64),
 }
 
 /// The exporter's body on its way to the scraper.

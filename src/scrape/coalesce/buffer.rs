@@ -48,11 +48,11 @@ use tokio::sync::Notify;
 pub mod model;
 
 /// The size [`State::pack`] packs small pieces up to.
-const PACKED_PIECE: usize = 16 * 1024;
+pub(super) const PACKED_PIECE: usize = 16 * 1024;
 
 /// How many pieces every reader has passed before [`State::pack`] packs them (two under the
 /// model check and the fuzzer, whose bodies are a few dozen bytes, so they pack all the time).
-const PACK_RUN: usize = if cfg!(any(test, fuzzing)) { 2 } else { 64 };
+pub(super) const PACK_RUN: usize = if cfg!(any(test, fuzzing)) { 2 } else { 64 };
 
 /// Why a reader gets no more of the body.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -275,6 +275,21 @@ pub fn shared(limit: u64) -> (BodyWriter, BodyReader) {
     let id = state.add_reader();
     let state = Arc::new(Mutex::new(state));
     (BodyWriter { state: state.clone(), ended: false }, BodyReader { state, id })
+}
+
+/// A shared body taken over from a scrape that streamed its exporter body alone until a second
+/// scraper joined: `pieces` are every byte that scrape has sent so far (at most `limit`, so byte 0
+/// is still held). Returns the writer, that scrape's reader (past those pieces) and the new
+/// scraper's reader (from byte 0).
+pub fn resumed(limit: u64, pieces: Vec<Bytes>) -> (BodyWriter, BodyReader, BodyReader) {
+    let (mut writer, mut first) = shared(limit);
+    for piece in pieces {
+        writer.push(piece);
+    }
+    let mut cx = Context::from_waker(Waker::noop());
+    while let Poll::Ready(Some(Ok(_))) = first.poll_next(&mut cx) {}
+    let second = writer.joiner().join().expect("at most `limit` bytes were sent: byte 0 is still held");
+    (writer, first, second)
 }
 
 /// The writing end: the task that reads the exporter.
@@ -627,6 +642,25 @@ mod tests {
         assert!(!writer.is_joinable());
         let state = lock(&writer.state);
         assert_eq!(state.head - state.base, 3, "bytes held that nobody will read");
+    }
+
+    #[test]
+    fn a_resumed_body_goes_on_for_the_reader_that_sent_it_and_starts_at_byte_0_for_the_joiner() {
+        let sent = vec![Bytes::from_static(b"abc"), Bytes::from_static(b"defghij")];
+        let (mut writer, mut first, mut joiner) = resumed(10, sent);
+        assert_eq!(read(&mut first), Poll::Pending, "it has read everything written so far");
+        let mut got = Vec::new();
+        while let Poll::Ready(Some(Ok(piece))) = read(&mut joiner) {
+            got.extend_from_slice(&piece);
+            assert!(piece.len() <= 5, "pieces of at most half the limit");
+        }
+        assert_eq!(got, b"abcdefghij");
+        writer.push(Bytes::from_static(b"k"));
+        writer.finish();
+        for reader in [&mut first, &mut joiner] {
+            assert_eq!(read(reader), Poll::Ready(Some(Ok(Bytes::from_static(b"k")))));
+            assert_eq!(read(reader), Poll::Ready(None));
+        }
     }
 
     #[test]

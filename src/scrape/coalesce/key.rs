@@ -17,7 +17,9 @@
 
 use std::fmt;
 
+use bytes::Bytes;
 use http::header::{ACCEPT, ACCEPT_ENCODING, AUTHORIZATION};
+use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 use crate::deadline::SCRAPE_TIMEOUT;
@@ -28,38 +30,77 @@ const VARYING: [&HeaderName; 3] = [&ACCEPT, &ACCEPT_ENCODING, &AUTHORIZATION];
 /// The identity of an exporter request.
 ///
 /// It is built for every scrape and compared with the few requests in flight (never hashed), so
-/// it holds its header values in one vector rather than one per name: one allocation.
+/// it allocates nothing for a scrape like Prometheus' (the path is the request's own, shared;
+/// each header's first value sits in place; only a repeated header takes a vector).
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct ScrapeKey {
     method: Method,
-    path_and_query: String,
-    /// The values of each of [`VARYING`] and then of the scrape timeout, every occurrence in
-    /// order, each with the index of its name (0-3).
-    headers: Vec<(u8, HeaderValue)>,
+    path_and_query: PathAndQuery,
+    /// The first value of each of [`VARYING`] and then of the scrape timeout.
+    first: [Option<HeaderValue>; 4],
+    /// Every further value, in order, each with the index of its name (0-3).
+    more: Vec<(u8, HeaderValue)>,
 }
 
 impl ScrapeKey {
     /// The key of an exporter request with this method, path and query, and forwarded headers.
     pub fn new(method: &Method, path_and_query: &str, headers: &HeaderMap) -> ScrapeKey {
-        let names = [VARYING[0], VARYING[1], VARYING[2], &SCRAPE_TIMEOUT];
-        let mut values = Vec::new();
-        for (i, name) in (0u8..).zip(names) {
-            values.extend(headers.get_all(name).iter().map(|value| (i, value.clone())));
-        }
-        ScrapeKey { method: method.clone(), path_and_query: path_and_query.to_owned(), headers: values }
+        let path = PathAndQuery::from_maybe_shared(Bytes::copy_from_slice(path_and_query.as_bytes()))
+            .expect("a path and query the proxy built");
+        ScrapeKey::of(method, &path, headers)
     }
 
-    /// The values of the key's header number `i` (see [`ScrapeKey::headers`]).
-    fn values(&self, i: u8) -> Vec<&HeaderValue> {
-        self.headers.iter().filter(|(n, _)| *n == i).map(|(_, value)| value).collect()
+    /// [`ScrapeKey::new`] for a path already parsed (shared, not copied).
+    pub fn of(method: &Method, path_and_query: &PathAndQuery, headers: &HeaderMap) -> ScrapeKey {
+        let names = [VARYING[0], VARYING[1], VARYING[2], &SCRAPE_TIMEOUT];
+        let mut first: [Option<HeaderValue>; 4] = Default::default();
+        let mut more = Vec::new();
+        for (i, name) in (0u8..).zip(names) {
+            let mut values = headers.get_all(name).iter();
+            first[usize::from(i)] = values.next().cloned();
+            more.extend(values.map(|value| (i, value.clone())));
+        }
+        ScrapeKey { method: method.clone(), path_and_query: path_and_query.clone(), first, more }
     }
+
+    /// The values of the key's header number `i` (see [`ScrapeKey::first`]).
+    fn values(&self, i: u8) -> Vec<&HeaderValue> {
+        let more = self.more.iter().filter(|(n, _)| *n == i).map(|(_, value)| value);
+        self.first[usize::from(i)].iter().chain(more).collect()
+    }
+}
+
+/// An exporter request as coalescing sees it: what the proxy would send the exporter. A scrape
+/// in flight is registered with its own request (shared, not copied), and the key is compared only
+/// when there is something to compare it with, so a lone scrape builds no key at all.
+pub trait Identity: Send + Sync + 'static {
+    /// The method.
+    fn method(&self) -> &Method;
+    /// The path and query.
+    fn path_and_query(&self) -> &PathAndQuery;
+    /// The headers forwarded to the exporter.
+    fn headers(&self) -> &HeaderMap;
+
+    /// This request's [`ScrapeKey`].
+    fn key(&self) -> ScrapeKey {
+        ScrapeKey::of(self.method(), self.path_and_query(), self.headers())
+    }
+}
+
+/// Whether `a` and `b` have equal [`ScrapeKey`]s, without building either: the same method, path
+/// and query, and the same values of each varying header and of the scrape timeout, in order.
+pub fn same(a: &dyn Identity, b: &dyn Identity) -> bool {
+    let names = [VARYING[0], VARYING[1], VARYING[2], &SCRAPE_TIMEOUT];
+    a.method() == b.method()
+        && a.path_and_query() == b.path_and_query()
+        && names.into_iter().all(|name| a.headers().get_all(name).iter().eq(b.headers().get_all(name).iter()))
 }
 
 impl fmt::Debug for ScrapeKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ScrapeKey")
             .field("method", &self.method)
-            .field("path_and_query", &self.path_and_query)
+            .field("path_and_query", &self.path_and_query.as_str())
             .field("accept", &self.values(0))
             .field("accept_encoding", &self.values(1))
             .field("authorization", &if self.values(2).is_empty() { "none" } else { "<redacted>" })
@@ -143,6 +184,45 @@ mod tests {
             key(Method::GET, "/metrics?collect[]=cpu&collect[]=os", &[]),
             key(Method::GET, "/metrics?collect[]=os&collect[]=cpu", &[])
         );
+    }
+
+    struct Plain(Method, PathAndQuery, HeaderMap);
+
+    impl Identity for Plain {
+        fn method(&self) -> &Method {
+            &self.0
+        }
+        fn path_and_query(&self) -> &PathAndQuery {
+            &self.1
+        }
+        fn headers(&self) -> &HeaderMap {
+            &self.2
+        }
+    }
+
+    #[test]
+    fn comparing_requests_says_what_comparing_their_keys_says() {
+        let variants: Vec<Plain> = [
+            (Method::GET, "/metrics", prometheus()),
+            (Method::GET, "/metrics", [prometheus(), vec![("user-agent", "other")]].concat()),
+            (Method::HEAD, "/metrics", prometheus()),
+            (Method::GET, "/metrics?collect[]=cpu", prometheus()),
+            (Method::GET, "/metrics", vec![("accept", "text/plain")]),
+            (Method::GET, "/metrics", vec![("accept", "text/plain"), ("accept", "text/html")]),
+            (Method::GET, "/metrics", vec![("accept", "text/html"), ("accept", "text/plain")]),
+            (Method::GET, "/metrics", vec![("x-prometheus-scrape-timeout-seconds", "4.500")]),
+            (Method::GET, "/metrics", vec![("authorization", "Bearer a")]),
+            (Method::GET, "/metrics", vec![]),
+        ]
+        .into_iter()
+        .map(|(method, path, pairs)| Plain(method, path.parse().unwrap(), headers(&pairs)))
+        .collect();
+        for a in &variants {
+            for b in &variants {
+                assert_eq!(same(a, b), a.key() == b.key(), "{:?} and {:?}", a.key(), b.key());
+            }
+        }
+        assert!(same(&variants[0], &variants[1]), "the user agent does not matter");
     }
 
     #[test]

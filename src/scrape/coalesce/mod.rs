@@ -8,10 +8,13 @@
 //! body bytes, from byte 0, as they arrive ([`buffer`]). Nothing is cached: once the body has
 //! ended (or its start is no longer held), the next scrape sends a new request.
 //!
-//! The exporter request is driven by a task of its own ([`Coalescer::start`]), so it belongs to
-//! no scraper: the first scraper hanging up does not cut off the others, and when the last one
-//! is gone the task drops the request (and its `PROXY_MAX_INFLIGHT` slot, which the task holds:
-//! one slot per exporter request, however many scrapers it serves). Every scraper keeps its own
+//! While only the scrape that started it reads it, the exporter request is driven by that scrape
+//! itself, as with coalescing off (`lone`): a lone scrape pays for coalescing only a registry
+//! entry and handles on the pieces it passed on. As soon as a second scraper joins, the request
+//! is driven by a task of its own, so it belongs to no scraper: the first scraper hanging up does
+//! not cut off the others, and when the last one is gone the task drops the request (and its
+//! `PROXY_MAX_INFLIGHT` slot, which the task holds: one slot per exporter request, however many
+//! scrapers it serves). Every scraper keeps its own
 //! deadline: it waits for the answer's head within it ([`Member::answer`]) and streams the body
 //! within it, so one scraper's 504 or abort leaves the others going. A failure before the head
 //! reaches every waiting scraper as the same error; a failure mid-body aborts every scraper.
@@ -22,9 +25,10 @@
 
 pub mod buffer;
 pub mod key;
+mod lone;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use http::{HeaderMap, Response, StatusCode, Version};
@@ -33,7 +37,9 @@ use http_body_util::BodyExt;
 use tokio::sync::{Notify, OwnedSemaphorePermit};
 
 use self::buffer::{BodyReader, BodyWriter, Joiner, Room};
-use self::key::ScrapeKey;
+use self::key::{Identity, ScrapeKey};
+pub use self::lone::SharedBody;
+use self::lone::{Lone, Sent, Starter};
 use crate::exporter::{ExporterError, innermost};
 use crate::filter::ExporterBody;
 use crate::telemetry::GaugeGuard;
@@ -78,6 +84,10 @@ struct HeadSlot {
 }
 
 impl HeadSlot {
+    fn new(head: Head) -> Arc<HeadSlot> {
+        Arc::new(HeadSlot { head: Mutex::new(head), set: Notify::new() })
+    }
+
     fn lock(&self) -> MutexGuard<'_, Head> {
         self.head.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -104,23 +114,42 @@ impl Drop for HeadSender {
 
 /// One scraper's share of an exporter request: the answer's head when it comes, then its own
 /// cursor on the body.
-pub struct Member {
-    head: Arc<HeadSlot>,
-    reader: BodyReader,
+pub struct Member(Role);
+
+enum Role {
+    /// It reads a shared request's buffer.
+    Joined { head: Arc<HeadSlot>, reader: BodyReader },
+    /// It started the request and drives it itself while nobody shares it.
+    Started(Starter),
 }
 
 impl Member {
-    /// Waits for the answer's head (the caller bounds this with its own deadline). `Err(None)`:
+    /// Waits for the answer's head (the scrape that started the request drives it meanwhile,
+    /// while nobody shares it; the caller bounds this with its own deadline). `Err(None)`:
     /// the driving task went away without an answer, which happens only while the runtime stops.
-    pub async fn answer(&mut self) -> Result<Arc<Answer>, Option<ExporterError>> {
+    pub async fn answer(&mut self) -> Result<http::response::Parts, Option<ExporterError>> {
+        if let Role::Started(starter) = &mut self.0 {
+            match std::future::poll_fn(|cx| starter.poll_answer(cx)).await {
+                Sent::Answered(answer) => return Ok(answer),
+                Sent::Failed(error) => return Err(Some(error)),
+                Sent::Handed(head, reader) => self.0 = Role::Joined { head, reader },
+            }
+        }
+        let Role::Joined { head, .. } = &self.0 else { unreachable!("a started request not handed over has answered") };
         loop {
             // Armed before looking, so a head set between the look and the wait is not missed.
-            let set = self.head.set.notified();
+            let set = head.set.notified();
             tokio::pin!(set);
             set.as_mut().enable();
-            match &*self.head.lock() {
+            match &*head.lock() {
                 Head::Waiting => {}
-                Head::Answered(answer) => return Ok(answer.clone()),
+                Head::Answered(answer) => {
+                    let (mut parts, ()) = Response::new(()).into_parts();
+                    parts.status = answer.status;
+                    parts.version = answer.version;
+                    parts.headers = answer.headers.clone();
+                    return Ok(parts);
+                }
                 Head::Failed(error) => return Err(Some(error.clone())),
                 Head::Gone => return Err(None),
             }
@@ -128,25 +157,43 @@ impl Member {
         }
     }
 
-    /// The body cursor, once the head is in hand.
-    pub fn into_reader(self) -> BodyReader {
-        self.reader
+    /// The body, once the head is in hand.
+    pub fn into_body(self) -> SharedBody {
+        match self.0 {
+            Role::Joined { reader, .. } => SharedBody::reader(reader),
+            Role::Started(starter) => SharedBody::lone(starter),
+        }
     }
 }
 
 /// An exporter request in the registry.
 struct Entry {
     id: u64,
-    key: Arc<ScrapeKey>,
-    joiner: Joiner,
-    head: Arc<HeadSlot>,
+    request: Arc<dyn Identity>,
+    flight: Flight,
+}
+
+/// Who drives a request in flight.
+enum Flight {
+    /// The scrape that started it, on its own connection, while nobody shares it (`lone`).
+    Lone(Arc<Mutex<Lone>>),
+    /// A task of its own, for every scraper of it.
+    Shared { joiner: Joiner, head: Arc<HeadSlot> },
 }
 
 type Registry = Arc<Mutex<Vec<Entry>>>;
 
 /// Where the request for `key` is in the registry.
-fn find(registry: &[Entry], key: &ScrapeKey) -> Option<usize> {
-    registry.iter().position(|entry| *entry.key == *key)
+fn find(registry: &[Entry], request: &dyn Identity) -> Option<usize> {
+    registry.iter().position(|entry| key::same(&*entry.request, request))
+}
+
+/// Removes request `id` from the registry.
+fn unregister(registry: &Registry, id: u64) {
+    let mut registry = lock(registry);
+    if let Some(at) = registry.iter().position(|entry| entry.id == id) {
+        registry.swap_remove(at);
+    }
 }
 
 /// The exporter requests in flight, by [`ScrapeKey`].
@@ -154,6 +201,8 @@ pub struct Coalescer {
     registry: Registry,
     /// Woken whenever a request is registered, so scrapes waiting for a slot look again.
     registered: Notify,
+    /// Scrapes waiting on `registered`: without any, a registration wakes nobody.
+    waiting: AtomicUsize,
     next_id: AtomicU64,
     limit: u64,
 }
@@ -170,7 +219,13 @@ pub enum Joined {
 impl Coalescer {
     /// A registry whose requests each hold at most `limit` body bytes (`PROXY_COALESCE_MAX_BUFFER_BYTES`).
     pub fn new(limit: u64) -> Coalescer {
-        Coalescer { registry: Arc::default(), registered: Notify::new(), next_id: AtomicU64::new(0), limit }
+        Coalescer {
+            registry: Arc::default(),
+            registered: Notify::new(),
+            waiting: AtomicUsize::new(0),
+            next_id: AtomicU64::new(0),
+            limit,
+        }
     }
 
     /// `PROXY_COALESCE_MAX_BUFFER_BYTES`.
@@ -180,35 +235,63 @@ impl Coalescer {
 
     /// Joins the identical exporter request in flight, if there is one that can still serve a
     /// new scraper from byte 0.
-    pub fn join(&self, key: &ScrapeKey) -> Option<Member> {
+    pub fn join(&self, request: &dyn Identity) -> Option<Member> {
         let mut registry = lock(&self.registry);
-        let at = find(&registry, key)?;
-        let entry = &registry[at];
-        match entry.joiner.join() {
-            Some(reader) => Some(Member { head: entry.head.clone(), reader }),
-            None => {
-                // Ended, abandoned or past byte 0: it no longer counts as in flight.
-                registry.swap_remove(at);
-                None
+        let at = find(&registry, request)?;
+        let joined = self.join_entry(&mut registry[at]);
+        if joined.is_none() {
+            // Ended, abandoned or past byte 0: it no longer counts as in flight.
+            registry.swap_remove(at);
+        }
+        joined
+    }
+
+    /// A new scraper of `entry`'s request, if it can still serve one from byte 0. A request its
+    /// starting scrape drives alone is handed to a task of its own first.
+    fn join_entry(&self, entry: &mut Entry) -> Option<Member> {
+        match &entry.flight {
+            Flight::Shared { joiner, head } => {
+                joiner.join().map(|reader| Member(Role::Joined { head: head.clone(), reader }))
+            }
+            Flight::Lone(lone) => {
+                let taken = lone::take_over(lone, self.limit)?;
+                let (head, reader) = (taken.head.clone(), taken.reader);
+                entry.flight = Flight::Shared { joiner: taken.writer.joiner(), head: head.clone() };
+                let request = Request {
+                    registry: self.registry.clone(),
+                    key: entry.request.key(),
+                    id: entry.id,
+                    head: HeadSender(taken.head),
+                    writer: taken.writer,
+                    _held: taken.held,
+                };
+                match taken.from {
+                    lone::From::Send(send) => tokio::spawn(request.drive(send)),
+                    lone::From::Body(body) => tokio::spawn(request.stream(body)),
+                };
+                Some(Member(Role::Joined { head, reader }))
             }
         }
     }
 
     /// Completes when a request is registered after this call (for scrapes waiting for a slot,
-    /// which then try [`Coalescer::join`] again).
-    pub fn registered(&self) -> tokio::sync::futures::Notified<'_> {
-        self.registered.notified()
+    /// which then try [`Coalescer::join`] again). The scrape counts as waiting for it until the
+    /// returned guard is dropped; call before looking, so a registration in between is not missed.
+    pub fn registered(&self) -> (tokio::sync::futures::Notified<'_>, WaitingForRegistration<'_>) {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        (self.registered.notified(), WaitingForRegistration(&self.waiting))
     }
 
-    /// Starts the exporter request for `key` with the `slot` the scrape obtained, unless an
+    /// Starts `request` with the `slot` the scrape obtained, unless an
     /// identical one was registered meanwhile (then the scrape joins it and `slot` is released).
     ///
     /// `send` sends the request and yields the exporter's answer with hop-by-hop headers
-    /// removed; it runs on its own task together with the body, and `inflight` is held for as
-    /// long as that task runs.
+    /// removed. The starting scrape drives it, and then streams the body, itself; `slot` and
+    /// `inflight` are held until the body ends. When a second scraper joins, the request (sent
+    /// or not) moves to a task of its own with the body so far, the slot and the gauge.
     pub fn start<F>(
         &self,
-        key: ScrapeKey,
+        request: Arc<dyn Identity>,
         slot: OwnedSemaphorePermit,
         inflight: GaugeGuard,
         send: F,
@@ -217,33 +300,39 @@ impl Coalescer {
         F: Future<Output = Result<Response<ExporterBody>, ExporterError>> + Send + 'static,
     {
         let mut registry = lock(&self.registry);
-        if let Some(at) = find(&registry, &key) {
-            let entry = &registry[at];
-            if let Some(reader) = entry.joiner.join() {
-                return (Member { head: entry.head.clone(), reader }, Joined::Shared);
+        if let Some(at) = find(&registry, &*request) {
+            if let Some(member) = self.join_entry(&mut registry[at]) {
+                return (member, Joined::Shared);
             }
             // As in `join`: this one no longer counts as in flight; the new one replaces it.
             registry.swap_remove(at);
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (writer, reader) = buffer::shared(self.limit);
-        let head = Arc::new(HeadSlot { head: Mutex::new(Head::Waiting), set: Notify::new() });
-        let key = Arc::new(key);
-        registry.push(Entry { id, key: key.clone(), joiner: writer.joiner(), head: head.clone() });
+        let lone = lone::new(Box::pin(send), Held { _slot: slot, _inflight: inflight });
+        registry.push(Entry { id, request, flight: Flight::Lone(lone.clone()) });
         drop(registry);
-        self.registered.notify_waiters();
-        let request = Request {
-            registry: self.registry.clone(),
-            key,
-            id,
-            head: HeadSender(head.clone()),
-            writer,
-            _slot: slot,
-            _inflight: inflight,
-        };
-        tokio::spawn(request.drive(send));
-        (Member { head, reader }, Joined::Started)
+        // A scrape that starts waiting after this load looks at the registry after the push above.
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            self.registered.notify_waiters();
+        }
+        let starter = Starter { lone, registry: self.registry.clone(), id, limit: self.limit, ended: false };
+        (Member(Role::Started(starter)), Joined::Started)
     }
+}
+
+/// A scrape waiting for a registration ([`Coalescer::registered`]); dropped when it stops waiting.
+pub struct WaitingForRegistration<'a>(&'a AtomicUsize);
+
+impl Drop for WaitingForRegistration<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// What an exporter request holds until its body ends.
+struct Held {
+    _slot: OwnedSemaphorePermit,
+    _inflight: GaugeGuard,
 }
 
 fn lock(registry: &Registry) -> MutexGuard<'_, Vec<Entry>> {
@@ -253,22 +342,16 @@ fn lock(registry: &Registry) -> MutexGuard<'_, Vec<Entry>> {
 /// One shared exporter request, owned by its task.
 struct Request {
     registry: Registry,
-    key: Arc<ScrapeKey>,
+    key: ScrapeKey,
     id: u64,
     head: HeadSender,
     writer: BodyWriter,
-    _slot: OwnedSemaphorePermit,
-    _inflight: GaugeGuard,
+    _held: Held,
 }
 
 impl Request {
-    /// Sends, publishes the head, then reads the body into the buffer until it ends, fails, or
-    /// nobody reads any more. The exporter is read whenever the fastest scraper is close to the
-    /// newest byte, never held back by a slower one (those are cut by the buffer).
-    async fn drive<F>(mut self, send: F)
-    where
-        F: Future<Output = Result<Response<ExporterBody>, ExporterError>>,
-    {
+    /// Sends, publishes the head, then reads the body into the buffer ([`Request::stream`]).
+    async fn drive(mut self, send: lone::SendFuture) {
         let answer = tokio::select! {
             answer = send => answer,
             () = self.writer.abandoned() => {
@@ -276,7 +359,7 @@ impl Request {
                 return self.unregister();
             }
         };
-        let mut body = match answer {
+        let body = match answer {
             Err(error) => {
                 // Unregister first: a scrape arriving after the failure starts a new request.
                 self.unregister();
@@ -290,6 +373,13 @@ impl Request {
                 body
             }
         };
+        self.stream(body).await;
+    }
+
+    /// Reads the body into the buffer until it ends, fails, or nobody reads any more. The
+    /// exporter is read whenever the fastest scraper is close to the newest byte, never held
+    /// back by a slower one (those are cut by the buffer).
+    async fn stream(mut self, mut body: ExporterBody) {
         let largest = self.writer.largest_piece();
         loop {
             // hyper knows the end as soon as the last byte of a Content-Length body (or a HEAD
@@ -345,9 +435,6 @@ impl Request {
 
     /// Removes this request from the registry.
     fn unregister(&self) {
-        let mut registry = lock(&self.registry);
-        if let Some(at) = registry.iter().position(|entry| entry.id == self.id) {
-            registry.swap_remove(at);
-        }
+        unregister(&self.registry, self.id);
     }
 }
