@@ -13,7 +13,11 @@
 //! `# EOF` is always kept, and stays last because nothing follows it.
 //!
 //! This is the one place every line passes: a second consumer of the kept lines (issue 22's
-//! node_exporter names) goes in [`LineFilter::line`], beside the series count.
+//! node_exporter names) goes in [`LineFilter::action`], beside the series count. Two fast paths
+//! skip that function for the samples of a decided family when no selector needs their labels
+//! ([`LineFilter::pass_family`] for a run of them, [`LineFilter::same_family`] for one): a consumer
+//! that must see every kept sample turns them off for kept families (as a selector does), or
+//! reads the range `pass_family` keeps.
 
 use std::sync::Arc;
 
