@@ -3,7 +3,7 @@
 //!
 //! - [`LineSplitter`] ([`lines`]) turns a body's chunks into complete lines, zero-copy within a
 //!   chunk, carrying a line cut by a chunk boundary, with a bound on the longest line.
-//! - [`parse`] ([`line`]) says what one line is: `# HELP`, `# TYPE`, `# UNIT`, `# EOF`, another
+//! - [`parse`] ([`line`](mod@line)) says what one line is: `# HELP`, `# TYPE`, `# UNIT`, `# EOF`, another
 //!   comment, blank, or a sample, whose name is read at once and its labels only on demand.
 //! - [`belongs_to`] and [`counter_spelling`] say which family a sample belongs to: a family's
 //!   samples are its name with a suffix (`_total`, `_bucket`, `_sum`, ...), and a counter family

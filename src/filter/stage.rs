@@ -13,9 +13,9 @@
 //! `# EOF` is always kept, and stays last because nothing follows it.
 //!
 //! This is the one place every line passes: a second consumer of the kept lines (issue 22's
-//! node_exporter names) goes in [`LineFilter::action`], beside the series count. Two fast paths
+//! node_exporter names) goes in `LineFilter::action`, beside the series count. Two fast paths
 //! skip that function for the samples of a decided family when no selector needs their labels
-//! ([`LineFilter::pass_family`] for a run of them, [`LineFilter::same_family`] for one): a consumer
+//! (`LineFilter::pass_family` for a run of them, `LineFilter::same_family` for one): a consumer
 //! that must see every kept sample turns them off for kept families (as a selector does), or
 //! reads the range `pass_family` keeps.
 
@@ -302,7 +302,7 @@ impl LineFilter {
 
     /// The common case, without parsing: a sample of the decided current family that needs no
     /// selector, its name being the family's name or that and a suffix, then `{` or a blank.
-    /// `None`: anything else, for [`LineFilter::action`].
+    /// `None`: anything else, for `LineFilter::action`.
     fn same_family(&mut self, text: &[u8]) -> Option<Result<Action, StageError>> {
         let keep = match self.decision {
             Decision::Keep if self.filter.series_drop.is_empty() => true,
