@@ -19,6 +19,7 @@
 //! | [`scrape`] | the `/metrics` handler: deadline, in-flight slot, exporter request, answer; [`scrape::ScrapeError`]; [`scrape::stream`]: the streamed body (deadline, byte counting, abort on failure); [`scrape::coalesce`]: identical concurrent scrapes share one exporter request |
 //! | [`exporter`] | the exporter's address book and when it last answered; [`exporter::client`]: the pooled client (plain or TLS, with the proxy's own credentials); [`exporter::discovery`]: which of `PROXY_PORT`'s ports answers; [`exporter::settings`]: the hop's settings |
 //! | [`telemetry`] | the proxy's own metrics, served on `/proxy/metrics` |
+//! | [`nodemetrics`] | `PROXY_NODE_METRICS`: node_exporter-named families computed from the exporter's samples as they stream past, and [`nodemetrics::table`], the mapping the recording rules are rendered from |
 //! | [`tls`] | HTTPS: the handshake and its [`tls::acceptor::TlsSettings`], the reloading certificate, certificate files, the TLS metrics |
 //!
 //! and the leaves they share:
@@ -41,6 +42,7 @@ pub mod config;
 pub mod connection;
 pub mod exporter;
 pub mod health;
+pub mod nodemetrics;
 pub mod proxy;
 pub mod router;
 pub mod scrape;

@@ -1,0 +1,288 @@
+//! Windows nodes under node_exporter's names, computed at scrape time (`PROXY_NODE_METRICS`).
+//!
+//! An [`Observer`] watches the exporter's samples stream past, keeps only the few series the
+//! mapping reads (CPU time per core and mode, memory, page files, volumes, adapters, boot time,
+//! OS info: tens to a few hundred samples, never the body), and at the end of the body renders
+//! node_exporter-named families from them ([`Observer::render`]), each series labelled
+//! `os="windows"`. What maps and how is the table in [`table`], which the recording rules are
+//! rendered from too, so the rules and the proxy cannot drift apart.
+//!
+//! A family is written only when the scrape has all the inputs of one of its sources; where
+//! Windows has no equivalent (load average, Buffers, Slab) nothing is written. Values keep
+//! node_exporter's units (seconds, bytes); counters come from counters.
+//!
+//! This module reads lines (or already split samples) and writes text; it knows nothing of the
+//! filter stage that calls it or of the configuration that fills its [`Mode`].
+
+pub mod table;
+
+mod labels;
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::str::FromStr;
+use std::sync::LazyLock;
+
+use labels::Labels;
+use table::{FAMILIES, Family, Kind, Series, Source};
+
+/// `PROXY_NODE_METRICS`: whether node_exporter-named families are added to `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// The exporter's body passes unchanged.
+    #[default]
+    Off,
+    /// The node_exporter families are written after the exporter's own.
+    Append,
+    /// As `Append`, and the `windows_*` families the mapping reads are left out.
+    Only,
+}
+
+impl FromStr for Mode {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Mode, String> {
+        match value {
+            "off" => Ok(Mode::Off),
+            "append" => Ok(Mode::Append),
+            "only" => Ok(Mode::Only),
+            _ => Err("use off, append or only".to_owned()),
+        }
+    }
+}
+
+impl Mode {
+    /// Whether the body is observed at all.
+    pub fn is_on(self) -> bool {
+        self != Mode::Off
+    }
+
+    /// Whether the exporter's family `name` (as its `# TYPE` line writes it, either spelling of
+    /// a counter) is left out of the answer: in `only` mode, every family the mapping reads.
+    pub fn drops_family(self, name: &str) -> bool {
+        self == Mode::Only && (INPUTS.contains(name) || INPUTS.contains(format!("{name}_total").as_str()))
+    }
+}
+
+/// Every metric name some source reads.
+static INPUTS: LazyLock<HashSet<&'static str>> =
+    LazyLock::new(|| FAMILIES.iter().flat_map(|f| f.sources.iter()).flat_map(Source::inputs).collect());
+
+/// The names the mapping reads, sorted: what must stay in windows_exporter's metric list.
+pub fn inputs() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = INPUTS.iter().copied().collect();
+    names.sort_unstable();
+    names
+}
+
+/// The text format the rendered families are written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Prometheus text format 0.0.4.
+    Text,
+    /// OpenMetrics 1.0 text (the caller writes `# EOF` after the families).
+    OpenMetrics,
+}
+
+/// One kept sample.
+#[derive(Debug)]
+struct Sample {
+    metric: &'static str,
+    labels: Labels,
+    value: f64,
+}
+
+/// The mapping's view of one exporter body: what it kept, and the families it renders.
+#[derive(Debug, Default)]
+pub struct Observer {
+    samples: Vec<Sample>,
+}
+
+impl Observer {
+    /// A new observer for one body.
+    pub fn new() -> Observer {
+        Observer::default()
+    }
+
+    /// One line of the body, without its newline; comments and other metrics cost a name check.
+    pub fn observe_line(&mut self, line: &[u8]) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if !line.starts_with(b"windows_") {
+            return;
+        }
+        let name_end = line.iter().position(|&b| b == b'{' || b == b' ' || b == b'\t').unwrap_or(line.len());
+        let Some(metric) = input(&line[..name_end]) else { return };
+        let rest = &line[name_end..];
+        let (labels, rest) = if rest.first() == Some(&b'{') {
+            match labels::split(&rest[1..]) {
+                Some(split) => split,
+                None => return,
+            }
+        } else {
+            (&b""[..], rest)
+        };
+        let value = rest.trim_ascii_start().split(|b| b.is_ascii_whitespace()).next().unwrap_or_default();
+        self.keep(metric, labels, value);
+    }
+
+    /// One sample already split by a parser: its name, the text between its braces (escapes
+    /// as written) and its value.
+    pub fn observe_sample(&mut self, name: &[u8], labels: &[u8], value: &[u8]) {
+        if let Some(metric) = input(name) {
+            self.keep(metric, labels, value);
+        }
+    }
+
+    fn keep(&mut self, metric: &'static str, labels: &[u8], value: &[u8]) {
+        let (Some(labels), Some(value)) = (Labels::parse(labels), parse_value(value)) else { return };
+        self.samples.push(Sample { metric, labels, value });
+    }
+
+    /// How many samples are kept (the mapping's memory, for tests).
+    pub fn kept(&self) -> usize {
+        self.samples.len()
+    }
+
+    /// The node_exporter families computed from what was observed, in `format`.
+    pub fn render(&self, format: Format) -> String {
+        let mut out = String::new();
+        for family in FAMILIES {
+            let series = family.sources.iter().map(|source| self.evaluate(source)).find(|s| !s.is_empty());
+            let Some(series) = series else { continue };
+            write_family(&mut out, family, format, series);
+        }
+        out
+    }
+
+    fn series(&self, metric: &str) -> impl Iterator<Item = &Sample> {
+        self.samples.iter().filter(move |s| s.metric == metric)
+    }
+
+    fn evaluate(&self, source: &Source) -> Vec<(Labels, f64)> {
+        match source {
+            Source::Cpu { metric } => self.cpu(metric),
+            Source::Series(series) => self.arithmetic(series),
+        }
+    }
+
+    fn cpu(&self, metric: &str) -> Vec<(Labels, f64)> {
+        let mode_of = |s: &Sample| s.labels.get("mode").unwrap_or_default().to_owned();
+        let mut out = Vec::new();
+        let find = |of: &Sample, mode: &str| {
+            self.series(metric)
+                .find(|s| s.labels.equal_except(&of.labels, "mode") && mode_of(s) == mode)
+                .map(|s| s.value)
+        };
+        for sample in self.series(metric) {
+            let value = match mode_of(sample).as_str() {
+                "idle" | "user" => Some((mode_of(sample), sample.value)),
+                "interrupt" => Some(("irq".to_owned(), sample.value)),
+                "dpc" => Some(("softirq".to_owned(), sample.value)),
+                "privileged" => match (find(sample, "interrupt"), find(sample, "dpc")) {
+                    (Some(interrupt), Some(dpc)) => Some(("system".to_owned(), sample.value - interrupt - dpc)),
+                    _ => None,
+                },
+                _ => None,
+            };
+            let Some((mode, value)) = value else { continue };
+            let mut labels = sample.labels.clone();
+            labels.set("mode", &mode);
+            labels.copy("cpu", "core");
+            labels.remove("core");
+            out.push((labels, value));
+        }
+        out
+    }
+
+    fn arithmetic(&self, series: &Series) -> Vec<(Labels, f64)> {
+        let Some((first, rest)) = series.sum.split_first() else { return Vec::new() };
+        // a + b + ...: series with identical labels.
+        let mut summed: Vec<(Labels, f64)> = Vec::new();
+        for sample in self.series(first) {
+            let others: Option<Vec<f64>> =
+                rest.iter().map(|m| self.series(m).find(|s| s.labels == sample.labels).map(|s| s.value)).collect();
+            if let Some(others) = others {
+                summed.push((sample.labels.clone(), sample.value + others.iter().sum::<f64>()));
+            }
+        }
+        // sum without (...)
+        if !series.without.is_empty() {
+            let mut grouped: Vec<(Labels, f64)> = Vec::new();
+            for (mut labels, value) in summed {
+                for label in series.without {
+                    labels.remove(label);
+                }
+                match grouped.iter_mut().find(|(l, _)| *l == labels) {
+                    Some((_, total)) => *total += value,
+                    None => grouped.push((labels, value)),
+                }
+            }
+            summed = grouped;
+        }
+        let mut out = Vec::new();
+        for (mut labels, mut value) in summed {
+            if let Some(join) = &series.join {
+                let mut matches = self.series(join.metric).filter(|info| {
+                    join.on.iter().all(|l| info.labels.get(l).unwrap_or_default() == labels.get(l).unwrap_or_default())
+                });
+                // group_left: exactly one info series per series, as PromQL requires.
+                let (Some(info), None) = (matches.next(), matches.next()) else { continue };
+                for label in join.bring {
+                    match info.labels.get(label) {
+                        Some(v) if !v.is_empty() => labels.set(label, v),
+                        _ => labels.remove(label),
+                    }
+                }
+                value *= info.value;
+            }
+            for (to, from) in series.copy {
+                labels.copy(to, from);
+            }
+            for (label, constant) in series.set {
+                labels.set(label, constant);
+            }
+            for label in series.drop {
+                labels.remove(label);
+            }
+            out.push((labels, value));
+        }
+        out
+    }
+}
+
+fn input(name: &[u8]) -> Option<&'static str> {
+    let name = std::str::from_utf8(name).ok()?;
+    INPUTS.get(name).copied()
+}
+
+/// A sample value as the text formats write it (`NaN`, `+Inf`, `-Inf`, decimals, exponents).
+fn parse_value(value: &[u8]) -> Option<f64> {
+    std::str::from_utf8(value).ok()?.parse().ok()
+}
+
+fn write_family(out: &mut String, family: &Family, format: Format, series: Vec<(Labels, f64)>) {
+    let base = match (format, family.kind) {
+        (Format::OpenMetrics, Kind::Counter) => family.name.strip_suffix("_total").unwrap_or(family.name),
+        _ => family.name,
+    };
+    let _ = writeln!(out, "# HELP {base} {}", family.help);
+    let _ = writeln!(out, "# TYPE {base} {}", family.kind.as_str());
+    for (mut labels, value) in series {
+        labels.set("os", "windows");
+        labels.sort();
+        let _ = writeln!(out, "{}{{{}}} {}", family.name, labels, format_value(value));
+    }
+}
+
+fn format_value(value: f64) -> String {
+    if value.is_nan() {
+        "NaN".to_owned()
+    } else if value.is_infinite() {
+        if value > 0.0 { "+Inf" } else { "-Inf" }.to_owned()
+    } else {
+        value.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests;
