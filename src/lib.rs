@@ -29,6 +29,7 @@
 //! | [`response`] | the response body type (boxed) and small local responses |
 //! | [`hangup`] | [`hangup::HangUp`], how a cut-off response closes its connection |
 //! | [`headers`] | hop-by-hop header filtering, both directions |
+//! | [`exposition`] | the text exposition formats (0.0.4, OpenMetrics) a line at a time: the line splitter over a body's chunks, the zero-copy line parser, which family a sample belongs to |
 //! | [`deadline`] | the per-scrape deadline from `X-Prometheus-Scrape-Timeout-Seconds`, the time left told to the exporter, and [`deadline::SendDeadline`] |
 //! | [`timestamp`] | [`timestamp::Timestamp`], an atomic "when did this last happen" |
 //! | [`reload`] | files re-read while running (certificates, CA bundles, htpasswd, password): one watch, one interval, one log format, `_reload_failures_total{file}` |
@@ -52,6 +53,7 @@ pub mod tls;
 
 pub mod cli;
 pub mod deadline;
+pub mod exposition;
 pub mod hangup;
 pub mod headers;
 pub mod logging;
