@@ -17,6 +17,7 @@
 //! | [`auth`] | who may scrape: the `PROXY_AUTH` chain of client-cert, basic and tokenreview, and its [`auth::AuthSettings`] |
 //! | [`health`] | `/health` (liveness) and `/ready` (readiness, cached exporter check) |
 //! | [`scrape`] | the `/metrics` handler: deadline, in-flight slot, exporter request, answer; [`scrape::ScrapeError`]; [`scrape::stream`]: the streamed body (deadline, byte counting, abort on failure); [`scrape::coalesce`]: identical concurrent scrapes share one exporter request |
+//! | [`filter`] | what leaves the node (off by default): family keep/drop regexes, series selectors, the series cap, as a streaming stage around the exporter's body, once per exporter body; its [`filter::FilterSettings`] |
 //! | [`exporter`] | the exporter's address book and when it last answered; [`exporter::client`]: the pooled client (plain or TLS, with the proxy's own credentials); [`exporter::discovery`]: which of `PROXY_PORT`'s ports answers; [`exporter::settings`]: the hop's settings |
 //! | [`telemetry`] | the proxy's own metrics, served on `/proxy/metrics` |
 //! | [`nodemetrics`] | `PROXY_NODE_METRICS`: node_exporter-named families computed from the exporter's samples as they stream past, and [`nodemetrics::table`], the mapping the recording rules are rendered from |
@@ -42,6 +43,7 @@ pub mod auth;
 pub mod config;
 pub mod connection;
 pub mod exporter;
+pub mod filter;
 pub mod health;
 pub mod nodemetrics;
 pub mod proxy;

@@ -161,6 +161,27 @@ pub const COALESCE_MAX_BUFFER_BYTES: Variable = Variable::new(
     Value("2097152"),
     "body bytes a shared exporter request holds; a scraper further behind is cut off (at least 262144)",
 );
+/// `PROXY_METRIC_KEEP`.
+pub const METRIC_KEEP: Variable = Variable::new(
+    "PROXY_METRIC_KEEP",
+    Unset,
+    "regex (anchored) of metric family names kept; either spelling of a counter (x_total, x) matches; unset: all",
+);
+/// `PROXY_METRIC_DROP`.
+pub const METRIC_DROP: Variable = Variable::new(
+    "PROXY_METRIC_DROP",
+    Unset,
+    "regex (anchored) of metric family names dropped, with their HELP/TYPE/UNIT lines and every sample",
+);
+/// `PROXY_SERIES_DROP`.
+pub const SERIES_DROP: Variable =
+    Variable::new("PROXY_SERIES_DROP", Unset, "PromQL series selectors, ;-separated: samples matching any are dropped");
+/// `PROXY_MAX_SERIES`.
+pub const MAX_SERIES: Variable = Variable::new(
+    "PROXY_MAX_SERIES",
+    Unset,
+    "a scrape with more sample lines than this after filtering fails (as sample_limit fails it)",
+);
 /// `PROXY_MAX_CONNECTIONS`.
 pub const MAX_CONNECTIONS: Variable = Variable::new(
     "PROXY_MAX_CONNECTIONS",
@@ -298,6 +319,10 @@ pub const VARIABLES: &[Variable] = &[
     MAX_INFLIGHT,
     COALESCE,
     COALESCE_MAX_BUFFER_BYTES,
+    METRIC_KEEP,
+    METRIC_DROP,
+    SERIES_DROP,
+    MAX_SERIES,
     MAX_CONNECTIONS,
     HEADER_READ_TIMEOUT_SECONDS,
     IDLE_TIMEOUT_SECONDS,

@@ -62,6 +62,11 @@ pub enum ScrapeError {
     /// The exporter's connection failed mid-body (the scraper's connection is aborted).
     #[error("exporter connection failed mid-body: {0}")]
     BodyFailed(String),
+    /// The filter kept more series than `PROXY_MAX_SERIES` (the scraper's connection is
+    /// aborted, as Prometheus' `sample_limit` fails a scrape). The message names the limit and
+    /// the count reached.
+    #[error("{0}")]
+    SeriesLimit(String),
     /// The body was not complete by the deadline (the scraper's connection is aborted).
     #[error("scrape deadline passed mid-body")]
     BodyDeadline,
@@ -90,6 +95,15 @@ fn budget_source(from_scraper: bool) -> &'static str {
 }
 
 impl ScrapeError {
+    /// A mid-body failure with this message: the series cap's, or the exporter body's.
+    pub fn body_failed(reason: String) -> ScrapeError {
+        if crate::filter::is_series_limit(&reason) {
+            ScrapeError::SeriesLimit(reason)
+        } else {
+            ScrapeError::BodyFailed(reason)
+        }
+    }
+
     /// What it counts as in `windows_exporter_proxy_scrapes_total`.
     pub fn outcome(&self) -> ScrapeOutcome {
         match self {
@@ -102,6 +116,7 @@ impl ScrapeError {
             }
             ScrapeError::BodyFailed(_) => ScrapeOutcome::aborted,
             ScrapeError::Lagged { .. } => ScrapeOutcome::lagged,
+            ScrapeError::SeriesLimit(_) => ScrapeOutcome::series_limit,
         }
     }
 
@@ -113,7 +128,10 @@ impl ScrapeError {
             ScrapeError::NoPort { error: DiscoveryError::NoneAnswered(_), .. } => Some(StatusCode::BAD_GATEWAY),
             ScrapeError::NoPort { error: DiscoveryError::StillProbing(_), .. } => Some(StatusCode::GATEWAY_TIMEOUT),
             ScrapeError::NoAnswer { .. } | ScrapeError::NoTimeLeft { .. } => Some(StatusCode::GATEWAY_TIMEOUT),
-            ScrapeError::BodyFailed(_) | ScrapeError::BodyDeadline | ScrapeError::Lagged { .. } => None,
+            ScrapeError::BodyFailed(_)
+            | ScrapeError::BodyDeadline
+            | ScrapeError::Lagged { .. }
+            | ScrapeError::SeriesLimit(_) => None,
         }
     }
 
@@ -150,7 +168,10 @@ impl ScrapeError {
                 timeout_ms = timeout.as_millis() as u64,
                 "scrape failed: too little of the deadline left to ask the exporter"
             ),
-            ScrapeError::BodyFailed(_) | ScrapeError::BodyDeadline | ScrapeError::Lagged { .. } => {
+            ScrapeError::BodyFailed(_)
+            | ScrapeError::BodyDeadline
+            | ScrapeError::Lagged { .. }
+            | ScrapeError::SeriesLimit(_) => {
                 unreachable!("mid-body failures have no status")
             }
         }

@@ -30,12 +30,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use http::{HeaderMap, Response, StatusCode, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use tokio::sync::{Notify, OwnedSemaphorePermit};
 
 use self::buffer::{BodyReader, BodyWriter, Joiner, Room};
 use self::key::ScrapeKey;
 use crate::exporter::{ExporterError, innermost};
+use crate::filter::ExporterBody;
 use crate::telemetry::GaugeGuard;
 
 /// Coalescing of identical concurrent scrapes.
@@ -214,7 +214,7 @@ impl Coalescer {
         send: F,
     ) -> (Member, Joined)
     where
-        F: Future<Output = Result<Response<Incoming>, ExporterError>> + Send + 'static,
+        F: Future<Output = Result<Response<ExporterBody>, ExporterError>> + Send + 'static,
     {
         let mut registry = lock(&self.registry);
         if let Some(at) = find(&registry, &key) {
@@ -267,7 +267,7 @@ impl Request {
     /// newest byte, never held back by a slower one (those are cut by the buffer).
     async fn drive<F>(mut self, send: F)
     where
-        F: Future<Output = Result<Response<Incoming>, ExporterError>>,
+        F: Future<Output = Result<Response<ExporterBody>, ExporterError>>,
     {
         let answer = tokio::select! {
             answer = send => answer,
