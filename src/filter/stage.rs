@@ -12,14 +12,16 @@
 //! no family). Within a kept family, each sample is checked against the series selectors.
 //! `# EOF` is always kept, and stays last because nothing follows it.
 //!
-//! This is the one place every line passes: a second consumer of the kept lines (issue 22's
-//! node_exporter names) goes in [`LineFilter::line`], beside the series count.
+//! This is the one place every line passes: the node_exporter names' [`Observer`] (issue 22,
+//! `PROXY_NODE_METRICS`) sees every sample the exporter sent, before the filter decides, and its
+//! families are written at the body's end: before `# EOF` (OpenMetrics), or after the last line.
 
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
 use crate::exposition::{self, Kind, Line, LineSplitter, LineTooLong, Span};
+use crate::nodemetrics::{Format, Observer};
 
 use super::Filter;
 
@@ -133,19 +135,22 @@ pub struct LineFilter {
     held: Vec<(Bytes, bool)>,
     kept: u64,
     dropped: u64,
+    /// With `PROXY_NODE_METRICS`: the samples the node mapping reads; taken when rendered.
+    nodes: Option<Observer>,
 }
 
 impl LineFilter {
     /// A filter for one body.
     pub fn new(filter: Arc<Filter>) -> LineFilter {
         LineFilter {
-            filter,
             splitter: LineSplitter::new(MAX_LINE),
             family: Vec::new(),
             decision: Decision::None,
             held: Vec::new(),
             kept: 0,
             dropped: 0,
+            nodes: filter.node_metrics.is_on().then(Observer::new),
+            filter,
         }
     }
 
@@ -171,10 +176,18 @@ impl LineFilter {
     /// The body's end: a last line without a newline, then the held lines of an undecided family.
     pub fn finish(&mut self, out: &mut Output) -> Result<(), StageError> {
         let empty = Bytes::new();
-        if let Some(last) = self.splitter.finish() {
+        let unterminated = self.splitter.finish();
+        let newline = unterminated.is_some();
+        if let Some(last) = unterminated {
             self.line(&empty, Span::Carried(last), out)?;
         }
         self.settle(&empty, None, out);
+        if let Some(nodes) = self.nodes.take() {
+            let text = nodes.render(Format::Text);
+            if !text.is_empty() {
+                out.push(&empty, Bytes::from(if newline { format!("\n{text}") } else { text }));
+            }
+        }
         out.flush(&empty);
         Ok(())
     }
@@ -205,6 +218,9 @@ impl LineFilter {
             Line::Blank | Line::Comment(_) => Action::Keep,
             Line::Eof => {
                 self.settle(chunk, None, out);
+                if let Some(text) = self.nodes.take().map(|n| n.render(Format::OpenMetrics)).filter(|t| !t.is_empty()) {
+                    out.push(chunk, Bytes::from(text));
+                }
                 Action::Keep
             }
             Line::Help { family, .. } | Line::Unit { family, .. } => {
@@ -229,6 +245,9 @@ impl LineFilter {
                 self.verdict()
             }
             Line::Sample(sample) => {
+                if let Some(nodes) = &mut self.nodes {
+                    nodes.observe(&sample);
+                }
                 if self.decision == Decision::None || !exposition::belongs_to(sample.name, &self.family) {
                     self.settle(chunk, None, out);
                     self.start(sample.name);
@@ -353,5 +372,29 @@ mod tests {
         let s = FilterSettings { max_series: Some(5), ..s };
         assert_eq!(run(&s, BODY, 4), Err(StageError::TooManySeries { limit: 5, reached: 6 }));
         assert!(crate::filter::is_series_limit(&StageError::TooManySeries { limit: 6, reached: 7 }.to_string()));
+    }
+
+    #[test]
+    fn node_metrics_are_written_at_the_end_and_before_eof_whatever_the_chunks() {
+        let cpu = "# TYPE windows_cpu_time_total counter\nwindows_cpu_time_total{core=\"0,0\",mode=\"idle\"} 7\n";
+        let node = "node_cpu_seconds_total{cpu=\"0,0\",mode=\"idle\",os=\"windows\"} 7\n";
+        let append = FilterSettings { node_metrics: crate::nodemetrics::Mode::Append, ..Default::default() };
+        let only = FilterSettings { node_metrics: crate::nodemetrics::Mode::Only, ..Default::default() };
+        let text = format!("{cpu}up 1\n");
+        let open = format!("{cpu}up 1\n# EOF\n");
+        for size in 1..=open.len() {
+            let out = run(&append, &text, size).unwrap();
+            assert!(out.starts_with(&text) && out.ends_with(node), "chunks of {size}: {out}");
+            let out = run(&append, &open, size).unwrap();
+            assert!(
+                out.contains("# TYPE node_cpu_seconds counter\n") && out.ends_with(&format!("{node}# EOF\n")),
+                "{out}"
+            );
+            let out = run(&only, &open, size).unwrap();
+            assert!(out.starts_with("up 1\n# HELP node_cpu_seconds ") && !out.contains("windows_cpu"), "{out}");
+        }
+        // A last line without its newline gets one before the families.
+        assert!(run(&append, &format!("{cpu}up 1"), 4).unwrap().contains("up 1\n# HELP node_cpu_seconds_total"));
+        assert_eq!(run(&append, "up 1\n", 2).unwrap(), "up 1\n");
     }
 }

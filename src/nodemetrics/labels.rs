@@ -3,58 +3,21 @@
 
 use std::fmt;
 
+use crate::exposition::Sample;
+
 /// Label pairs in the order written; values keep their escapes (`\\`, `\"`, `\n`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Labels(Vec<(String, String)>);
 
-/// Splits what follows a sample's `{`: the text up to the closing `}` (quotes and escapes
-/// respected) and what follows it; `None` when the braces are not closed.
-pub fn split(after_brace: &[u8]) -> Option<(&[u8], &[u8])> {
-    let mut quoted = false;
-    let mut escaped = false;
-    for (i, &b) in after_brace.iter().enumerate() {
-        match b {
-            _ if escaped => escaped = false,
-            b'\\' if quoted => escaped = true,
-            b'"' => quoted = !quoted,
-            b'}' if !quoted => return Some((&after_brace[..i], &after_brace[i + 1..])),
-            _ => {}
-        }
-    }
-    None
-}
-
 impl Labels {
-    /// The pairs of `name="value",...` (a trailing comma and spaces allowed); `None` when
-    /// malformed.
-    pub fn parse(text: &[u8]) -> Option<Labels> {
-        let text = std::str::from_utf8(text).ok()?;
+    /// A sample's labels, values as written; `None` when they do not parse.
+    pub fn from_sample(sample: &Sample<'_>) -> Option<Labels> {
         let mut pairs = Vec::new();
-        let mut rest = text.trim_start();
-        while !rest.is_empty() {
-            let eq = rest.find('=')?;
-            let name = rest[..eq].trim();
-            let after = rest[eq + 1..].trim_start().strip_prefix('"')?;
-            let mut end = None;
-            let mut escaped = false;
-            for (i, c) in after.char_indices() {
-                match c {
-                    _ if escaped => escaped = false,
-                    '\\' => escaped = true,
-                    '"' => {
-                        end = Some(i);
-                        break;
-                    }
-                    _ => {}
-                }
-            }
-            let end = end?;
-            if name.is_empty() {
-                return None;
-            }
-            pairs.push((name.to_owned(), after[..end].to_owned()));
-            rest = after[end + 1..].trim_start();
-            rest = rest.strip_prefix(',').unwrap_or(rest).trim_start();
+        for label in sample.labels() {
+            let label = label.ok()?;
+            let name = std::str::from_utf8(label.name).ok()?;
+            let raw = std::str::from_utf8(label.raw).ok()?;
+            pairs.push((name.to_owned(), raw.to_owned()));
         }
         Some(Labels(pairs))
     }
@@ -114,13 +77,16 @@ impl fmt::Display for Labels {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exposition::{Line, parse};
+
+    fn labels(line: &[u8]) -> Labels {
+        let Line::Sample(sample) = parse(line) else { panic!("not a sample") };
+        Labels::from_sample(&sample).unwrap()
+    }
 
     #[test]
-    fn escaped_values_stay_escaped_and_braces_inside_quotes_do_not_end_the_set() {
-        let line = br#"nic="Intel(R) \"x\" }{ #2",volume="C:"} 1"#;
-        let (inside, rest) = split(line).unwrap();
-        assert_eq!(rest, b" 1");
-        let labels = Labels::parse(inside).unwrap();
+    fn escaped_values_stay_escaped() {
+        let labels = labels(br#"x{nic="Intel(R) \"x\" }{ #2",volume="C:"} 1"#);
         assert_eq!(labels.get("nic"), Some(r#"Intel(R) \"x\" }{ #2"#));
         assert_eq!(labels.get("volume"), Some("C:"));
         assert_eq!(labels.to_string(), r#"nic="Intel(R) \"x\" }{ #2",volume="C:""#);
@@ -128,11 +94,11 @@ mod tests {
 
     #[test]
     fn order_does_not_matter_for_equality_except() {
-        let a = Labels::parse(br#"core="0,0",mode="idle""#).unwrap();
-        let b = Labels::parse(br#"mode="dpc",core="0,0","#).unwrap();
+        let a = labels(br#"x{core="0,0",mode="idle"} 1"#);
+        let b = labels(br#"x{mode="dpc",core="0,0",} 1"#);
         assert!(a.equal_except(&b, "mode"));
-        assert!(!a.equal_except(&Labels::parse(br#"core="0,1",mode="dpc""#).unwrap(), "mode"));
-        assert!(split(br#"a="}"#).is_none());
-        assert!(Labels::parse(br#"a=b"#).is_none());
+        assert!(!a.equal_except(&labels(br#"x{core="0,1",mode="dpc"} 1"#), "mode"));
+        let Line::Sample(bad) = parse(br#"x{a=b} 1"#) else { panic!() };
+        assert!(Labels::from_sample(&bad).is_none());
     }
 }

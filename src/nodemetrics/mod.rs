@@ -11,8 +11,8 @@
 //! Windows has no equivalent (load average, Buffers, Slab) nothing is written. Values keep
 //! node_exporter's units (seconds, bytes); counters come from counters.
 //!
-//! This module reads lines (or already split samples) and writes text; it knows nothing of the
-//! filter stage that calls it or of the configuration that fills its [`Mode`].
+//! This module reads samples as [`crate::exposition`] parses them and writes text; it knows
+//! nothing of the filter stage that calls it or of the configuration that fills its [`Mode`].
 
 pub mod table;
 
@@ -23,6 +23,7 @@ use std::fmt::Write as _;
 use std::str::FromStr;
 use std::sync::LazyLock;
 
+use crate::exposition;
 use labels::Labels;
 use table::{FAMILIES, Family, Kind, Series, Source};
 
@@ -104,37 +105,23 @@ impl Observer {
         Observer::default()
     }
 
-    /// One line of the body, without its newline; comments and other metrics cost a name check.
+    /// One line of the body, without its newline (see [`exposition::content`]); comments and
+    /// other metrics cost a name check.
     pub fn observe_line(&mut self, line: &[u8]) {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if !line.starts_with(b"windows_") {
+        if let exposition::Line::Sample(sample) = exposition::parse(line) {
+            self.observe(&sample);
+        }
+    }
+
+    /// One sample, as the exposition parser read it: kept when the mapping reads its name (its
+    /// labels and value are read only then).
+    pub fn observe(&mut self, sample: &exposition::Sample<'_>) {
+        if !sample.name.starts_with(b"windows_") {
             return;
         }
-        let name_end = line.iter().position(|&b| b == b'{' || b == b' ' || b == b'\t').unwrap_or(line.len());
-        let Some(metric) = input(&line[..name_end]) else { return };
-        let rest = &line[name_end..];
-        let (labels, rest) = if rest.first() == Some(&b'{') {
-            match labels::split(&rest[1..]) {
-                Some(split) => split,
-                None => return,
-            }
-        } else {
-            (&b""[..], rest)
-        };
-        let value = rest.trim_ascii_start().split(|b| b.is_ascii_whitespace()).next().unwrap_or_default();
-        self.keep(metric, labels, value);
-    }
-
-    /// One sample already split by a parser: its name, the text between its braces (escapes
-    /// as written) and its value.
-    pub fn observe_sample(&mut self, name: &[u8], labels: &[u8], value: &[u8]) {
-        if let Some(metric) = input(name) {
-            self.keep(metric, labels, value);
-        }
-    }
-
-    fn keep(&mut self, metric: &'static str, labels: &[u8], value: &[u8]) {
-        let (Some(labels), Some(value)) = (Labels::parse(labels), parse_value(value)) else { return };
+        let Some(metric) = input(sample.name) else { return };
+        let Some(labels) = Labels::from_sample(sample) else { return };
+        let Some(value) = sample.value().ok().and_then(parse_value) else { return };
         self.samples.push(Sample { metric, labels, value });
     }
 
