@@ -273,6 +273,34 @@ def test_sumologic_values_match_plain_config():
     assert values["additionalPrometheusRulesMap"]["windows-exporter-proxy"]["groups"] == groups
 
 
+def test_sumologic_v4_and_v5_take_node_series_from_the_proxy():
+    """v3 is marked legacy; v4 remote-writes the same entries with no rule groups (the node_*
+    series come from PROXY_NODE_METRICS=append); v5's collector selects the proxy's ServiceMonitor
+    by the label values-sumologic.yaml gives it; the proxy keeps exactly the windows_* families the
+    windows-node and windows-container entries forward."""
+    assert "LEGACY" in (PROM / "sumologic-values.yaml").read_text().split("\n", 3)[2]
+    v4 = yaml.safe_load((PROM / "sumologic-v4-values.yaml").read_text())
+    assert v4["sumologic"]["metrics"]["collector"]["otelcol"]["enabled"] is False
+    kps = v4["kube-prometheus-stack"]
+    assert "additionalPrometheusRulesMap" not in kps and kps["prometheus"]["enabled"] is True
+    v3 = yaml.safe_load((PROM / "sumologic-values.yaml").read_text())["kube-prometheus-stack"]
+    assert kps["prometheus"]["prometheusSpec"] == v3["prometheus"]["prometheusSpec"]
+
+    proxy = yaml.safe_load((ROOT / "deploy" / "helm" / "values-sumologic.yaml").read_text())
+    assert proxy["proxy"]["nodeMetrics"] == "append" and proxy["serviceMonitor"]["enabled"] is True
+    v5 = yaml.safe_load((PROM / "sumologic-v5-values.yaml").read_text())
+    otelcol = v5["sumologic"]["metrics"]["collector"]["otelcol"]
+    assert otelcol["serviceMonitorSelector"]["matchLabels"] == proxy["serviceMonitor"]["labels"]
+    assert "kube-prometheus-stack" not in v5
+
+    families = load_families()
+    keep = re.compile(f"^(?:{proxy['env']['PROXY_METRIC_KEEP']})$")
+    rws = remote_writes()
+    forwarded = keeps(rws["windows-node"]), keeps(rws["windows-container"])
+    for family in sorted(set(families) | set(NEVER_KEPT)):
+        assert bool(keep.match(family)) == any(k({"__name__": family}) for k in forwarded), family
+
+
 # --------------------------------------------------------------------------- contract
 
 

@@ -59,6 +59,7 @@ a JSON list of {name}. */}}
   (dict "name" "PROXY_MAX_INFLIGHT" "value" $p.maxInflight "from" "proxy.maxInflight")
   (dict "name" "PROXY_COALESCE" "value" $p.coalesce "from" "proxy.coalesce")
   (dict "name" "PROXY_COALESCE_MAX_BUFFER_BYTES" "value" $p.coalesceMaxBufferBytes "from" "proxy.coalesceMaxBufferBytes")
+  (dict "name" "PROXY_NODE_METRICS" "value" $p.nodeMetrics "from" "proxy.nodeMetrics")
   (dict "name" "PROXY_MAX_CONNECTIONS" "value" $p.maxConnections "from" "proxy.maxConnections")
   (dict "name" "PROXY_HEADER_READ_TIMEOUT_SECONDS" "value" $p.headerReadTimeoutSeconds "from" "proxy.headerReadTimeoutSeconds")
   (dict "name" "PROXY_IDLE_TIMEOUT_SECONDS" "value" $p.idleTimeoutSeconds "from" "proxy.idleTimeoutSeconds")
