@@ -59,12 +59,9 @@ impl FilterSettings {
     }
 }
 
-/// A family-name regex as Prometheus anchors a relabel regex: `^(?:re)$`.
+/// A family-name regex as Prometheus anchors a relabel regex: `^(?:re)$` ([`selector::anchored`]).
 pub fn anchored(re: &str) -> Result<Regex, String> {
-    Regex::new(&format!("^(?:{re})$")).map_err(|error| {
-        let text = error.to_string();
-        format!("not a regular expression: {}", text.lines().last().unwrap_or_default().trim())
-    })
+    selector::anchored(re).map_err(|why| format!("not a regular expression: {why}"))
 }
 
 /// The settings, ready to run.
@@ -120,6 +117,12 @@ mod tests {
         assert!(!s.keeps_family(b"windows_process_cpu_time_total", Some(Kind::Counter)));
         assert!(s.keeps_family(b"x_windows_process_a", None));
         assert!(anchored("(").unwrap_err().starts_with("not a regular expression"));
+        // ASCII classes, as in Go's RE2; a non-ASCII literal still matches.
+        let s = settings(None, Some(r"a\w+|caf\u{e9}_.*"));
+        assert!(!s.keeps_family(b"a_b1", None));
+        assert!(!s.keeps_family("caf\u{e9}_x".as_bytes(), None));
+        assert!(s.keeps_family(b"a-", None));
+        assert!(anchored(r"\p{L}").is_err());
         assert!(!FilterSettings::default().is_active());
     }
 }

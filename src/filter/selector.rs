@@ -14,7 +14,7 @@
 
 use std::fmt;
 
-use regex::bytes::Regex;
+use regex::bytes::{Regex, RegexBuilder};
 
 use crate::exposition::{BadLabels, Sample};
 
@@ -46,9 +46,9 @@ pub struct Matcher {
 impl Matcher {
     fn new(label: String, op: Op, value: String) -> Result<Matcher, String> {
         let regex = match op {
-            Op::Matches | Op::NotMatches => Some(
-                Regex::new(&format!("^(?:{value})$")).map_err(|e| format!("bad regex {value:?}: {}", one_line(&e)))?,
-            ),
+            Op::Matches | Op::NotMatches => {
+                Some(anchored(&value).map_err(|why| format!("bad regex {value:?}: {why}"))?)
+            }
             Op::Equal | Op::NotEqual => None,
         };
         Ok(Matcher { label, op, value, regex })
@@ -66,10 +66,14 @@ impl Matcher {
     }
 }
 
-/// The first line of a regex error (they draw the pattern over several lines).
-fn one_line(error: &regex::Error) -> String {
-    let text = error.to_string();
-    text.lines().last().unwrap_or_default().trim().to_owned()
+/// `re` fully anchored, as PromQL and relabelling anchor it (`^(?:re)$`), in ASCII mode: `\d`,
+/// `\w`, `\s` and `[[:alpha:]]` are ASCII as in Go's RE2, a non-ASCII literal matches its UTF-8
+/// bytes, and Unicode classes (`\p{L}`) are refused (the build carries no Unicode tables).
+pub fn anchored(re: &str) -> Result<Regex, String> {
+    RegexBuilder::new(&format!("^(?:{re})$")).unicode(false).build().map_err(|error| {
+        let text = error.to_string();
+        text.lines().last().unwrap_or_default().trim().to_owned()
+    })
 }
 
 /// A parsed series selector.
