@@ -81,10 +81,30 @@ impl FilterSettings {
     }
 
     /// Whether a sample of a kept family is dropped by a series selector. A sample whose labels
-    /// do not parse is left for the scraper to refuse.
-    pub fn drops_series(&self, sample: &Sample<'_>) -> bool {
-        self.series_drop.iter().any(|selector| selector.matches(sample).unwrap_or(false))
+    /// do not parse is left for the scraper to refuse. `names` remembers, for the last sample
+    /// name seen, which selectors' name matchers hold (consecutive samples share their name).
+    pub fn drops_series(&self, sample: &Sample<'_>, names: &mut NameCache) -> bool {
+        if self.series_drop.is_empty() {
+            return false;
+        }
+        if names.name != sample.name {
+            names.name.clear();
+            names.name.extend_from_slice(sample.name);
+            names.holds.clear();
+            names.holds.extend(self.series_drop.iter().map(|s| s.matches_name(sample.name)));
+        }
+        self.series_drop
+            .iter()
+            .zip(&names.holds)
+            .any(|(selector, holds)| *holds && selector.matches_labels(sample).unwrap_or(false))
     }
+}
+
+/// Which selectors' name matchers hold for the last sample name ([`FilterSettings::drops_series`]).
+#[derive(Debug, Default)]
+pub struct NameCache {
+    name: Vec<u8>,
+    holds: Vec<bool>,
 }
 
 #[cfg(test)]

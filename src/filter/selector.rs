@@ -140,21 +140,27 @@ impl Selector {
 
     /// Whether `sample` is selected: every matcher holds (an absent label reads as empty).
     pub fn matches(&self, sample: &Sample<'_>) -> Result<bool, BadLabels> {
-        for matcher in &self.matchers {
-            let holds = if matcher.label == "__name__" {
-                matcher.matches(sample.name)
-            } else {
-                let mut value = None;
-                for label in sample.labels() {
-                    let label = label?;
-                    if label.name == matcher.label.as_bytes() {
-                        value = Some(label.value());
-                        break;
-                    }
+        Ok(self.matches_name(sample.name) && self.matches_labels(sample)?)
+    }
+
+    /// Whether the metric-name matchers hold for `name` (the same for every sample of a name,
+    /// so a caller may remember it).
+    pub fn matches_name(&self, name: &[u8]) -> bool {
+        self.matchers.iter().filter(|m| m.label == "__name__").all(|m| m.matches(name))
+    }
+
+    /// Whether the label matchers (all but the name's) hold for `sample`.
+    pub fn matches_labels(&self, sample: &Sample<'_>) -> Result<bool, BadLabels> {
+        for matcher in self.matchers.iter().filter(|m| m.label != "__name__") {
+            let mut value = None;
+            for label in sample.labels() {
+                let label = label?;
+                if label.name == matcher.label.as_bytes() {
+                    value = Some(label.value());
+                    break;
                 }
-                matcher.matches(value.as_deref().unwrap_or_default())
-            };
-            if !holds {
+            }
+            if !matcher.matches(value.as_deref().unwrap_or_default()) {
                 return Ok(false);
             }
         }

@@ -23,7 +23,7 @@ use bytes::{Bytes, BytesMut};
 use crate::exposition::{self, Kind, Line, LineSplitter, LineTooLong, Span};
 use crate::nodemetrics::{Format, Observer};
 
-use super::Filter;
+use super::{Filter, NameCache};
 
 /// Why the filter stopped the body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -135,6 +135,7 @@ pub struct LineFilter {
     held: Vec<(Bytes, bool)>,
     kept: u64,
     dropped: u64,
+    names: NameCache,
     /// With `PROXY_NODE_METRICS`: the samples the node mapping reads; taken when rendered.
     nodes: Option<Observer>,
 }
@@ -149,6 +150,7 @@ impl LineFilter {
             held: Vec::new(),
             kept: 0,
             dropped: 0,
+            names: NameCache::default(),
             nodes: filter.node_metrics.is_on().then(Observer::new),
             filter,
         }
@@ -253,7 +255,7 @@ impl LineFilter {
                     self.start(sample.name);
                 }
                 self.settle(chunk, None, out);
-                let keep = self.decision == Decision::Keep && !self.filter.drops_series(&sample);
+                let keep = self.decision == Decision::Keep && !self.filter.drops_series(&sample, &mut self.names);
                 if !keep {
                     self.dropped += 1;
                     return Ok(Action::Drop);
