@@ -249,6 +249,47 @@ pub static FAMILIES: &[Family] = &[
         why: "Per logical volume, volume -> device.",
     },
     Family {
+        name: "node_disk_reads_completed_total",
+        kind: Kind::Counter,
+        help: "The total number of reads completed successfully.",
+        sources: &renamed(&["windows_logical_disk_reads_total"], &[("device", "volume")]),
+        why: "Read operations per volume, volume -> device.",
+    },
+    Family {
+        name: "node_disk_writes_completed_total",
+        kind: Kind::Counter,
+        help: "The total number of writes completed successfully.",
+        sources: &renamed(&["windows_logical_disk_writes_total"], &[("device", "volume")]),
+        why: "Write operations per volume, volume -> device.",
+    },
+    Family {
+        name: "node_disk_read_time_seconds_total",
+        kind: Kind::Counter,
+        help: "The total number of seconds spent by all reads.",
+        sources: &renamed(&["windows_logical_disk_read_seconds_total"], &[("device", "volume")]),
+        why: "% Disk Read Time's counter: the time of every read request added up (it can pass one\n\
+              second per second with requests in parallel), as node_exporter's read_time.",
+    },
+    Family {
+        name: "node_disk_write_time_seconds_total",
+        kind: Kind::Counter,
+        help: "This is the total number of seconds spent by all writes.",
+        sources: &renamed(&["windows_logical_disk_write_seconds_total"], &[("device", "volume")]),
+        why: "% Disk Write Time's counter, as node_exporter's write_time.",
+    },
+    Family {
+        name: "node_disk_io_time_weighted_seconds_total",
+        kind: Kind::Counter,
+        help: "The weighted # of seconds spent doing I/Os.",
+        sources: &[Source::Series(Series {
+            copy: &[("device", "volume")],
+            ..one(&["windows_logical_disk_read_seconds_total", "windows_logical_disk_write_seconds_total"])
+        })],
+        why: "Read plus write request time: the queue-weighted time node-mixin's disk saturation reads.\n\
+              node_disk_io_time_seconds_total (time the disk was busy at all) is not recorded:\n\
+              windows_exporter's idle time has no elapsed-time counter to subtract it from.",
+    },
+    Family {
         name: "node_network_receive_bytes_total",
         kind: Kind::Counter,
         help: "Network device statistic receive_bytes.",

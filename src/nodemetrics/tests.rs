@@ -45,6 +45,11 @@ const EVERYWHERE: &[&str] = &[
     "node_filesystem_free_bytes",
     "node_disk_read_bytes_total",
     "node_disk_written_bytes_total",
+    "node_disk_reads_completed_total",
+    "node_disk_writes_completed_total",
+    "node_disk_read_time_seconds_total",
+    "node_disk_write_time_seconds_total",
+    "node_disk_io_time_weighted_seconds_total",
     "node_network_receive_bytes_total",
     "node_network_transmit_bytes_total",
     "node_network_receive_packets_total",
@@ -190,6 +195,8 @@ fn memory_swap_filesystem_and_boot_values() {
         has(r#"node_memory_SwapTotal_bytes{os="windows"}"#, "4294967296");
         has(r#"node_memory_SwapFree_bytes{os="windows"}"#, "3221225472");
         has(r#"node_boot_time_seconds{os="windows"}"#, "1765082400.5");
+        has(r#"node_disk_io_time_weighted_seconds_total{device="C:",os="windows",volume="C:"}"#, "460.75");
+        has(r#"node_disk_reads_completed_total{device="C:",os="windows",volume="C:"}"#, "250000");
         if *band != "0.25.1" {
             has(r#"node_memory_Cached_bytes{os="windows"}"#, &(7 * 1024u64.pow(3) + 256 * 1024u64.pow(2)).to_string());
             has(r#"node_memory_MemFree_bytes{os="windows"}"#, "2147483648");
