@@ -125,3 +125,52 @@ async fn off_leaves_the_body_as_the_exporter_sent_it() {
     let scraped = scrape(body.clone(), TEXT_0_0_4, "off", &[]).await;
     assert!(scraped.body == body);
 }
+
+/// A body whose derived counters (`system` = privileged - interrupt - dpc, and io_time = clock
+/// minus boot minus idle) are `dip` seconds lower than with no dip, as when the exporter reads the
+/// parts at slightly different moments.
+fn derived_inputs(dip: f64) -> String {
+    format!(
+        "# TYPE windows_cpu_time_total counter\n\
+         windows_cpu_time_total{{core=\"0,0\",mode=\"privileged\"}} 100\n\
+         windows_cpu_time_total{{core=\"0,0\",mode=\"interrupt\"}} 10\n\
+         windows_cpu_time_total{{core=\"0,0\",mode=\"dpc\"}} {}\n\
+         # TYPE windows_logical_disk_idle_seconds_total counter\n\
+         windows_logical_disk_idle_seconds_total{{volume=\"C:\"}} {}\n\
+         # TYPE windows_time_current_timestamp_seconds gauge\n\
+         windows_time_current_timestamp_seconds 1000\n\
+         # TYPE windows_system_boot_time_timestamp gauge\n\
+         windows_system_boot_time_timestamp 900\n",
+        20.0 + dip,
+        50.0 + dip,
+    )
+}
+
+#[tokio::test]
+async fn a_derived_counter_never_goes_backwards_between_scrapes() {
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let exporter = FakeExporter::start(move |_| {
+        let dip = if served.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 { 0.0 } else { 0.003 };
+        async move { support::reply(http::StatusCode::OK, &[("content-type", TEXT_0_0_4)], derived_inputs(dip)) }
+    })
+    .await;
+    let proxy = ProxyProcess::start(&[
+        ("PROXY_HOSTIP", "127.0.0.1"),
+        ("PROXY_PORT", &exporter.port()),
+        ("PROXY_NODE_METRICS", "append"),
+    ])
+    .await;
+    let mut client = Client::connect(proxy.addr).await;
+    let system = "node_cpu_seconds_total{cpu=\"0,0\",mode=\"system\",os=\"windows\"}";
+    let io = "node_disk_io_time_seconds_total{device=\"C:\",os=\"windows\",volume=\"C:\"}";
+    let value = |text: &str, series: &str| -> f64 {
+        let line = text.lines().find_map(|l| l.strip_prefix(series)).unwrap_or_else(|| panic!("no {series}:\n{text}"));
+        line.trim().parse().unwrap()
+    };
+
+    let first = client.get("/metrics", &[]).await.text();
+    let second = client.get("/metrics", &[]).await.text();
+    assert_eq!((value(&first, system), value(&first, io)), (70.0, 50.0), "{first}");
+    assert!(second.contains("windows_cpu_time_total{core=\"0,0\",mode=\"dpc\"} 20.003\n"), "the dipped body");
+    assert_eq!((value(&second, system), value(&second, io)), (70.0, 50.0), "{second}");
+}

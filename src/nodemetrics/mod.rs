@@ -9,11 +9,13 @@
 //!
 //! A family is written only when the scrape has all the inputs of one of its sources; where
 //! Windows has no equivalent (load average, Buffers, Slab) nothing is written. Values keep
-//! node_exporter's units (seconds, bytes); counters come from counters.
+//! node_exporter's units (seconds, bytes); counters come from counters, and a counter computed
+//! as a difference is held level by the process's [`guard::Guard`] rather than going backwards.
 //!
 //! This module reads samples as [`crate::exposition`] parses them and writes text; it knows
 //! nothing of the filter stage that calls it or of the configuration that fills its [`Mode`].
 
+pub mod guard;
 pub mod table;
 
 mod labels;
@@ -21,9 +23,10 @@ mod labels;
 use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::str::FromStr;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use crate::exposition;
+use guard::Guard;
 use labels::Labels;
 use table::{FAMILIES, Family, Kind, Series, Source};
 
@@ -94,15 +97,27 @@ struct Sample {
 }
 
 /// The mapping's view of one exporter body: what it kept, and the families it renders.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Observer {
     samples: Vec<Sample>,
+    guard: Arc<Guard>,
+}
+
+impl Default for Observer {
+    fn default() -> Observer {
+        Observer::new()
+    }
 }
 
 impl Observer {
-    /// A new observer for one body.
+    /// A new observer for one body, its derived counters held by the process's guard.
     pub fn new() -> Observer {
-        Observer::default()
+        Observer::with_guard(Guard::process())
+    }
+
+    /// A new observer whose derived counters are held by `guard`.
+    pub fn with_guard(guard: Arc<Guard>) -> Observer {
+        Observer { samples: Vec::new(), guard }
     }
 
     /// One line of the body, without its newline (see [`exposition::content`]); comments and
@@ -130,12 +145,36 @@ impl Observer {
         self.samples.len()
     }
 
-    /// The node_exporter families computed from what was observed, in `format`.
+    /// The node_exporter families computed from what was observed, in `format`; derived
+    /// counters go through the guard (so a render is also a write of their last values).
     pub fn render(&self, format: Format) -> String {
-        let mut out = String::new();
+        let mut families = Vec::new();
+        let mut derived = Vec::new();
         for family in FAMILIES {
-            let series = family.sources.iter().map(|source| self.evaluate(source)).find(|s| !s.is_empty());
-            let Some(series) = series else { continue };
+            let found =
+                family.sources.iter().map(|source| (source, self.evaluate(source))).find(|(_, s)| !s.is_empty());
+            let Some((source, series)) = found else { continue };
+            let mut written = Vec::with_capacity(series.len());
+            for (mut labels, value) in series {
+                labels.set("os", "windows");
+                labels.sort();
+                if source.is_difference(labels.get("mode")) {
+                    derived.push((format!("{}{{{labels}}}", family.name), (families.len(), written.len())));
+                }
+                written.push((labels, value));
+            }
+            families.push((family, written));
+        }
+        if !derived.is_empty() {
+            let mut values: Vec<(String, f64)> =
+                derived.iter_mut().map(|(key, (f, s))| (std::mem::take(key), families[*f].1[*s].1)).collect();
+            self.guard.hold(&mut values);
+            for ((_, (f, s)), (_, value)) in derived.iter().zip(values) {
+                families[*f].1[*s].1 = value;
+            }
+        }
+        let mut out = String::new();
+        for (family, series) in families {
             write_family(&mut out, family, format, series);
         }
         out
@@ -148,8 +187,28 @@ impl Observer {
     fn evaluate(&self, source: &Source) -> Vec<(Labels, f64)> {
         match source {
             Source::Cpu { metric } => self.cpu(metric),
+            Source::Busy { idle, now, boot } => self.busy(idle, now, boot),
             Source::Series(series) => self.arithmetic(series),
         }
+    }
+
+    /// `now - boot - idle` per volume; the clock and the boot time are one series each.
+    fn busy(&self, idle: &str, now: &str, boot: &str) -> Vec<(Labels, f64)> {
+        let single = |metric: &str| {
+            let mut series = self.series(metric);
+            match (series.next(), series.next()) {
+                (Some(one), None) => Some(one.value),
+                _ => None,
+            }
+        };
+        let (Some(now), Some(boot)) = (single(now), single(boot)) else { return Vec::new() };
+        self.series(idle)
+            .map(|sample| {
+                let mut labels = sample.labels.clone();
+                labels.copy("device", "volume");
+                (labels, now - boot - sample.value)
+            })
+            .collect()
     }
 
     fn cpu(&self, metric: &str) -> Vec<(Labels, f64)> {
@@ -254,9 +313,7 @@ fn write_family(out: &mut String, family: &Family, format: Format, series: Vec<(
     };
     let _ = writeln!(out, "# HELP {base} {}", family.help);
     let _ = writeln!(out, "# TYPE {base} {}", family.kind.as_str());
-    for (mut labels, value) in series {
-        labels.set("os", "windows");
-        labels.sort();
+    for (labels, value) in series {
         let _ = writeln!(out, "{}{{{}}} {}", family.name, labels, format_value(value));
     }
 }

@@ -59,6 +59,18 @@ pub enum Source {
     },
     /// Label arithmetic on one metric or a sum of metrics.
     Series(Series),
+    /// Seconds a volume had I/O in flight, node_exporter's io_time: `now - boot - idle` per
+    /// volume, `volume` -> `device`. The idle counter counts from when the volume's counters
+    /// started (the boot, for a volume there at boot) and the elapsed time from the boot, so the
+    /// value can be ahead of node_exporter's by a constant per volume; its rate is right.
+    Busy {
+        /// The volume's idle-time counter.
+        idle: &'static str,
+        /// The node's clock, read by the exporter in the same scrape.
+        now: &'static str,
+        /// The node's boot time, in the same clock.
+        boot: &'static str,
+    },
 }
 
 /// A metric, or a sum of metrics with the same labels, then a join and label edits.
@@ -90,10 +102,21 @@ pub struct Join {
 }
 
 impl Source {
+    /// Whether a series of this source is a difference of counters, read at slightly different
+    /// moments, that can dip by a few milliseconds between scrapes (the guard holds it level).
+    pub fn is_difference(&self, mode: Option<&str>) -> bool {
+        match self {
+            Source::Cpu { .. } => mode == Some("system"),
+            Source::Busy { .. } => true,
+            Source::Series(_) => false,
+        }
+    }
+
     /// Every metric this source reads: all must be in a scrape for it to yield anything.
     pub fn inputs(&self) -> Vec<&'static str> {
         match self {
             Source::Cpu { metric } => vec![metric],
+            Source::Busy { idle, now, boot } => vec![idle, now, boot],
             Source::Series(series) => {
                 let mut inputs = series.sum.to_vec();
                 inputs.extend(series.join.as_ref().map(|join| join.metric));
@@ -124,6 +147,26 @@ const fn filesystem(metric: &'static [&'static str]) -> [Source; 2] {
 const fn renamed(metric: &'static [&'static str], copy: &'static [(&'static str, &'static str)]) -> [Source; 1] {
     [Source::Series(Series { copy, ..one(metric) })]
 }
+
+/// The node's clock: the time collector (v0.30+; the only one in v0.31+, where it is not a
+/// default collector), then the os collector's (whole seconds, before v0.31).
+const NOW: [&str; 2] = ["windows_time_current_timestamp_seconds", "windows_os_time"];
+/// The boot time, each version's name (see node_boot_time_seconds).
+const BOOT: [&str; 3] = [
+    "windows_system_boot_time_timestamp",
+    "windows_system_boot_time_timestamp_seconds",
+    "windows_system_system_up_time",
+];
+
+/// io_time from each pair of clock and boot-time names, the finer clock first.
+const fn busy() -> [Source; 6] {
+    const fn one(now: usize, boot: usize) -> Source {
+        Source::Busy { idle: "windows_logical_disk_idle_seconds_total", now: NOW[now], boot: BOOT[boot] }
+    }
+    [one(0, 0), one(0, 1), one(0, 2), one(1, 0), one(1, 1), one(1, 2)]
+}
+
+const BUSY: [Source; 6] = busy();
 
 const FS_SIZE: [Source; 2] = filesystem(&["windows_logical_disk_size_bytes"]);
 const FS_FREE: [Source; 2] = filesystem(&["windows_logical_disk_free_bytes"]);
@@ -285,9 +328,21 @@ pub static FAMILIES: &[Family] = &[
             copy: &[("device", "volume")],
             ..one(&["windows_logical_disk_read_seconds_total", "windows_logical_disk_write_seconds_total"])
         })],
-        why: "Read plus write request time: the queue-weighted time node-mixin's disk saturation reads.\n\
-              node_disk_io_time_seconds_total (time the disk was busy at all) is not recorded:\n\
-              windows_exporter's idle time has no elapsed-time counter to subtract it from.",
+        why: "Read plus write request time: the queue-weighted time node-mixin's disk saturation reads.",
+    },
+    Family {
+        name: "node_disk_io_time_seconds_total",
+        kind: Kind::Counter,
+        help: "Total seconds spent doing I/Os.",
+        sources: &BUSY,
+        why: "Time the volume had I/O in flight = elapsed - idle. % Idle Time's raw counter counts from\n\
+              when the volume's counters started (the boot, for a volume there at boot); windows_exporter\n\
+              keeps no elapsed time of that base, so the elapsed time is the node's clock minus its boot\n\
+              time, read in the same scrape. A volume attached after the boot starts ahead by a constant:\n\
+              rate() is right, as node-mixin reads it. Needs the clock: the time collector (v0.30+, not\n\
+              a default one) or, before v0.31, the os collector's. The proxy holds this difference level\n\
+              where the two reads dip it by a few milliseconds; a rule cannot, and there such a dip reads\n\
+              as a counter reset.",
     },
     Family {
         name: "node_network_receive_bytes_total",
@@ -474,6 +529,10 @@ pub fn promql(source: &Source) -> String {
              \x20   \"cpu\", \"$1\", \"core\", \"(.+)\"\n\
              \x20 )\n\
              )"
+        ),
+        Source::Busy { idle, now, boot } => label_replace(
+            &format!("(\n    {now}\n  - on ({TARGET}) {boot}\n)\n- on ({TARGET}) group_right () {idle}"),
+            "\"device\", \"$1\", \"volume\", \"(.+)\"",
         ),
         Source::Series(series) => {
             let mut expr = match series.sum {

@@ -50,6 +50,7 @@ const EVERYWHERE: &[&str] = &[
     "node_disk_read_time_seconds_total",
     "node_disk_write_time_seconds_total",
     "node_disk_io_time_weighted_seconds_total",
+    "node_disk_io_time_seconds_total",
     "node_network_receive_bytes_total",
     "node_network_transmit_bytes_total",
     "node_network_receive_packets_total",
@@ -90,7 +91,12 @@ fn resolve(names: &HashSet<&str>) -> Vec<(&'static str, usize)> {
 }
 
 fn observe(body: &str) -> Observer {
-    let mut observer = Observer::new();
+    observe_with(body, Arc::default())
+}
+
+/// An observer of `body` whose derived counters `guard` holds.
+fn observe_with(body: &str, guard: Arc<Guard>) -> Observer {
+    let mut observer = Observer::with_guard(guard);
     for line in body.lines() {
         observer.observe_line(line.as_bytes());
     }
@@ -286,4 +292,58 @@ fn modes_parse_and_only_drops_the_inputs_in_either_spelling() {
     assert!(Mode::Only.drops_family("windows_memory_available_bytes"));
     assert!(!Mode::Only.drops_family("windows_service_state"));
     assert!(!Mode::Append.drops_family("windows_cpu_time_total"));
+}
+
+#[test]
+fn io_time_is_elapsed_since_boot_minus_idle_per_volume() {
+    for (band, _, scrape) in BANDS {
+        let text = observe(scrape).render(Format::Text);
+        // The fixtures' clock is 1765094400.25 (time collector) or 1765094400 (os collector,
+        // whole seconds), the boot 1765082400.5, C:'s idle 6000.5 and HarddiskVolume1's 6001.5.
+        let (c, volume1) = if scrape.lines().any(|l| l.starts_with("windows_time_current_timestamp_seconds ")) {
+            ("5999.25", "5998.25")
+        } else {
+            ("5999", "5998")
+        };
+        let series = |volume: &str| {
+            format!("node_disk_io_time_seconds_total{{device=\"{volume}\",os=\"windows\",volume=\"{volume}\"}}")
+        };
+        assert_eq!(sample(&text, &series("C:")), Some(c), "{band}:\n{text}");
+        assert_eq!(sample(&text, &series("HarddiskVolume1")), Some(volume1), "{band}");
+    }
+}
+
+#[test]
+fn a_derived_counter_that_dips_stays_level_and_plain_counters_pass() {
+    let guard: Arc<Guard> = Arc::default();
+    let first = "windows_cpu_time_total{core=\"0,0\",mode=\"privileged\"} 100\n\
+        windows_cpu_time_total{core=\"0,0\",mode=\"interrupt\"} 10\n\
+        windows_cpu_time_total{core=\"0,0\",mode=\"dpc\"} 20\n\
+        windows_cpu_time_total{core=\"0,0\",mode=\"idle\"} 500\n\
+        windows_logical_disk_idle_seconds_total{volume=\"C:\"} 50\n\
+        windows_time_current_timestamp_seconds 1000\n\
+        windows_system_boot_time_timestamp 900\n";
+    // privileged read before the DPC time that grew meanwhile: system dips by 3 ms; the idle
+    // time read after the clock: io_time dips by 2 ms; idle itself really went back (a plain
+    // counter's reset is the exporter's to tell, and passes).
+    let second = "windows_cpu_time_total{core=\"0,0\",mode=\"privileged\"} 100.002\n\
+        windows_cpu_time_total{core=\"0,0\",mode=\"interrupt\"} 10\n\
+        windows_cpu_time_total{core=\"0,0\",mode=\"dpc\"} 20.005\n\
+        windows_cpu_time_total{core=\"0,0\",mode=\"idle\"} 1\n\
+        windows_logical_disk_idle_seconds_total{volume=\"C:\"} 65.002\n\
+        windows_time_current_timestamp_seconds 1015\n\
+        windows_system_boot_time_timestamp 900\n";
+    let system = "node_cpu_seconds_total{cpu=\"0,0\",mode=\"system\",os=\"windows\"}";
+    let idle = "node_cpu_seconds_total{cpu=\"0,0\",mode=\"idle\",os=\"windows\"}";
+    let io = "node_disk_io_time_seconds_total{device=\"C:\",os=\"windows\",volume=\"C:\"}";
+
+    let text = observe_with(first, guard.clone()).render(Format::Text);
+    assert_eq!((sample(&text, system), sample(&text, io), sample(&text, idle)), (Some("70"), Some("50"), Some("500")));
+    let text = observe_with(second, guard.clone()).render(Format::Text);
+    assert_eq!((sample(&text, system), sample(&text, io), sample(&text, idle)), (Some("70"), Some("50"), Some("1")));
+    assert_eq!(guard.len(), 2, "only the derived series are remembered");
+    // Without the guard's memory, the dip shows.
+    let text = observe(second).render(Format::Text);
+    let dipped: f64 = sample(&text, system).unwrap().parse().unwrap();
+    assert!(dipped < 70.0, "{dipped}");
 }
