@@ -32,14 +32,27 @@ type Series = Vec<(BTreeMap<String, String>, f64)>;
 const CPU_PER_SCRAPE: [(&str, f64); 5] =
     [("idle", 0.625), ("user", 0.125), ("privileged", 0.25), ("interrupt", 0.0625), ("dpc", 0.03125)];
 
-/// The band's scrape after `step` scrapes: CPU time grown by [`CPU_PER_SCRAPE`], every other
-/// counter by `step` percent, so rates are not zero.
+/// Seconds a volume is idle per scrape (one second of the node's clock).
+const IDLE_PER_SCRAPE: f64 = 0.75;
+
+/// The node's clocks, which advance a second per scrape.
+const CLOCKS: [&str; 2] = ["windows_time_current_timestamp_seconds ", "windows_os_time "];
+
+/// The band's scrape after `step` scrapes: CPU time grown by [`CPU_PER_SCRAPE`], the clock by a
+/// second and idle time by [`IDLE_PER_SCRAPE`], every other counter by `step` percent, so rates
+/// are not zero.
 fn growing(band: &str, step: u64) -> String {
     let body = support::fixture(&format!("nodemetrics/windows_exporter-{band}-scrape.prom"));
     let body = String::from_utf8(body.to_vec()).unwrap();
     let step = step as f64;
     body.lines()
         .map(|line| match line.rsplit_once(' ') {
+            Some((series, value)) if CLOCKS.iter().any(|clock| line.starts_with(clock)) => {
+                format!("{series} {}", value.parse::<f64>().unwrap() + step)
+            }
+            Some((series, value)) if series.starts_with("windows_logical_disk_idle_seconds_total{") => {
+                format!("{series} {}", value.parse::<f64>().unwrap() + IDLE_PER_SCRAPE * step)
+            }
             Some((series, value))
                 if !line.starts_with('#') && series.split('{').next().unwrap().ends_with("_total") =>
             {
@@ -99,17 +112,33 @@ async fn an_agent_and_a_receiver_without_rules_serve_the_dashboard_and_alerts_fo
         .spawn()
         .expect("Debian's prometheus-node-exporter is installed (bash .ci/install)");
 
+    // kube-prometheus' recorded pod -> node map, which prometheus-adapter's CPU nodeQuery joins
+    // on: each node's exporter pod (the targets carry namespace and pod, as a ServiceMonitor
+    // gives them) on its node.
+    let pods = FakeExporter::serving(
+        bytes::Bytes::from_static(
+            b"node_namespace_pod:kube_pod_info:{namespace=\"monitoring\",node=\"linux-0\",pod=\"node-exporter-0\"} 1\n\
+              node_namespace_pod:kube_pod_info:{namespace=\"monitoring\",node=\"win-new\",pod=\"proxy-new\"} 1\n\
+              node_namespace_pod:kube_pod_info:{namespace=\"monitoring\",node=\"win-old\",pod=\"proxy-old\"} 1\n",
+        ),
+        "text/plain; version=0.0.4; charset=utf-8",
+    )
+    .await;
+
     let mut receiver = Prometheus::start_with("receiver", "global: {}\n", &["--web.enable-remote-write-receiver"]);
     let agent_config = format!(
         "global: {{scrape_interval: 1s, scrape_timeout: 1s}}\n\
          scrape_configs:\n\
-         - {{job_name: node-exporter, static_configs: [{{targets: ['{node_exporter_addr}']}}]}}\n\
-         - {{job_name: windows-exporter-proxy, static_configs: [{{targets: ['{}', '{}']}}]}}\n\
+         - {{job_name: node-exporter, static_configs: [{{targets: ['{node_exporter_addr}'], labels: {{namespace: monitoring, pod: node-exporter-0}}}}]}}\n\
+         - {{job_name: windows-exporter-proxy, static_configs: [\n\
+         \x20   {{targets: ['{}'], labels: {{namespace: monitoring, pod: proxy-new}}}},\n\
+         \x20   {{targets: ['{}'], labels: {{namespace: monitoring, pod: proxy-old}}}}]}}\n\
+         - {{job_name: kube-state, honor_labels: true, static_configs: [{{targets: ['{}']}}]}}\n\
          remote_write:\n\
          - url: http://{}/api/v1/write\n\
          \x20 queue_config: {{batch_send_deadline: 500ms, min_backoff: 100ms, max_backoff: 1s}}\n\
          \x20 metadata_config: {{send: false}}\n",
-        new_proxy.addr, old_proxy.addr, receiver.web
+        new_proxy.addr, old_proxy.addr, pods.addr, receiver.web
     );
     let mut agent = Prometheus::start_with("agent", &agent_config, &["--enable-feature=agent"]);
     let linux = node_exporter_addr.clone();
@@ -206,6 +235,73 @@ async fn an_agent_and_a_receiver_without_rules_serve_the_dashboard_and_alerts_fo
     assert_eq!(windows_fs.len(), 1, "NodeFilesystemAlmostOutOfSpace-style: {filesystem:?}");
     assert_eq!(windows_fs[0].0["instance"], windows[0]);
     assert_eq!(windows_fs[0].0["mountpoint"], "HarddiskVolume1");
+
+    // NodeFilesystemAlmostOutOfSpace exactly as kube-prometheus writes it (threshold 20 instead
+    // of 5 for the fixture, the Windows job beside node-exporter): windows_exporter has no
+    // read-only state (windows_logical_disk_readonly is documented but never emitted, 0.26 to
+    // master), so `and node_filesystem_readonly == 0` leaves every Windows volume out...
+    let jobs = r#"job=~"node-exporter|windows-exporter-proxy""#;
+    let almost_full = format!(
+        "(\n  node_filesystem_avail_bytes{{{jobs},fstype!=\"\",mountpoint!=\"\"}} / \
+         node_filesystem_size_bytes{{{jobs},fstype!=\"\",mountpoint!=\"\"}} * 100 < 20\n\
+         and\n  node_filesystem_readonly{{{jobs},fstype!=\"\",mountpoint!=\"\"}} == 0\n)"
+    );
+    let as_written = receiver.query_at(&almost_full, at).await.unwrap();
+    assert!(as_written.iter().all(|(l, _)| l["job"] == "node-exporter"), "{as_written:?}");
+    // ... and the README's one-line fix, `unless ... == 1`, gives them, the Linux answer unchanged.
+    let fixed = almost_full
+        .replace("and\n  node_filesystem_readonly", "unless\n  node_filesystem_readonly")
+        .replace("== 0\n)", "== 1\n)");
+    let fixed = receiver.query_at(&fixed, at).await.unwrap();
+    let linux_only =
+        |series: &Series| -> Series { series.iter().filter(|(l, _)| l["job"] == "node-exporter").cloned().collect() };
+    assert_eq!(linux_only(&fixed), as_written);
+    let windows_fixed: Vec<_> = fixed.iter().filter(|(l, _)| l["job"] == "windows-exporter-proxy").collect();
+    assert_eq!(windows_fixed.len(), 1, "{fixed:?}");
+    assert_eq!(windows_fixed[0].0["mountpoint"], "HarddiskVolume1");
+
+    // io_time: the volumes are idle 0.75 s of each second of the node's clock.
+    let busy = receiver
+        .query_at(
+            r#"rate(node_disk_io_time_seconds_total{os="windows"}[10s]) / on (instance) group_left () rate(node_time_seconds{os="windows"}[10s])"#,
+            at,
+        )
+        .await
+        .unwrap();
+    assert_eq!(busy.len(), 4, "two volumes on each Windows node: {busy:?}");
+    assert!(busy.iter().all(|(_, v)| (v - (1.0 - IDLE_PER_SCRAPE)).abs() < 1e-9), "{busy:?}");
+
+    // prometheus-adapter's node queries, as kube-prometheus configures them (its nodeQuery for
+    // cpu and memory, <<.LabelMatchers>> and <<.GroupBy>> filled in as the adapter does for
+    // "all nodes"; memory's job="node-exporter" widened to the Windows job, which is the change a
+    // user makes; the windows_* `or` branches are left out: the node names answer for Windows).
+    let cpu_node_query = r#"sum by (node) (
+        1 - irate(
+          node_cpu_seconds_total{mode="idle"}[60s]
+        )
+        * on(namespace, pod) group_left(node) (
+          node_namespace_pod:kube_pod_info:{node=~"linux-0|win-new|win-old"}
+        )
+      )"#;
+    let adapter_cpu = receiver.query_at(cpu_node_query, at).await.unwrap();
+    let nodes: BTreeSet<&str> = adapter_cpu.iter().map(|(l, _)| l["node"].as_str()).collect();
+    assert_eq!(nodes, ["linux-0", "win-new", "win-old"].into(), "{adapter_cpu:?}");
+    // Each of the two Windows cores is busy 0.375 of a second per scrape: between 0 and 2.
+    for (labels, value) in adapter_cpu.iter().filter(|(l, _)| l["node"].starts_with("win-")) {
+        assert!(*value > 0.0 && *value < 2.0, "{labels:?} {value}");
+    }
+    let memory_node_query = format!(
+        "sum by (instance) (\n\
+           node_memory_MemTotal_bytes{{{jobs},instance=~\".+\"}}\n\
+           -\n\
+           node_memory_MemAvailable_bytes{{{jobs},instance=~\".+\"}}\n\
+         )"
+    );
+    let adapter_memory = receiver.query_at(&memory_node_query, at).await.unwrap();
+    assert_eq!(instances(&adapter_memory), all, "{adapter_memory:?}");
+    for (labels, value) in adapter_memory.iter().filter(|(l, _)| windows.contains(&l["instance"])) {
+        assert_eq!(*value, 17179398144.0 - 9663676416.0, "{labels:?}");
+    }
 
     // Every family the proxies wrote equals the recording rules' expression on the same data.
     let mut compared = 0;
