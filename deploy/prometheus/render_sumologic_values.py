@@ -95,6 +95,11 @@ HEADER_V4 = """\
 # none either: install windows-exporter-proxy with deploy/helm/values-sumologic.yaml
 # (proxy.nodeMetrics: append), and each scrape carries node_exporter-named series with
 # os="windows", which the windows-node-compat entry forwards. No rule groups are needed.
+#
+# The keys that switch v4 back to Prometheus are the chart's own "How do I revert to the v3
+# defaults?" (SumoLogic/sumologic-kubernetes-collection docs/v4-migration-doc.md): otelcol off,
+# remoteWriteProxy on, kube-prometheus-stack's prometheus and prometheusOperator on. The bundled
+# Prometheus selects the proxy's ServiceMonitor by its release label (values-sumologic.yaml).
 # Use with: helm upgrade <release> sumologic/sumologic --version 4.x -f sumologic-v4-values.yaml
 """
 
@@ -104,16 +109,28 @@ HEADER_V5 = """\
 # Values for the Sumo Logic collection chart v5.x: metrics are collected by the chart's
 # OpenTelemetry collector, which scrapes what ServiceMonitors describe; there is no Prometheus,
 # no remote write and no recording rules. Install windows-exporter-proxy with
-# deploy/helm/values-sumologic.yaml: its ServiceMonitor carries the label selected below, the proxy
+# deploy/helm/values-sumologic.yaml: its ServiceMonitor carries the chart's release label, the proxy
 # adds node_exporter-named series (PROXY_NODE_METRICS=append) and keeps only the families the
 # remote-write entries of prometheus.yml forward (PROXY_METRIC_KEEP), so the choice of what
 # leaves the node is made on the node, the same for every chart version.
+#
+# The collector's target allocator selects ServiceMonitors labelled release: <the chart's release>
+# unless sumologic.metrics.collector.otelcol.serviceMonitorSelector is set
+# (SumoLogic/sumologic-kubernetes-collection
+# deploy/helm/sumologic/templates/metrics/collector/otelcol/opentelemetrycollector.yaml). That
+# value is a flat label map (tests/helm/testdata/goldenfile/metrics_collector_otc/custom.input.yaml:
+# `serviceMonitorSelector: {smkey: smvalue}`, rendered under matchLabels), and setting it replaces
+# the release selection, which would drop the chart's own ServiceMonitors (kubelet, cAdvisor,
+# kube-state-metrics, node-exporter): so it is left unset, and the proxy's ServiceMonitor carries
+# the release label instead.
 # Use with: helm upgrade <release> sumologic/sumologic --version 5.x -f sumologic-v5-values.yaml
 """
 
-# The label the proxy's ServiceMonitor carries (deploy/helm/values-sumologic.yaml) and the v5
-# collector selects.
-SERVICE_MONITOR_LABEL = {"sumologic.com/scrape": "windows-exporter-proxy"}
+# The label the proxy's ServiceMonitor carries (deploy/helm/values-sumologic.yaml): the release
+# label both the v4 Prometheus (kube-prometheus-stack's default serviceMonitorSelector) and the v5
+# collector select by. "collection" is the release name Sumo Logic's documentation installs with;
+# use yours.
+SERVICE_MONITOR_LABEL = {"release": "collection"}
 
 
 def node_metrics_keep(config):
@@ -134,8 +151,9 @@ def node_metrics_keep(config):
 def render_v4():
     config = yaml.safe_load((HERE / "prometheus.yml").read_text())
     values = {
-        "sumologic": {"metrics": {"collector": {"otelcol": {"enabled": False}}}},
+        "sumologic": {"metrics": {"collector": {"otelcol": {"enabled": False}}, "remoteWriteProxy": {"enabled": True}}},
         "kube-prometheus-stack": {
+            "prometheusOperator": {"enabled": True},
             "prometheus": {
                 "enabled": True,
                 "prometheusSpec": {
@@ -152,10 +170,7 @@ def render_v5():
         "sumologic": {
             "metrics": {
                 "collector": {
-                    "otelcol": {
-                        "enabled": True,
-                        "serviceMonitorSelector": {"matchLabels": SERVICE_MONITOR_LABEL},
-                    },
+                    "otelcol": {"enabled": True},
                 },
             },
         },
@@ -171,8 +186,8 @@ HEADER_PROXY = """\
 # (deploy/prometheus/sumologic-v4-values.yaml, sumologic-v5-values.yaml): node_exporter-named
 # series computed by the proxy at scrape time, so no recording rule is needed anywhere; only the
 # families prometheus.yml's remote-write entries forward leave the node (the proxy's own node_*
-# families are not filtered); a ServiceMonitor with the label the v5 collector selects (a v4
-# Prometheus selects it by its own serviceMonitorSelector: add that label under labels).
+# families are not filtered); a ServiceMonitor with the release label the v4 Prometheus and the v5
+# collector select by (set it to your Sumo Logic release's name).
 # Use with: helm upgrade --install windows-exporter-proxy deploy/helm/windows-exporter-proxy -f values-sumologic.yaml
 """
 

@@ -77,6 +77,7 @@ COMPAT_KEPT = {
     "node_disk_read_time_seconds_total",
     "node_disk_write_time_seconds_total",
     "node_disk_io_time_weighted_seconds_total",
+    "node_disk_io_time_seconds_total",
     "node_network_receive_bytes_total",
     "node_network_transmit_bytes_total",
     "node_network_receive_packets_total",
@@ -286,8 +287,10 @@ def test_sumologic_v4_and_v5_take_node_series_from_the_proxy():
     assert "LEGACY" in (PROM / "sumologic-values.yaml").read_text().split("\n", 3)[2]
     v4 = yaml.safe_load((PROM / "sumologic-v4-values.yaml").read_text())
     assert v4["sumologic"]["metrics"]["collector"]["otelcol"]["enabled"] is False
+    assert v4["sumologic"]["metrics"]["remoteWriteProxy"]["enabled"] is True
     kps = v4["kube-prometheus-stack"]
     assert "additionalPrometheusRulesMap" not in kps and kps["prometheus"]["enabled"] is True
+    assert kps["prometheusOperator"]["enabled"] is True
     v3 = yaml.safe_load((PROM / "sumologic-values.yaml").read_text())["kube-prometheus-stack"]
     assert kps["prometheus"]["prometheusSpec"] == v3["prometheus"]["prometheusSpec"]
 
@@ -295,7 +298,8 @@ def test_sumologic_v4_and_v5_take_node_series_from_the_proxy():
     assert proxy["proxy"]["nodeMetrics"] == "append" and proxy["serviceMonitor"]["enabled"] is True
     v5 = yaml.safe_load((PROM / "sumologic-v5-values.yaml").read_text())
     otelcol = v5["sumologic"]["metrics"]["collector"]["otelcol"]
-    assert otelcol["serviceMonitorSelector"]["matchLabels"] == proxy["serviceMonitor"]["labels"]
+    assert otelcol == {"enabled": True}
+    assert list(proxy["serviceMonitor"]["labels"]) == ["release"]
     assert "kube-prometheus-stack" not in v5
 
     families = load_families()
