@@ -101,6 +101,9 @@ struct Sample {
 pub struct Observer {
     samples: Vec<Sample>,
     guard: Arc<Guard>,
+    /// The last sample name seen and whether the mapping reads it: a family's samples come
+    /// together, so the name is looked up once per family rather than once per sample.
+    last: (Vec<u8>, Option<&'static str>),
 }
 
 impl Default for Observer {
@@ -117,7 +120,7 @@ impl Observer {
 
     /// A new observer whose derived counters are held by `guard`.
     pub fn with_guard(guard: Arc<Guard>) -> Observer {
-        Observer { samples: Vec::new(), guard }
+        Observer { samples: Vec::new(), guard, last: (Vec::new(), None) }
     }
 
     /// One line of the body, without its newline (see [`exposition::content`]); comments and
@@ -134,7 +137,12 @@ impl Observer {
         if !sample.name.starts_with(b"windows_") {
             return;
         }
-        let Some(metric) = input(sample.name) else { return };
+        if self.last.0 != sample.name {
+            self.last.0.clear();
+            self.last.0.extend_from_slice(sample.name);
+            self.last.1 = input(sample.name);
+        }
+        let Some(metric) = self.last.1 else { return };
         let Some(labels) = Labels::from_sample(sample) else { return };
         let Some(value) = sample.value().ok().and_then(parse_value) else { return };
         self.samples.push(Sample { metric, labels, value });
