@@ -20,6 +20,7 @@
 //! | [`filter`] | what leaves the node (off by default): family keep/drop regexes, series selectors, the series cap, as a streaming stage around the exporter's body, once per exporter body; its [`filter::FilterSettings`] |
 //! | [`exporter`] | the exporter's address book and when it last answered; [`exporter::client`]: the pooled client (plain or TLS, with the proxy's own credentials); [`exporter::discovery`]: which of `PROXY_PORT`'s ports answers; [`exporter::settings`]: the hop's settings |
 //! | [`telemetry`] | the proxy's own metrics, served on `/proxy/metrics` |
+//! | [`nodemetrics`] | `PROXY_NODE_METRICS`: node_exporter-named families computed from the exporter's samples as they stream past, [`nodemetrics::table`], the mapping the recording rules are rendered from, and [`nodemetrics::guard`], which keeps derived counters from going backwards |
 //! | [`tls`] | HTTPS: the handshake and its [`tls::acceptor::TlsSettings`], the reloading certificate, certificate files, the TLS metrics |
 //!
 //! and the leaves they share:
@@ -44,6 +45,7 @@ pub mod connection;
 pub mod exporter;
 pub mod filter;
 pub mod health;
+pub mod nodemetrics;
 pub mod proxy;
 pub mod router;
 pub mod scrape;

@@ -1,6 +1,7 @@
 //! The filter settings: `PROXY_METRIC_KEEP` and `PROXY_METRIC_DROP` (regexes on family names,
 //! anchored as Prometheus anchors relabel regexes), `PROXY_SERIES_DROP` (PromQL series
 //! selectors, `;`-separated) and `PROXY_MAX_SERIES` (the series cap). All unset: no filter.
+//! `PROXY_NODE_METRICS` (off, append, only) runs the same stage to add node_exporter names.
 
 use super::Reader;
 use super::variables as var;
@@ -13,6 +14,7 @@ pub fn settings(values: &mut Reader) -> FilterSettings {
         drop: values.optional(&var::METRIC_DROP, filter::anchored),
         series_drop: values.optional(&var::SERIES_DROP, selector::parse_list).unwrap_or_default(),
         max_series: values.optional(&var::MAX_SERIES, max_series),
+        node_metrics: values.value(&var::NODE_METRICS, str::parse),
     }
 }
 

@@ -200,6 +200,12 @@ pub const MAX_SERIES: Variable = Variable::new(
     Unset,
     "a scrape with more sample lines than this after filtering fails (as sample_limit fails it)",
 );
+/// `PROXY_NODE_METRICS`.
+pub const NODE_METRICS: Variable = Variable::new(
+    "PROXY_NODE_METRICS",
+    Value("off"),
+    "off, append (add node_exporter-named families computed from the scrape) or only (and leave out the windows_* ones they read)",
+);
 /// `PROXY_MAX_CONNECTIONS`.
 pub const MAX_CONNECTIONS: Variable = Variable::new(
     "PROXY_MAX_CONNECTIONS",
@@ -344,6 +350,7 @@ pub const VARIABLES: &[Variable] = &[
     METRIC_DROP,
     SERIES_DROP,
     MAX_SERIES,
+    NODE_METRICS,
     MAX_CONNECTIONS,
     HEADER_READ_TIMEOUT_SECONDS,
     IDLE_TIMEOUT_SECONDS,

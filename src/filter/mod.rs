@@ -19,6 +19,7 @@ pub mod stage;
 use regex::bytes::Regex;
 
 use crate::exposition::{self, Kind, Sample};
+use crate::nodemetrics;
 
 pub use body::{ExporterBody, FilterError, Filtered};
 pub use selector::Selector;
@@ -43,12 +44,18 @@ pub struct FilterSettings {
     pub series_drop: Vec<Selector>,
     /// `PROXY_MAX_SERIES`: more kept sample lines than this fail the scrape.
     pub max_series: Option<u64>,
+    /// `PROXY_NODE_METRICS`: node_exporter-named families appended to the body (issue 22).
+    pub node_metrics: nodemetrics::Mode,
 }
 
 impl FilterSettings {
     /// Whether any setting is given, so the stage runs at all.
     pub fn is_active(&self) -> bool {
-        self.keep.is_some() || self.drop.is_some() || !self.series_drop.is_empty() || self.max_series.is_some()
+        self.keep.is_some()
+            || self.drop.is_some()
+            || !self.series_drop.is_empty()
+            || self.max_series.is_some()
+            || self.node_metrics.is_on()
     }
 }
 
@@ -68,7 +75,9 @@ impl FilterSettings {
         let matches = |re: &Regex| {
             re.is_match(name) || (kind == Some(Kind::Counter) && re.is_match(&exposition::counter_spelling(name)))
         };
-        self.keep.as_ref().is_none_or(matches) && !self.drop.as_ref().is_some_and(matches)
+        self.keep.as_ref().is_none_or(matches)
+            && !self.drop.as_ref().is_some_and(matches)
+            && !std::str::from_utf8(name).is_ok_and(|name| self.node_metrics.drops_family(name))
     }
 
     /// Whether a sample of a kept family is dropped by a series selector. A sample whose labels

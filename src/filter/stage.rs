@@ -12,18 +12,19 @@
 //! no family). Within a kept family, each sample is checked against the series selectors.
 //! `# EOF` is always kept, and stays last because nothing follows it.
 //!
-//! This is the one place every line passes: a second consumer of the kept lines (issue 22's
-//! node_exporter names) goes in `LineFilter::action`, beside the series count. Two fast paths
-//! skip that function for the samples of a decided family when no selector needs their labels
-//! (`LineFilter::pass_family` for a run of them, `LineFilter::same_family` for one): a consumer
-//! that must see every kept sample turns them off for kept families (as a selector does), or
-//! reads the range `pass_family` keeps.
+//! This is the one place every line passes: the node_exporter names' [`Observer`] (issue 22,
+//! `PROXY_NODE_METRICS`) sees every sample the exporter sent, before the filter decides, and its
+//! families are written at the body's end: before `# EOF` (OpenMetrics), or after the last line.
+//! Two fast paths skip the parse (and so the observer) for the samples of a decided family when
+//! no selector needs their labels (`LineFilter::pass_family` for a run of them,
+//! `LineFilter::same_family` for one); they are off for a family the observer reads.
 
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
 use crate::exposition::{self, Kind, Line, LineSplitter, LineTooLong, Span, Split};
+use crate::nodemetrics::{self, Format, Observer};
 
 use super::{Filter, NameCache};
 
@@ -146,13 +147,16 @@ pub struct LineFilter {
     kept: u64,
     dropped: u64,
     names: NameCache,
+    /// With `PROXY_NODE_METRICS`: the samples the node mapping reads; taken when rendered.
+    nodes: Option<Observer>,
+    /// Whether the observer reads the current family's samples (then no fast path skips them).
+    observed: bool,
 }
 
 impl LineFilter {
     /// A filter for one body.
     pub fn new(filter: Arc<Filter>) -> LineFilter {
         LineFilter {
-            filter,
             splitter: LineSplitter::new(MAX_LINE),
             family: Vec::new(),
             decision: Decision::None,
@@ -160,6 +164,9 @@ impl LineFilter {
             kept: 0,
             dropped: 0,
             names: NameCache::default(),
+            nodes: filter.node_metrics.is_on().then(Observer::new),
+            observed: false,
+            filter,
         }
     }
 
@@ -188,10 +195,18 @@ impl LineFilter {
     /// The body's end: a last line without a newline, then the held lines of an undecided family.
     pub fn finish(&mut self, out: &mut Output) -> Result<(), StageError> {
         let empty = Bytes::new();
-        if let Some(last) = self.splitter.finish() {
+        let unterminated = self.splitter.finish();
+        let newline = unterminated.is_some();
+        if let Some(last) = unterminated {
             self.line(&empty, Span::Carried(last), out)?;
         }
         self.settle(&empty, None, out);
+        if let Some(nodes) = self.nodes.take() {
+            let text = nodes.render(Format::Text);
+            if !text.is_empty() {
+                out.push(&empty, Bytes::from(if newline { format!("\n{text}") } else { text }));
+            }
+        }
         out.flush(&empty);
         Ok(())
     }
@@ -227,6 +242,9 @@ impl LineFilter {
             Line::Blank | Line::Comment(_) => Action::Keep,
             Line::Eof => {
                 self.settle(chunk, None, out);
+                if let Some(text) = self.nodes.take().map(|n| n.render(Format::OpenMetrics)).filter(|t| !t.is_empty()) {
+                    out.push(chunk, Bytes::from(text));
+                }
                 Action::Keep
             }
             Line::Help { family, .. } | Line::Unit { family, .. } => {
@@ -251,6 +269,9 @@ impl LineFilter {
                 self.verdict()
             }
             Line::Sample(sample) => {
+                if let Some(nodes) = &mut self.nodes {
+                    nodes.observe(&sample);
+                }
                 if self.decision == Decision::None || !exposition::belongs_to(sample.name, &self.family) {
                     self.settle(chunk, None, out);
                     self.start(sample.name);
@@ -265,7 +286,6 @@ impl LineFilter {
                 if let Some(limit) = self.filter.max_series.filter(|limit| self.kept > *limit) {
                     return Err(StageError::TooManySeries { limit, reached: self.kept });
                 }
-                // A second consumer of kept samples goes here.
                 Action::Keep
             }
         })
@@ -275,6 +295,7 @@ impl LineFilter {
     /// decided family's samples, no selector to read), with one count and one range for all.
     fn pass_family(&mut self, chunk: &Bytes, split: &mut Split<'_>, out: &mut Output) -> Result<(), StageError> {
         let keep = match self.decision {
+            _ if self.observed => return Ok(()),
             Decision::Keep if self.filter.series_drop.is_empty() => true,
             Decision::Drop => false,
             _ => return Ok(()),
@@ -305,6 +326,7 @@ impl LineFilter {
     /// `None`: anything else, for `LineFilter::action`.
     fn same_family(&mut self, text: &[u8]) -> Option<Result<Action, StageError>> {
         let keep = match self.decision {
+            _ if self.observed => return None,
             Decision::Keep if self.filter.series_drop.is_empty() => true,
             Decision::Drop => false,
             _ => return None,
@@ -328,6 +350,7 @@ impl LineFilter {
     }
 
     fn start(&mut self, family: &[u8]) {
+        self.observed = self.nodes.is_some() && nodemetrics::reads_family(family);
         self.family.clear();
         self.family.extend_from_slice(family);
         self.decision = Decision::Undecided;
@@ -427,5 +450,29 @@ mod tests {
         let s = FilterSettings { max_series: Some(5), ..s };
         assert_eq!(run(&s, BODY, 4), Err(StageError::TooManySeries { limit: 5, reached: 6 }));
         assert!(crate::filter::is_series_limit(&StageError::TooManySeries { limit: 6, reached: 7 }.to_string()));
+    }
+
+    #[test]
+    fn node_metrics_are_written_at_the_end_and_before_eof_whatever_the_chunks() {
+        let cpu = "# TYPE windows_cpu_time_total counter\nwindows_cpu_time_total{core=\"0,0\",mode=\"idle\"} 7\n";
+        let node = "node_cpu_seconds_total{cpu=\"0,0\",mode=\"idle\",os=\"windows\"} 7\n";
+        let append = FilterSettings { node_metrics: crate::nodemetrics::Mode::Append, ..Default::default() };
+        let only = FilterSettings { node_metrics: crate::nodemetrics::Mode::Only, ..Default::default() };
+        let text = format!("{cpu}up 1\n");
+        let open = format!("{cpu}up 1\n# EOF\n");
+        for size in 1..=open.len() {
+            let out = run(&append, &text, size).unwrap();
+            assert!(out.starts_with(&text) && out.ends_with(node), "chunks of {size}: {out}");
+            let out = run(&append, &open, size).unwrap();
+            assert!(
+                out.contains("# TYPE node_cpu_seconds counter\n") && out.ends_with(&format!("{node}# EOF\n")),
+                "{out}"
+            );
+            let out = run(&only, &open, size).unwrap();
+            assert!(out.starts_with("up 1\n# HELP node_cpu_seconds ") && !out.contains("windows_cpu"), "{out}");
+        }
+        // A last line without its newline gets one before the families.
+        assert!(run(&append, &format!("{cpu}up 1"), 4).unwrap().contains("up 1\n# HELP node_cpu_seconds_total"));
+        assert_eq!(run(&append, "up 1\n", 2).unwrap(), "up 1\n");
     }
 }

@@ -65,6 +65,7 @@ a JSON list of {name}. */}}
   (dict "name" "PROXY_METRIC_DROP" "value" $p.metricDrop "from" "proxy.metricDrop")
   (dict "name" "PROXY_SERIES_DROP" "value" $seriesDrop "from" "proxy.seriesDrop")
   (dict "name" "PROXY_MAX_SERIES" "value" $p.maxSeries "from" "proxy.maxSeries")
+  (dict "name" "PROXY_NODE_METRICS" "value" $p.nodeMetrics "from" "proxy.nodeMetrics")
   (dict "name" "PROXY_MAX_CONNECTIONS" "value" $p.maxConnections "from" "proxy.maxConnections")
   (dict "name" "PROXY_HEADER_READ_TIMEOUT_SECONDS" "value" $p.headerReadTimeoutSeconds "from" "proxy.headerReadTimeoutSeconds")
   (dict "name" "PROXY_IDLE_TIMEOUT_SECONDS" "value" $p.idleTimeoutSeconds "from" "proxy.idleTimeoutSeconds")
