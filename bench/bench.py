@@ -19,8 +19,8 @@ paths (where things are), processes (starting, waiting for and stopping servers)
 and CPU readings), exporter (the static exporter stand-in), targets (the proxy, HAProxy, nginx
 with the original configuration, extra proxy builds), load (wrk runs and the large-body stream),
 report (tables, checks and the results section of BENCHMARKS.md), chart (bench/results.png), tls
-(the TLS scenario), ha (the HA scenario, with ha_exporter.py) and instructions (instructions per
-scrape under callgrind).
+(the TLS scenario), ha (the HA scenario, with ha_exporter.py), filter (the filter scenario) and
+instructions (instructions per scrape under callgrind).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import filter as filter_scenario
 import ha
 import instructions
 import tls
@@ -78,6 +79,38 @@ def ha_main(args) -> int:
     return 0
 
 
+def filter_main(args) -> int:
+    """`--filter-only`: the filter scenario alone, recorded in BENCHMARKS.md unless --smoke/--no-write."""
+    if args.smoke:
+        args.no_write = True
+    for tool in ("nginx", "haproxy", "wrk", "curl", "valgrind", "taskset"):
+        if not shutil.which(tool):
+            raise BenchError(f"{tool} not found (bash .ci/install)")
+    if not args.no_build:
+        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    procs = Procs()
+    tmp = Path(tempfile.mkdtemp(prefix="wep-bench-filter-"))
+    os.chmod(tmp, 0o755)
+    rounds, duration = (1, 1.0) if args.smoke else (args.rounds, args.duration)
+    scrapes = 1 if args.smoke else args.instructions_scrapes
+    try:
+        results = filter_scenario.scenario(procs, tmp, PROXY_BIN, args.smoke, rounds, duration, scrapes)
+    except BenchError as e:
+        print(f"bench: FAILED: {e}", file=sys.stderr)
+        return 1
+    finally:
+        procs.stop_all()
+        shutil.rmtree(tmp, ignore_errors=True)
+    OUT.mkdir(exist_ok=True)
+    (OUT / "filter.json").write_text(json.dumps(results, indent=1, default=str))
+    print(filter_scenario.table(results))
+    if not args.no_write:
+        m = machine()
+        filter_scenario.write_section(results, time.strftime("%Y-%m-%d %H:%M %Z"), m["commit"], command())
+        print("updated BENCHMARKS.md (filter section)")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--smoke", action="store_true", help="one 1 s round, small payloads; CI keep-alive check")
@@ -93,6 +126,8 @@ def main() -> int:
     ap.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md / bench/results.png")
     ap.add_argument("--no-ha", action="store_true", help="skip the HA scenario (bench/ha.py)")
     ap.add_argument("--ha-only", action="store_true", help="run only the HA scenario (bench/ha.py) and record it")
+    ap.add_argument("--filter-only", action="store_true",
+                    help="only the filter scenario (bench/filter.py: pass-through, keep-all, dropping process and service, HAProxy)")  # fmt: skip
     ap.add_argument("--no-tls", action="store_true", help="skip the TLS scenario")
     ap.add_argument("--tls-only", action="store_true", help="only the TLS scenario (writes only its BENCHMARKS.md section)")
     ap.add_argument("--no-instructions", action="store_true", help="skip the instruction count (callgrind)")
@@ -103,6 +138,8 @@ def main() -> int:
     args = ap.parse_args()
     if args.ha_only:
         return ha_main(args)
+    if args.filter_only:
+        return filter_main(args)
 
     if args.smoke:
         args.rounds, args.duration, args.no_write = 1, 1.0, True

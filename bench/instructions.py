@@ -23,6 +23,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from paths import BENCHMARKS_MD
@@ -101,7 +102,22 @@ def wait_health(name: str, proc: subprocess.Popen, port: int, log: Path, timeout
     raise BenchError(f"{name} under callgrind did not listen within {timeout:.0f} s")
 
 
-def scrape(name: str, port: int, scrapes: int, digest: str) -> None:
+def expected(sample: bytes, env: dict) -> Callable[[bytes], bool]:
+    """What a target must answer: the sample byte for byte or, for a proxy with
+    PROXY_NODE_METRICS=append, the sample followed by node_exporter-named families only."""
+    digest = hashlib.sha256(sample).hexdigest()
+    if env.get("PROXY_NODE_METRICS") != "append":
+        return lambda body: hashlib.sha256(body).hexdigest() == digest
+
+    def appended(body: bytes) -> bool:
+        added = body[len(sample):].decode("utf-8", "replace").splitlines()
+        return (hashlib.sha256(body[: len(sample)]).hexdigest() == digest and bool(added)
+                and all(line.startswith(("# HELP node_", "# TYPE node_", "node_")) for line in added))  # fmt: skip
+
+    return appended
+
+
+def scrape(name: str, port: int, scrapes: int, check: Callable[[bytes], bool]) -> None:
     """`scrapes` sequential scrapes over one kept-alive connection, each checked."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     try:
@@ -111,7 +127,7 @@ def scrape(name: str, port: int, scrapes: int, digest: str) -> None:
             conn.request("GET", "/metrics")
             response = conn.getresponse()
             body = response.read()
-            if response.status != 200 or hashlib.sha256(body).hexdigest() != digest:
+            if response.status != 200 or not check(body):
                 raise BenchError(f"{name} under callgrind: scrape {i + 1} answered {response.status} with {len(body)} bytes")
             if conn.sock is not sock or response.will_close:
                 raise BenchError(f"{name} under callgrind did not keep the connection alive (scrape {i + 1})")
@@ -148,12 +164,12 @@ def read_count(out: str) -> int:
     return total
 
 
-def count(procs: Procs, tmp: Path, name: str, spec: tuple, up_port: int, scrapes: int, digest: str) -> int:
+def count(procs: Procs, tmp: Path, name: str, spec: tuple, up_port: int, scrapes: int, sample: bytes) -> int:
     out_dir = tmp / "callgrind"
     out_dir.mkdir(exist_ok=True)
     out = str(out_dir / f"{name}-{scrapes}")
     p, port = start_server(procs, tmp, name, spec, up_port, out)
-    scrape(name, port, scrapes, digest)
+    scrape(name, port, scrapes, expected(sample, spec[2]))
     stop(procs, name, p)
     return read_count(out)
 
@@ -175,14 +191,13 @@ def run(procs: Procs, tmp: Path, up_port: int, proxies: dict[str, tuple[Path, di
     }
     if smoke:
         specs = {k: v for k, v in specs.items() if k in SMOKE_TARGETS}
-    digest = hashlib.sha256(sample).hexdigest()
     print(f"== instructions per scrape (callgrind): {len(sample):,} bytes, {n} and {2 * n} scrapes per target, "
           f"one keep-alive connection; targets: {', '.join(specs)}", flush=True)  # fmt: skip
     results: dict = {"scrapes": n, "bytes": len(sample), "targets": {}}
     t0 = time.monotonic()
     for name, spec in specs.items():
-        once = count(procs, tmp, name, spec, up_port, n, digest)
-        twice = count(procs, tmp, name, spec, up_port, 2 * n, digest)
+        once = count(procs, tmp, name, spec, up_port, n, sample)
+        twice = count(procs, tmp, name, spec, up_port, 2 * n, sample)
         per = (twice - once) / n
         r = {"count_n": once, "count_2n": twice, "per_scrape": per, "fixed": once - n * per,
              "env": " ".join(f"{k}={v}" for k, v in spec[2].items())}  # fmt: skip

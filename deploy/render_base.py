@@ -68,6 +68,14 @@ TLS = {"tls": {"enabled": True}, "serviceMonitor": SHORT_NAME, "podMonitor": SHO
 TOKENREVIEW = {"auth": {"methods": ["tokenreview"]}}
 # The slow path as values-aks-native.yaml sets it (deploy/README.md, "The slow path").
 SLOW = {"collectors": {"slow": ["process", "service"]}}
+# The filter component: AKS's exporter without the service collector's families and with only the
+# node agents' processes (deploy/README.md, "Dropping series on the node").
+FILTER = {
+    "proxy": {
+        "metricDrop": "windows_service_.+",
+        "seriesDrop": ['{__name__=~"windows_process_.+",process!~"kubelet|kube-proxy|containerd.*"}'],
+    }
+}
 
 # output file -> (values without, values with the component; the kind patched). DaemonSets get a
 # strategic-merge patch; the monitors, whose endpoint lists kustomize cannot merge (no schema for
@@ -78,6 +86,7 @@ PATCHES: dict[str, tuple[dict, dict, str]] = {
     "components/tls/podmonitor-patch.yaml": (MONITORS_ON, [MONITORS_ON, TLS], "PodMonitor"),
     "components/tokenreview/daemonset-patch.yaml": (TLS, [TLS, TOKENREVIEW], "DaemonSet"),
     "components/slow-path/daemonset-patch.yaml": ({}, SLOW, "DaemonSet"),
+    "components/filter/daemonset-patch.yaml": ({}, FILTER, "DaemonSet"),
     "components/tokenreview/servicemonitor-patch.yaml": (
         [{"serviceMonitor": {"enabled": True}}, TLS],
         [{"serviceMonitor": {"enabled": True}}, TLS, TOKENREVIEW],

@@ -17,8 +17,10 @@
 //! | [`auth`] | who may scrape: the `PROXY_AUTH` chain of client-cert, basic and tokenreview, and its [`auth::AuthSettings`] |
 //! | [`health`] | `/health` (liveness) and `/ready` (readiness, cached exporter check) |
 //! | [`scrape`] | the `/metrics` and `/metrics/slow` handler: deadline, in-flight slot, exporter request, answer; [`scrape::ScrapeError`]; [`scrape::collectors`]: the `collect[]` the operator allows, per route, and its [`scrape::collectors::CollectSettings`]; [`scrape::schedule`]: how the two routes share the slots; [`scrape::learn`]: the exporter's enabled collectors; [`scrape::stream`]: the streamed body (deadline, byte counting, abort on failure); [`scrape::coalesce`]: identical concurrent scrapes share one exporter request (driven by the scrape that started it until a second one joins, then by a task of its own with a shared buffer) |
+//! | [`filter`] | what leaves the node (off by default): family keep/drop regexes, series selectors, the series cap, as a streaming stage around the exporter's body, once per exporter body; its [`filter::FilterSettings`] |
 //! | [`exporter`] | the exporter's address book and when it last answered; [`exporter::client`]: the pooled client (plain or TLS, with the proxy's own credentials); [`exporter::discovery`]: which of `PROXY_PORT`'s ports answers; [`exporter::settings`]: the hop's settings |
 //! | [`telemetry`] | the proxy's own metrics, served on `/proxy/metrics` |
+//! | [`nodemetrics`] | `PROXY_NODE_METRICS`: node_exporter-named families computed from the exporter's samples as they stream past, [`nodemetrics::table`], the mapping the recording rules are rendered from, and [`nodemetrics::guard`], which keeps derived counters from going backwards |
 //! | [`tls`] | HTTPS: the handshake and its [`tls::acceptor::TlsSettings`], the reloading certificate, certificate files, the TLS metrics |
 //!
 //! and the leaves they share:
@@ -28,6 +30,7 @@
 //! | [`response`] | the response body type (boxed) and small local responses |
 //! | [`hangup`] | [`hangup::HangUp`], how a cut-off response closes its connection |
 //! | [`headers`] | hop-by-hop header filtering, both directions |
+//! | [`exposition`] | the text exposition formats (0.0.4, OpenMetrics) a line at a time: the line splitter over a body's chunks, the zero-copy line parser, which family a sample belongs to |
 //! | [`deadline`] | the per-scrape deadline from `X-Prometheus-Scrape-Timeout-Seconds`, the time left told to the exporter, and [`deadline::SendDeadline`] |
 //! | [`timestamp`] | [`timestamp::Timestamp`], an atomic "when did this last happen" |
 //! | [`reload`] | files re-read while running (certificates, CA bundles, htpasswd, password): one watch, one interval, one log format, `_reload_failures_total{file}` |
@@ -40,7 +43,9 @@ pub mod auth;
 pub mod config;
 pub mod connection;
 pub mod exporter;
+pub mod filter;
 pub mod health;
+pub mod nodemetrics;
 pub mod proxy;
 pub mod router;
 pub mod scrape;
@@ -50,6 +55,7 @@ pub mod tls;
 
 pub mod cli;
 pub mod deadline;
+pub mod exposition;
 pub mod hangup;
 pub mod headers;
 pub mod logging;

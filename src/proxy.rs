@@ -41,7 +41,8 @@ impl Proxy {
         exporter.hop_started(&config.hop, telemetry.tls());
         let readiness = Arc::new(Readiness::new(exporter.clone(), config.ready_max_age));
         let scrape = Scrape::new(&config.scrape_settings(), exporter.clone(), telemetry.clone())
-            .with_collectors(config.collect.clone());
+            .with_collectors(config.collect.clone())
+            .with_filter(config.filter.clone());
         let auth = match auth::build(&config.auth, &telemetry) {
             Some(auth) => {
                 tracing::info!(methods = ?auth.methods().iter().map(|m| m.name()).collect::<Vec<_>>(), "authenticating scrapes of /metrics and /proxy/metrics");

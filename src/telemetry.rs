@@ -45,6 +45,8 @@ pub enum ScrapeOutcome {
     /// The scraper fell more than `PROXY_COALESCE_MAX_BUFFER_BYTES` behind the shared exporter
     /// request it was served from and was cut off.
     lagged,
+    /// More series than `PROXY_MAX_SERIES` after filtering; the scraper's connection was aborted.
+    series_limit,
     /// The scraper's `collect[]` named no collector its route may run (400).
     refused,
 }
@@ -123,6 +125,13 @@ struct CloseLabels {
     reason: CloseReason,
 }
 
+/// Labels of `windows_exporter_proxy_filtered_samples_total`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct FilterLabels {
+    /// `kept` or `dropped`.
+    action: &'static str,
+}
+
 /// Labels of `windows_exporter_proxy_build_info`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct BuildLabels {
@@ -147,6 +156,7 @@ pub struct Telemetry {
     learnings: Family<LearningLabels, Counter>,
     exporter_port: Gauge,
     auth_decisions: Family<DecisionLabels, Counter>,
+    filtered_samples: Family<FilterLabels, Counter>,
     usual: Usual,
 }
 
@@ -251,7 +261,14 @@ impl Telemetry {
             "Requests to /metrics and /proxy/metrics by the PROXY_AUTH method that decided (none: no credential) and outcome",
             auth_decisions.clone(),
         );
+        let filtered_samples = Family::<FilterLabels, Counter>::default();
+        registry.register(
+            "filtered_samples",
+            "Sample lines of exporter bodies the filter kept and dropped (PROXY_METRIC_KEEP, PROXY_METRIC_DROP, PROXY_SERIES_DROP); a shared body counts once",
+            filtered_samples.clone(),
+        );
         Telemetry {
+            filtered_samples,
             registry,
             scrapes,
             upstream_seconds,
@@ -300,6 +317,12 @@ impl Telemetry {
             return;
         }
         self.exporter_requests.get_or_create(&RouteLabels { route }).inc();
+    }
+
+    /// Counts one exporter body's sample lines through the filter.
+    pub fn filtered_samples(&self, kept: u64, dropped: u64) {
+        self.filtered_samples.get_or_create(&FilterLabels { action: "kept" }).inc_by(kept);
+        self.filtered_samples.get_or_create(&FilterLabels { action: "dropped" }).inc_by(dropped);
     }
 
     /// Counts one scrape on `route` served from another scrape's exporter request.

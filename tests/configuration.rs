@@ -33,6 +33,13 @@ async fn port_zero_and_out_of_range_ports_are_invalid_upstream_ports() {
 }
 
 #[tokio::test]
+async fn a_bad_node_metrics_mode_names_the_variable_and_exits_64() {
+    let output = run_to_exit(&[], &[("PROXY_HOSTIP", "10.240.0.4"), ("PROXY_NODE_METRICS", "yes")]).await;
+    assert_eq!(output.status.code(), Some(EX_USAGE));
+    assert_eq!(stderr_lines(&output), ["PROXY_NODE_METRICS=\"yes\" is not valid: use off, append or only"]);
+}
+
+#[tokio::test]
 async fn every_bad_variable_is_reported_in_one_run() {
     let output = run_to_exit(
         &[],

@@ -50,6 +50,7 @@ def test_there_is_something_to_test() -> None:
         "deploy/kubernetes/components/networkpolicy",
         "deploy/kubernetes/components/prometheusrule",
         "deploy/kubernetes/components/grafana-dashboards",
+        "deploy/kubernetes/components/filter",
         "deploy/kubernetes/components/slow-path",
     }
 

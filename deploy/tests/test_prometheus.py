@@ -64,13 +64,32 @@ COMPAT_KEPT = {
     "node_memory_MemTotal_bytes",
     "node_memory_MemAvailable_bytes",
     "node_memory_MemFree_bytes",
+    "node_memory_Cached_bytes",
+    "node_memory_SwapTotal_bytes",
+    "node_memory_SwapFree_bytes",
     "node_filesystem_size_bytes",
     "node_filesystem_avail_bytes",
+    "node_filesystem_free_bytes",
     "node_disk_read_bytes_total",
     "node_disk_written_bytes_total",
+    "node_disk_reads_completed_total",
+    "node_disk_writes_completed_total",
+    "node_disk_read_time_seconds_total",
+    "node_disk_write_time_seconds_total",
+    "node_disk_io_time_weighted_seconds_total",
+    "node_disk_io_time_seconds_total",
     "node_network_receive_bytes_total",
     "node_network_transmit_bytes_total",
+    "node_network_receive_packets_total",
+    "node_network_transmit_packets_total",
+    "node_network_receive_errs_total",
+    "node_network_transmit_errs_total",
+    "node_network_receive_drop_total",
+    "node_network_transmit_drop_total",
     "node_boot_time_seconds",
+    "node_time_seconds",
+    "node_os_info",
+    "node_uname_info",
     "instance:node_num_cpu:sum",
     "instance:node_cpu_utilisation:rate5m",
     "instance:node_memory_utilisation:ratio",
@@ -260,6 +279,37 @@ def test_sumologic_values_match_plain_config():
     assert values["additionalPrometheusRulesMap"]["windows-exporter-proxy"]["groups"] == groups
 
 
+def test_sumologic_v4_and_v5_take_node_series_from_the_proxy():
+    """v3 is marked legacy; v4 remote-writes the same entries with no rule groups (the node_*
+    series come from PROXY_NODE_METRICS=append); v5's collector selects the proxy's ServiceMonitor
+    by the label values-sumologic.yaml gives it; the proxy keeps exactly the windows_* families the
+    windows-node and windows-container entries forward."""
+    assert "LEGACY" in (PROM / "sumologic-values.yaml").read_text().split("\n", 3)[2]
+    v4 = yaml.safe_load((PROM / "sumologic-v4-values.yaml").read_text())
+    assert v4["sumologic"]["metrics"]["collector"]["otelcol"]["enabled"] is False
+    assert v4["sumologic"]["metrics"]["remoteWriteProxy"]["enabled"] is True
+    kps = v4["kube-prometheus-stack"]
+    assert "additionalPrometheusRulesMap" not in kps and kps["prometheus"]["enabled"] is True
+    assert kps["prometheusOperator"]["enabled"] is True
+    v3 = yaml.safe_load((PROM / "sumologic-values.yaml").read_text())["kube-prometheus-stack"]
+    assert kps["prometheus"]["prometheusSpec"] == v3["prometheus"]["prometheusSpec"]
+
+    proxy = yaml.safe_load((ROOT / "deploy" / "helm" / "values-sumologic.yaml").read_text())
+    assert proxy["proxy"]["nodeMetrics"] == "append" and proxy["serviceMonitor"]["enabled"] is True
+    v5 = yaml.safe_load((PROM / "sumologic-v5-values.yaml").read_text())
+    otelcol = v5["sumologic"]["metrics"]["collector"]["otelcol"]
+    assert otelcol == {"enabled": True}
+    assert list(proxy["serviceMonitor"]["labels"]) == ["release"]
+    assert "kube-prometheus-stack" not in v5
+
+    families = load_families()
+    keep = re.compile(f"^(?:{proxy['env']['PROXY_METRIC_KEEP']})$")
+    rws = remote_writes()
+    forwarded = keeps(rws["windows-node"]), keeps(rws["windows-container"])
+    for family in sorted(set(families) | set(NEVER_KEPT)):
+        assert bool(keep.match(family)) == any(k({"__name__": family}) for k in forwarded), family
+
+
 # --------------------------------------------------------------------------- contract
 
 
@@ -297,11 +347,28 @@ def test_compat_keep_names_are_exactly_the_recorded_series():
             assert rule.get("labels") == {"os": "windows"}, rule["record"]
 
 
+# The catalogues of every supported windows_exporter version (all HELP/TYPE lines of its e2e run).
+CATALOGUES = sorted((ROOT / "tests" / "fixtures" / "nodemetrics").glob("windows_exporter-*-catalog.prom"))
+
+
+def catalogue_names(path):
+    return {line.split()[2] for line in path.read_text(encoding="utf-8-sig").splitlines() if line.startswith("# TYPE ")}
+
+
 def test_rules_only_read_documented_families():
+    """Every rule file but the compat one reads v0.31 names only. The compat rules are generated
+    from src/nodemetrics/table.rs and read each version band's own names, older ones as
+    fallbacks: each must be in some supported version's metric list (the Rust tests check, per
+    version, that every family still maps)."""
     families = load_families()
+    assert len(CATALOGUES) == 5
+    supported = set().union(*map(catalogue_names, CATALOGUES))
     for name, rule in rule_exprs():
         for metric in re.findall(r"\bwindows_[a-z0-9_]+", rule["expr"]):
-            assert metric in families, f"{name}: {rule['record']} reads {metric}, not a v0.31 family"
+            if name == COMPAT_RULES.name:
+                assert metric in supported, f"{name}: {rule['record']} reads {metric}, in no supported version"
+            else:
+                assert metric in families, f"{name}: {rule['record']} reads {metric}, not a v0.31 family"
 
 
 # --------------------------------------------------------------------------- keep rules, model

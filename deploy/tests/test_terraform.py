@@ -262,7 +262,7 @@ EOT"""
 def test_valid_values_pass(variables_only):
     rc, out = plan(variables_only)
     assert rc == 0, out
-    rc, out = plan(variables_only, enabled_collectors='["cpu","memory","logical_disk","net","os","system","service","process"]',
+    rc, out = plan(variables_only, enabled_collectors='["cpu","memory","logical_disk","net","os","system","pagefile","time","service","process"]',
                    listen_port="9200", msi_url='"https://example.blob.core.windows.net/mirror/windows_exporter-0.31.3-amd64.msi"',
                    firewall_remote_addresses='["10.244.0.0/16", "fd00:10:244::/56"]', windows_exporter_version='"1.0.0"')
     assert rc == 0, out

@@ -16,6 +16,7 @@ fuzz_target!(|input: (Vec<u8>, Vec<u8>)| {
                 Route::Health => "/health",
                 Route::Ready => "/ready",
                 Route::Metrics => "/metrics",
+                Route::SlowMetrics => "/metrics/slow",
                 Route::ProxyMetrics => "/proxy/metrics",
             };
             assert_eq!(path, expected);

@@ -23,6 +23,7 @@ pub mod auth;
 pub mod coalesce;
 pub mod collect;
 pub mod exporter;
+pub mod filter;
 pub mod parse;
 pub mod tls;
 pub mod variables;
@@ -40,6 +41,7 @@ use crate::auth::AuthSettings;
 use crate::connection::Limits;
 use crate::exporter::discovery::Ports;
 use crate::exporter::settings::ExporterSettings;
+use crate::filter::FilterSettings;
 use crate::logging::{self, LogFormat};
 use crate::scrape::ScrapeSettings;
 use crate::scrape::coalesce::Coalescing;
@@ -78,6 +80,9 @@ pub struct Config {
     pub coalesce: Coalescing,
     /// Which collectors scrapes run (`PROXY_COLLECT`, `PROXY_COLLECT_ALLOW`, `PROXY_SLOW_COLLECT`).
     pub collect: CollectSettings,
+    /// The filter stage (`PROXY_METRIC_KEEP`, `PROXY_METRIC_DROP`, `PROXY_SERIES_DROP`,
+    /// `PROXY_MAX_SERIES`); all unset: none.
+    pub filter: FilterSettings,
     /// Concurrent client connections.
     pub max_connections: usize,
     /// Time a client has to send its request headers.
@@ -211,6 +216,7 @@ impl Config {
             max_inflight: values.value(&var::MAX_INFLIGHT, parse::count),
             coalesce: coalesce::settings(&mut values),
             collect: collect::settings(&mut values),
+            filter: filter::settings(&mut values),
             max_connections: values.value(&var::MAX_CONNECTIONS, parse::count),
             header_read_timeout: values.value(&var::HEADER_READ_TIMEOUT_SECONDS, parse::positive_seconds),
             idle_timeout: values.value(&var::IDLE_TIMEOUT_SECONDS, parse::positive_seconds),

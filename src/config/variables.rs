@@ -179,6 +179,33 @@ pub const SLOW_COLLECT: Variable = Variable::new(
     Unset,
     "comma list of expensive collectors (process,service) served on /metrics/slow and never on /metrics; unset: no /metrics/slow",
 );
+/// `PROXY_METRIC_KEEP`.
+pub const METRIC_KEEP: Variable = Variable::new(
+    "PROXY_METRIC_KEEP",
+    Unset,
+    "regex (anchored) of metric family names kept; either spelling of a counter (x_total, x) matches; unset: all",
+);
+/// `PROXY_METRIC_DROP`.
+pub const METRIC_DROP: Variable = Variable::new(
+    "PROXY_METRIC_DROP",
+    Unset,
+    "regex (anchored) of metric family names dropped, with their HELP/TYPE/UNIT lines and every sample",
+);
+/// `PROXY_SERIES_DROP`.
+pub const SERIES_DROP: Variable =
+    Variable::new("PROXY_SERIES_DROP", Unset, "PromQL series selectors, ;-separated: samples matching any are dropped");
+/// `PROXY_MAX_SERIES`.
+pub const MAX_SERIES: Variable = Variable::new(
+    "PROXY_MAX_SERIES",
+    Unset,
+    "a scrape with more sample lines than this after filtering fails (as sample_limit fails it)",
+);
+/// `PROXY_NODE_METRICS`.
+pub const NODE_METRICS: Variable = Variable::new(
+    "PROXY_NODE_METRICS",
+    Value("off"),
+    "off, append (add node_exporter-named families computed from the scrape) or only (and leave out the windows_* ones they read)",
+);
 /// `PROXY_MAX_CONNECTIONS`.
 pub const MAX_CONNECTIONS: Variable = Variable::new(
     "PROXY_MAX_CONNECTIONS",
@@ -319,6 +346,11 @@ pub const VARIABLES: &[Variable] = &[
     COLLECT,
     COLLECT_ALLOW,
     SLOW_COLLECT,
+    METRIC_KEEP,
+    METRIC_DROP,
+    SERIES_DROP,
+    MAX_SERIES,
+    NODE_METRICS,
     MAX_CONNECTIONS,
     HEADER_READ_TIMEOUT_SECONDS,
     IDLE_TIMEOUT_SECONDS,

@@ -89,6 +89,11 @@ pub enum ScrapeError {
     /// The exporter's connection failed mid-body (the scraper's connection is aborted).
     #[error("exporter connection failed mid-body: {0}")]
     BodyFailed(String),
+    /// The filter kept more series than `PROXY_MAX_SERIES` (the scraper's connection is
+    /// aborted, as Prometheus' `sample_limit` fails a scrape). The message names the limit and
+    /// the count reached.
+    #[error("{0}")]
+    SeriesLimit(String),
     /// The body was not complete by the deadline (the scraper's connection is aborted).
     #[error("scrape deadline passed mid-body")]
     BodyDeadline,
@@ -117,6 +122,15 @@ fn budget_source(from_scraper: bool) -> &'static str {
 }
 
 impl ScrapeError {
+    /// A mid-body failure with this message: the series cap's, or the exporter body's.
+    pub fn body_failed(reason: String) -> ScrapeError {
+        if crate::filter::is_series_limit(&reason) {
+            ScrapeError::SeriesLimit(reason)
+        } else {
+            ScrapeError::BodyFailed(reason)
+        }
+    }
+
     /// What it counts as in `windows_exporter_proxy_scrapes_total`.
     pub fn outcome(&self) -> ScrapeOutcome {
         match self {
@@ -133,6 +147,7 @@ impl ScrapeError {
             ScrapeError::LearningFailed(_) => ScrapeOutcome::upstream_error,
             ScrapeError::BodyFailed(_) => ScrapeOutcome::aborted,
             ScrapeError::Lagged { .. } => ScrapeOutcome::lagged,
+            ScrapeError::SeriesLimit(_) => ScrapeOutcome::series_limit,
         }
     }
 
@@ -149,7 +164,10 @@ impl ScrapeError {
             ScrapeError::NotAllowed(_) => Some(StatusCode::BAD_REQUEST),
             ScrapeError::StillLearning { .. } => Some(StatusCode::SERVICE_UNAVAILABLE),
             ScrapeError::LearningFailed(_) => Some(StatusCode::BAD_GATEWAY),
-            ScrapeError::BodyFailed(_) | ScrapeError::BodyDeadline | ScrapeError::Lagged { .. } => None,
+            ScrapeError::BodyFailed(_)
+            | ScrapeError::BodyDeadline
+            | ScrapeError::Lagged { .. }
+            | ScrapeError::SeriesLimit(_) => None,
         }
     }
 
@@ -203,7 +221,10 @@ impl ScrapeError {
             ScrapeError::LearningFailed(error) => {
                 tracing::warn!(upstream = exporter, %error, "scrape failed: could not learn the exporter's enabled collectors")
             }
-            ScrapeError::BodyFailed(_) | ScrapeError::BodyDeadline | ScrapeError::Lagged { .. } => {
+            ScrapeError::BodyFailed(_)
+            | ScrapeError::BodyDeadline
+            | ScrapeError::Lagged { .. }
+            | ScrapeError::SeriesLimit(_) => {
                 unreachable!("mid-body failures have no status")
             }
         }

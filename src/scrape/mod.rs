@@ -5,7 +5,8 @@
 //! `PROXY_MAX_INFLIGHT` exporter slots, build the exporter request with the scraper's end-to-end
 //! headers, send it (one retry on a stale pooled connection), and answer with the exporter's
 //! status, headers and body unchanged but for hop-by-hop headers. The body is streamed by
-//! [`stream`]; the proxy never decompresses, recompresses or parses it. Every failure is a
+//! [`stream`]; the proxy never decompresses, recompresses or parses it, unless a filter is set
+//! ([`crate::filter`], wrapped in `send_to`: the one hook). Every failure is a
 //! [`ScrapeError`], logged, counted and answered in one place.
 //!
 //! The slot guard protects the host: windows_exporter's WMI and PDH collectors are expensive, and
@@ -36,7 +37,6 @@ use std::time::Duration;
 
 use http::uri::PathAndQuery;
 use http::{HeaderMap, Method, Request, Response};
-use hyper::body::Incoming;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -44,6 +44,7 @@ pub use error::ScrapeError;
 
 use crate::deadline::{self, MIN_DEADLINE, SCRAPE_TIMEOUT, ScrapeBudget, SendDeadline};
 use crate::exporter::{Exporter, ExporterError};
+use crate::filter::{self, ExporterBody, FilterSettings};
 use crate::hangup::HangUp;
 use crate::headers;
 use crate::response::{ResponseBody, streamed};
@@ -95,6 +96,8 @@ pub struct Scrape {
     /// `None` with `PROXY_COALESCE=false`.
     coalescer: Option<Coalescer>,
     forward_authorization: bool,
+    /// `None` without filter settings: the exporter's body passes untouched.
+    filter: Option<Arc<FilterSettings>>,
 }
 
 impl Scrape {
@@ -110,7 +113,16 @@ impl Scrape {
             telemetry,
             coalescer: settings.coalesce.enabled.then(|| Coalescer::new(settings.coalesce.max_buffer_bytes)),
             forward_authorization: settings.forward_authorization,
+            filter: None,
         }
+    }
+
+    /// Scrapes whose exporter bodies go through the filter stage ([`crate::filter`]) when
+    /// `settings` sets anything; one filter for every route. Under coalescing it runs once per
+    /// shared exporter body, before the body fans out.
+    pub fn with_filter(mut self, settings: FilterSettings) -> Scrape {
+        self.filter = settings.is_active().then(|| Arc::new(settings));
+        self
     }
 
     /// With the collectors `collectors` decides (`PROXY_COLLECT` and the rest).
@@ -378,7 +390,13 @@ impl Scrape {
             headers.remove(http::header::AUTHORIZATION);
         }
         headers.insert(&SCRAPE_TIMEOUT, budget.header_value());
-        Outgoing { method: scraper.method, path, headers }
+        if self.filter.is_some() {
+            // The filter reads text: no protobuf. (Accept-Encoding stays the scraper's here, so
+            // coalescing still tells gzip from identity scrapers; `send_to` asks for identity.)
+            let accept = filter::body::text_only_accept(headers.get(http::header::ACCEPT));
+            headers.insert(http::header::ACCEPT, accept);
+        }
+        Outgoing { method: scraper.method, path, headers, filter: self.filter.clone() }
     }
 
     /// [`send`] as a future that owns what it needs, for a shared request's own task.
@@ -392,7 +410,7 @@ impl Scrape {
         deadline: Instant,
         route: Route,
         ticket: Ticket,
-    ) -> impl Future<Output = Result<Response<Incoming>, ExporterError>> + Send + 'static {
+    ) -> impl Future<Output = Result<Response<ExporterBody>, ExporterError>> + Send + 'static {
         let (exporter, telemetry) = (self.exporter.clone(), self.telemetry.clone());
         async move {
             let answer = send(&exporter, &telemetry, &outgoing, port, deadline, route.path()).await;
@@ -439,12 +457,12 @@ fn time_left(deadline: Instant, budget: &ScrapeBudget) -> Result<(), ScrapeError
 /// than [`MIN_DEADLINE`], leaves the refusal as the answer).
 async fn send(
     exporter: &Exporter,
-    telemetry: &Telemetry,
+    telemetry: &Arc<Telemetry>,
     outgoing: &Outgoing,
     port: u16,
     deadline: Instant,
     route: &'static str,
-) -> Result<Response<Incoming>, ExporterError> {
+) -> Result<Response<ExporterBody>, ExporterError> {
     let discovery = exporter.discovery();
     match send_to(exporter, telemetry, outgoing, port, deadline, route).await {
         Err(ExporterError::Refused) if discovery.is_list() => {
@@ -464,18 +482,21 @@ async fn send(
 /// closed just as the request went out gets one fresh attempt (scrapes are idempotent GETs),
 /// when at least [`MIN_DEADLINE`] is still left. Each attempt tells the exporter the time left
 /// before `deadline`. The answer comes back with its headers ready for the scraper and its time
-/// to headers recorded.
+/// to headers recorded, and its body wrapped in the filter when there is one.
 async fn send_to(
     exporter: &Exporter,
-    telemetry: &Telemetry,
+    telemetry: &Arc<Telemetry>,
     outgoing: &Outgoing,
     port: u16,
     deadline: Instant,
     route: &'static str,
-) -> Result<Response<Incoming>, ExporterError> {
+) -> Result<Response<ExporterBody>, ExporterError> {
     let request = || {
         let mut headers = outgoing.headers.clone();
         headers.insert(&SCRAPE_TIMEOUT, deadline::header_value(deadline.saturating_duration_since(Instant::now())));
+        if outgoing.filter.is_some() {
+            headers.insert(http::header::ACCEPT_ENCODING, http::HeaderValue::from_static("identity"));
+        }
         exporter.request(port, outgoing.method.clone(), outgoing.path.clone(), headers)
     };
     telemetry.exporter_request_sent(route);
@@ -489,7 +510,8 @@ async fn send_to(
     }?;
     telemetry.upstream_responded(sent.elapsed());
     headers::for_scraper(answer.headers_mut());
-    Ok(answer)
+    let gzip = outgoing.filter.is_some() && filter::body::accepts_gzip(&outgoing.headers);
+    Ok(filter::body::wrap(outgoing.filter.as_ref(), answer, gzip, telemetry))
 }
 
 /// The exporter request for one scrape, kept so a retry can send it again.
@@ -497,6 +519,8 @@ struct Outgoing {
     method: Method,
     path: PathAndQuery,
     headers: HeaderMap,
+    /// The filter its body goes through, if any.
+    filter: Option<Arc<FilterSettings>>,
 }
 
 /// What identical scrapes compare (`coalesce::key`).

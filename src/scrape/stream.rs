@@ -18,11 +18,11 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use tokio::sync::{Notify, OwnedSemaphorePermit};
 use tokio::time::{Instant, Sleep};
 
 use crate::exporter::innermost;
+use crate::filter::ExporterBody;
 use crate::scrape::ScrapeError;
 use crate::scrape::coalesce::SharedBody;
 use crate::scrape::coalesce::buffer::ReadError;
@@ -56,7 +56,7 @@ pub struct Held {
 /// Where the body comes from.
 pub enum Source {
     /// The scrape's own exporter request (`PROXY_COALESCE=false`).
-    Exporter(Incoming),
+    Exporter(ExporterBody),
     /// The body under coalescing (the scrape's own while nobody shares it, else its cursor on
     /// a shared exporter request's buffer), and the buffer bound (for the message when it falls
     /// behind).
@@ -130,11 +130,11 @@ impl Body for ScrapeStream {
         let polled = match &mut this.body {
             Source::Exporter(body) => Pin::new(body)
                 .poll_frame(cx)
-                .map(|next| next.map(|frame| frame.map_err(|error| ScrapeError::BodyFailed(innermost(&error))))),
+                .map(|next| next.map(|frame| frame.map_err(|error| ScrapeError::body_failed(innermost(&error))))),
             Source::Shared(reader, limit) => reader.poll_next(cx).map(|next| {
                 next.map(|piece| {
                     piece.map(Frame::data).map_err(|error| match error {
-                        ReadError::Failed(reason) => ScrapeError::BodyFailed(reason.to_string()),
+                        ReadError::Failed(reason) => ScrapeError::body_failed(reason.to_string()),
                         ReadError::Lagged => ScrapeError::Lagged { limit: *limit },
                     })
                 })

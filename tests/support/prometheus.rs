@@ -22,14 +22,23 @@ pub struct Prometheus {
 impl Prometheus {
     /// Starts Prometheus with `config` (a `prometheus.yml`) in a new directory named after `name`.
     pub fn start(name: &str, config: &str) -> Prometheus {
+        Prometheus::start_with(name, config, &[])
+    }
+
+    /// Like [`Prometheus::start`], with more flags: `--enable-feature=agent` (then its storage is
+    /// `--storage.agent.path`, as agent mode refuses the TSDB flags) or
+    /// `--web.enable-remote-write-receiver`.
+    pub fn start_with(name: &str, config: &str, flags: &[&str]) -> Prometheus {
         let dir = std::env::temp_dir().join(format!("wep-prometheus-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("prometheus.yml"), config).unwrap();
         let web: SocketAddr = format!("127.0.0.1:{}", super::closed_port()).parse().unwrap();
+        let storage = if flags.contains(&"--enable-feature=agent") { "agent" } else { "tsdb" };
         let child = Command::new("prometheus")
             .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!("--storage.{storage}.path={}", dir.join("data").display()))
             .arg(format!("--web.listen-address={web}"))
+            .args(flags)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
             .kill_on_drop(true)
@@ -78,6 +87,33 @@ impl Prometheus {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// An instant query at `time` (Unix seconds): each series' labels (`__name__` left out) and
+    /// value; `None` while the API does not answer or the query fails.
+    pub async fn query_at(&mut self, query: &str, time: f64) -> Option<Vec<(BTreeMap<String, String>, f64)>> {
+        let json = self.api(&format!("/api/v1/query?query={}&time={time:.3}", encode(query))).await?;
+        if json["status"] != "success" {
+            panic!("query {query} failed: {json}");
+        }
+        let results = json["data"]["result"].as_array()?;
+        Some(
+            results
+                .iter()
+                .map(|r| {
+                    let labels = r["metric"]
+                        .as_object()
+                        .map(|m| {
+                            m.iter()
+                                .filter(|(k, _)| *k != "__name__")
+                                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    (labels, r["value"][1].as_str().unwrap_or("NaN").parse().unwrap_or(f64::NAN))
+                })
+                .collect(),
+        )
     }
 
     /// `job -> (health, lastError)` of the active targets, as the targets page shows them.

@@ -22,15 +22,15 @@ use std::task::{Context, Poll, Waker};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, Version};
 use http_body::Body as _;
-use hyper::body::Incoming;
 use tokio::sync::Notify;
 
 use super::buffer::{self, BodyReader, BodyWriter, PACK_RUN, PACKED_PIECE, ReadError};
 use super::{Answer, Head, HeadSlot, Held, Registry, unregister};
 use crate::exporter::{ExporterError, innermost};
+use crate::filter::ExporterBody;
 
 /// The exporter request as the starting scrape drives it, movable to a task when one joins.
-pub(super) type SendFuture = Pin<Box<dyn Future<Output = Result<Response<Incoming>, ExporterError>> + Send>>;
+pub(super) type SendFuture = Pin<Box<dyn Future<Output = Result<Response<ExporterBody>, ExporterError>> + Send>>;
 
 /// What the registry entry of a lone request and its starting scrape share.
 pub(super) struct Lone {
@@ -52,7 +52,7 @@ enum Phase {
     Sending(SendFuture),
     /// The starting scrape streams the body. `sent`: every piece it has passed on, `bytes` of
     /// them, for a joiner.
-    Streaming { body: Incoming, sent: Pieces, bytes: u64 },
+    Streaming { body: ExporterBody, sent: Pieces, bytes: u64 },
     /// A joiner's task drives it now; the starting scrape reads `reader` (until it takes it out).
     Handed { head: Arc<HeadSlot>, reader: Option<BodyReader> },
     /// The body ended cleanly.
@@ -115,7 +115,7 @@ pub(super) enum From {
     /// Before the head: it sends (or goes on sending).
     Send(SendFuture),
     /// After the head: it reads the rest of the body.
-    Body(Incoming),
+    Body(ExporterBody),
 }
 
 /// A lone request handed over to a task of its own.
@@ -195,8 +195,8 @@ enum Step {
     Polled(Poll<Option<Result<Bytes, ReadError>>>),
     /// Handed over: read this reader from now on.
     Reader(BodyReader),
-    /// Past byte 0: this piece, then the rest of `Incoming` alone.
-    Alone(Incoming, Option<Held>, Bytes),
+    /// Past byte 0: this piece, then the rest of the exporter's body alone.
+    Alone(ExporterBody, Option<Held>, Bytes),
 }
 
 impl Starter {
@@ -388,7 +388,7 @@ enum Source {
     /// The request this scrape started, while it drives it itself.
     Lone(Starter),
     /// The rest of this scrape's request, past byte 0: nobody can join any more.
-    Alone { body: Incoming, _held: Option<Held> },
+    Alone { body: ExporterBody, _held: Option<Held> },
 }
 
 impl SharedBody {
@@ -466,7 +466,7 @@ impl SharedBody {
 }
 
 /// The next data frame of a body this scrape streams alone.
-fn poll_alone(body: &mut Incoming, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, ReadError>>> {
+fn poll_alone(body: &mut ExporterBody, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, ReadError>>> {
     loop {
         return match Pin::new(&mut *body).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => match frame.into_data() {

@@ -34,7 +34,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use http::{HeaderMap, Response, StatusCode, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use tokio::sync::{Notify, OwnedSemaphorePermit};
 
 use self::buffer::{BodyReader, BodyWriter, Joiner, Room};
@@ -42,6 +41,7 @@ use self::key::{Identity, ScrapeKey};
 pub use self::lone::SharedBody;
 use self::lone::{Lone, Sent, Starter};
 use crate::exporter::{ExporterError, innermost};
+use crate::filter::ExporterBody;
 use crate::telemetry::GaugeGuard;
 
 /// Coalescing of identical concurrent scrapes.
@@ -297,7 +297,7 @@ impl Coalescer {
         send: F,
     ) -> (Member, Joined)
     where
-        F: Future<Output = Result<Response<Incoming>, ExporterError>> + Send + 'static,
+        F: Future<Output = Result<Response<ExporterBody>, ExporterError>> + Send + 'static,
     {
         let mut registry = lock(&self.registry);
         if let Some(at) = find(&registry, &*request) {
@@ -379,7 +379,7 @@ impl Request {
     /// Reads the body into the buffer until it ends, fails, or nobody reads any more. The
     /// exporter is read whenever the fastest scraper is close to the newest byte, never held
     /// back by a slower one (those are cut by the buffer).
-    async fn stream(mut self, mut body: Incoming) {
+    async fn stream(mut self, mut body: ExporterBody) {
         let largest = self.writer.largest_piece();
         loop {
             // hyper knows the end as soon as the last byte of a Content-Length body (or a HEAD

@@ -52,6 +52,8 @@ a JSON list of {name}. */}}
 {{/* The proxy.* variables that are set, as a JSON list of {name, value, from}. */}}
 {{- define "wep.proxyEnv" -}}
 {{- $p := .Values.proxy }}
+{{- $seriesDrop := $p.seriesDrop }}
+{{- if kindIs "slice" $seriesDrop }}{{ $seriesDrop = join "; " $seriesDrop }}{{ end }}
 {{- $all := list
   (dict "name" "PROXY_SCRAPE_TIMEOUT_SECONDS" "value" $p.scrapeTimeoutSeconds "from" "proxy.scrapeTimeoutSeconds")
   (dict "name" "PROXY_TIMEOUT_MARGIN_SECONDS" "value" $p.timeoutMarginSeconds "from" "proxy.timeoutMarginSeconds")
@@ -59,6 +61,11 @@ a JSON list of {name}. */}}
   (dict "name" "PROXY_MAX_INFLIGHT" "value" $p.maxInflight "from" "proxy.maxInflight")
   (dict "name" "PROXY_COALESCE" "value" $p.coalesce "from" "proxy.coalesce")
   (dict "name" "PROXY_COALESCE_MAX_BUFFER_BYTES" "value" $p.coalesceMaxBufferBytes "from" "proxy.coalesceMaxBufferBytes")
+  (dict "name" "PROXY_METRIC_KEEP" "value" $p.metricKeep "from" "proxy.metricKeep")
+  (dict "name" "PROXY_METRIC_DROP" "value" $p.metricDrop "from" "proxy.metricDrop")
+  (dict "name" "PROXY_SERIES_DROP" "value" $seriesDrop "from" "proxy.seriesDrop")
+  (dict "name" "PROXY_MAX_SERIES" "value" $p.maxSeries "from" "proxy.maxSeries")
+  (dict "name" "PROXY_NODE_METRICS" "value" $p.nodeMetrics "from" "proxy.nodeMetrics")
   (dict "name" "PROXY_MAX_CONNECTIONS" "value" $p.maxConnections "from" "proxy.maxConnections")
   (dict "name" "PROXY_HEADER_READ_TIMEOUT_SECONDS" "value" $p.headerReadTimeoutSeconds "from" "proxy.headerReadTimeoutSeconds")
   (dict "name" "PROXY_IDLE_TIMEOUT_SECONDS" "value" $p.idleTimeoutSeconds "from" "proxy.idleTimeoutSeconds")

@@ -84,7 +84,7 @@ module "windows_exporter" {
   msi_sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
 
   listen_port        = 9182
-  enabled_collectors = ["cpu", "memory", "logical_disk", "net", "os", "system", "container"]
+  enabled_collectors = ["cpu", "memory", "logical_disk", "net", "os", "system", "pagefile", "time", "container"]
   firewall_exception = true
   # Pod CIDR (kubenet/overlay) so only pods, i.e. the proxy, reach the exporter.
   firewall_remote_addresses = [data.azurerm_kubernetes_cluster.this.network_profile[0].pod_cidr]

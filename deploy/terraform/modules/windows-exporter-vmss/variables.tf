@@ -97,9 +97,9 @@ variable "web_config" {
 }
 
 variable "enabled_collectors" {
-  description = "windows_exporter collectors to enable (MSI property ENABLED_COLLECTORS). Must include those the Prometheus rules read: cpu, logical_disk, memory, net, os, system."
+  description = "windows_exporter collectors to enable (MSI property ENABLED_COLLECTORS). Must include those the Prometheus rules and PROXY_NODE_METRICS read: cpu, logical_disk, memory, net, os, pagefile, system, time."
   type        = list(string)
-  default     = ["cpu", "memory", "logical_disk", "net", "os", "system", "container"]
+  default     = ["cpu", "memory", "logical_disk", "net", "os", "system", "pagefile", "time", "container"]
 
   validation {
     condition     = alltrue([for c in var.enabled_collectors : can(regex("^[a-z][a-z0-9_]*$", c))])
@@ -110,8 +110,8 @@ variable "enabled_collectors" {
     error_message = "enabled_collectors must not repeat a collector."
   }
   validation {
-    condition     = length(setsubtract(["cpu", "logical_disk", "memory", "net", "os", "system"], var.enabled_collectors)) == 0
-    error_message = "enabled_collectors must include cpu, logical_disk, memory, net, os and system (read by deploy/prometheus)."
+    condition     = length(setsubtract(["cpu", "logical_disk", "memory", "net", "os", "pagefile", "system", "time"], var.enabled_collectors)) == 0
+    error_message = "enabled_collectors must include cpu, logical_disk, memory, net, os, pagefile, system and time (read by deploy/prometheus and PROXY_NODE_METRICS)."
   }
 }
 

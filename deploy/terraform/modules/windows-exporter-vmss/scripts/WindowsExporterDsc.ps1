@@ -9,7 +9,7 @@ Configuration WindowsExporter {
     [Parameter(Mandatory = $true)][string]$Version,
     [Parameter(Mandatory = $true)][string]$Sha256,
     [int]$ListenPort = 9182,
-    [string]$EnabledCollectors = 'cpu,memory,logical_disk,net,os,system,container',
+    [string]$EnabledCollectors = 'cpu,memory,logical_disk,net,os,system,pagefile,time,container',
     [bool]$FirewallException = $true,
     [string]$RemoteAddresses = '',
     [string]$MsiUrl = '',

@@ -26,7 +26,7 @@ param(
   [Parameter(Mandatory = $true)][ValidatePattern('^\d+\.\d+\.\d+$')][string]$Version,
   [Parameter(Mandatory = $true)][ValidatePattern('^[0-9a-fA-F]{64}$')][string]$Sha256,
   [ValidateRange(1, 65535)][int]$ListenPort = 9182,
-  [ValidatePattern('^[a-z0-9_]+(,[a-z0-9_]+)*$')][string]$EnabledCollectors = 'cpu,memory,logical_disk,net,os,system,container',
+  [ValidatePattern('^[a-z0-9_]+(,[a-z0-9_]+)*$')][string]$EnabledCollectors = 'cpu,memory,logical_disk,net,os,system,pagefile,time,container',
   [bool]$FirewallException = $true,
   [string]$RemoteAddresses = '',
   [string]$MsiUrl = '',
