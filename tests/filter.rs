@@ -528,8 +528,6 @@ async fn prometheus_stores_exactly_the_kept_series_and_sees_the_cap_as_down() {
 #[cfg(unix)]
 #[tokio::test]
 async fn promtool_finds_the_filtered_output_clean() {
-    use tokio::io::AsyncWriteExt;
-
     let exporter = FakeExporter::serving(support::windows_sample(), TEXT).await;
     let proxy = ProxyProcess::start(&[
         ("PROXY_HOSTIP", "127.0.0.1"),
@@ -539,16 +537,8 @@ async fn promtool_finds_the_filtered_output_clean() {
     .await;
     let text = Client::connect(proxy.addr).await.get("/metrics", &[]).await.text();
     assert!(text.contains("windows_cs_") && !text.contains("windows_service_"), "{text}");
-    let mut check = tokio::process::Command::new("promtool");
-    check.args(["check", "metrics"]).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped());
-    check.stderr(std::process::Stdio::piped());
-    let mut child = check.spawn().expect("promtool");
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(text.as_bytes()).await.unwrap();
-    drop(stdin);
-    let output = within("promtool", child.wait_with_output()).await.unwrap();
-    let said = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success() && said.trim().is_empty(), "{said}");
+    let said = support::prometheus::promtool_check_metrics(&text).await;
+    assert!(said.trim().is_empty(), "{said}");
 }
 
 /// Under coalescing the filter runs once per shared exporter body, before it fans out: a scraper

@@ -5,8 +5,6 @@
 
 mod support;
 
-#[cfg(unix)] // only promtool's test uses it
-use std::process::Stdio;
 use std::time::Duration;
 
 use http::StatusCode;
@@ -47,18 +45,8 @@ async fn promtool_finds_nothing_to_complain_about() {
     assert_eq!(support::get(proxy.addr, "/metrics").await.status, StatusCode::BAD_GATEWAY);
     let body = support::get(proxy.addr, "/proxy/metrics").await.text();
 
-    let mut child = tokio::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool from Debian's prometheus package is installed (bash .ci/install)");
-    use tokio::io::AsyncWriteExt;
-    child.stdin.take().unwrap().write_all(body.as_bytes()).await.unwrap();
-    let output = support::within("promtool", child.wait_with_output()).await.unwrap();
-    let said = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success() && said.trim().is_empty(), "promtool check metrics: {said}\n{body}");
+    let said = support::prometheus::promtool_check_metrics(&body).await;
+    assert!(said.trim().is_empty(), "promtool check metrics: {said}\n{body}");
 }
 
 #[tokio::test]

@@ -64,12 +64,10 @@ fn collectors(value: &str) -> Result<Vec<String>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
+    use crate::config::tests::with_host;
 
     fn config(vars: &[(&str, &str)]) -> Result<CollectSettings, String> {
-        let mut all = vec![("PROXY_HOSTIP", "10.0.0.4")];
-        all.extend_from_slice(vars);
-        Config::from_vars(all).map(|c| c.collect).map_err(|e| e.to_string())
+        with_host(vars).map(|c| c.collect)
     }
 
     fn names(list: &str) -> Option<Vec<String>> {

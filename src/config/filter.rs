@@ -29,13 +29,7 @@ fn max_series(value: &str) -> Result<u64, String> {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::Config;
-
-    fn config(vars: &[(&str, &str)]) -> Result<Config, String> {
-        let mut all = vec![("PROXY_HOSTIP", "10.0.0.4")];
-        all.extend_from_slice(vars);
-        Config::from_vars(all).map_err(|e| e.to_string())
-    }
+    use crate::config::tests::with_host as config;
 
     #[test]
     fn off_by_default() {

@@ -6,6 +6,14 @@ fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigErrors> {
     Config::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
 }
 
+/// The configuration from `PROXY_HOSTIP=10.0.0.4` and `vars`, or its errors as one message: what
+/// the settings modules' own tests read.
+pub(super) fn with_host(vars: &[(&str, &str)]) -> Result<Config, String> {
+    let mut all = vec![("PROXY_HOSTIP", "10.0.0.4")];
+    all.extend_from_slice(vars);
+    Config::from_vars(all).map_err(|e| e.to_string())
+}
+
 fn messages(vars: &[(&str, &str)]) -> Vec<String> {
     config(vars).unwrap_err().0.iter().map(|e| e.to_string()).collect()
 }

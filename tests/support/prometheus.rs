@@ -152,3 +152,24 @@ fn encode(value: &str) -> String {
         })
         .collect()
 }
+
+/// What `promtool check metrics` (Debian's `prometheus` package, installed by `.ci/install`)
+/// prints about `text`, its stdout and stderr together: empty when it finds nothing to say.
+/// A promtool that fails without saying why fails the test.
+pub async fn promtool_check_metrics(text: &str) -> String {
+    use tokio::io::AsyncWriteExt;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool from Debian's prometheus package is installed (bash .ci/install)");
+    let mut stdin = child.stdin.take().expect("promtool's stdin is piped");
+    stdin.write_all(text.as_bytes()).await.expect("promtool reads its stdin");
+    drop(stdin);
+    let output = super::within("promtool", child.wait_with_output()).await.expect("promtool ran");
+    let said = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success() || !said.trim().is_empty(), "promtool failed silently");
+    said
+}
