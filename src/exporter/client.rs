@@ -7,7 +7,7 @@
 //! small request followed by a burst of response, and Nagle plus delayed ACKs cost tens of
 //! milliseconds per scrape.
 //!
-//! The pool is the proxy's own ([`Pool`]): it talks to one host, so a short list of idle
+//! The pool is the proxy's own (`Pool`): it talks to one host, so a short list of idle
 //! `hyper::client::conn::http1` senders does what hyper-util's legacy `Client` did (whose pool
 //! hashed its `(scheme, authority)` key three times per request, about 3,000 instructions per
 //! scrape, BENCHMARKS.md): connections are made by the same connectors (hyper-util's
