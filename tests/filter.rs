@@ -575,3 +575,46 @@ async fn coalesced_scrapes_share_one_filtered_body_counted_once() {
     let metrics = proxy.wait_for_metrics("the shared body counted", |m| support::metric(m, dropped) >= 1.0).await;
     assert_eq!((support::metric(&metrics, kept), support::metric(&metrics, dropped)), (1.0, 1.0));
 }
+
+/// The series cap on a shared exporter body: once a second scraper has joined, the body is
+/// driven by a task and reaches both scrapers through the coalescing buffer. Both connections
+/// are aborted and both scrapes count as `series_limit`, not as a broken exporter body.
+#[tokio::test]
+async fn the_cap_on_a_shared_body_fails_every_scraper_of_it_as_series_limit() {
+    let mut held = support::HeldScrape::start().await;
+    let mut proxy = ProxyProcess::start(&[
+        ("PROXY_HOSTIP", "127.0.0.1"),
+        ("PROXY_PORT", &held.exporter.port()),
+        ("PROXY_MAX_SERIES", "1"),
+    ])
+    .await;
+    let mut early = Client::connect(proxy.addr).await.send(Method::GET, "/metrics", &[]).await.expect("headers");
+    held.started().await;
+    let first = within("the first chunk", early.body_mut().frame()).await.unwrap().unwrap();
+    assert_eq!(first.into_data().unwrap(), support::HeldScrape::FIRST, "one series: within the cap");
+    let addr = proxy.addr;
+    let late = tokio::spawn(async move { Client::connect(addr).await.send(Method::GET, "/metrics", &[]).await });
+    proxy
+        .wait_for_metrics("the late scraper joined", |m| {
+            support::metric(m, "windows_exporter_proxy_coalesced_scrapes_total{route=\"/metrics\"}") == 1.0
+        })
+        .await;
+    held.release();
+    let (_, early_failed) = read_until_error(early).await;
+    let late = within("the late scrape's headers", late).await.unwrap().expect("headers");
+    let (_, late_failed) = read_until_error(late).await;
+    assert!(early_failed && late_failed, "a scraper's body ended cleanly: it would store a truncated scrape");
+    let line = proxy
+        .wait_for_log("the cap's log line", |l| l["message"] == "scrape failed mid-body; scraper connection aborted")
+        .await;
+    assert_eq!(line["outcome"], "series_limit");
+    assert_eq!(line["error"], "PROXY_MAX_SERIES=1 exceeded: 2 series after filtering");
+    proxy
+        .wait_for_metrics("both failures counted as the cap's", |m| {
+            support::metric(
+                m,
+                "windows_exporter_proxy_scrapes_total{outcome=\"series_limit\",status=\"200\",route=\"/metrics\"}",
+            ) == 2.0
+        })
+        .await;
+}

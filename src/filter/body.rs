@@ -52,6 +52,14 @@ pub enum FilterError {
     NotText(String),
 }
 
+impl FilterError {
+    /// Whether it is the series cap (`PROXY_MAX_SERIES`), which fails a scrape as its own
+    /// outcome, not as a broken exporter body.
+    pub fn is_series_limit(&self) -> bool {
+        matches!(self, FilterError::Stage(StageError::TooManySeries { .. }))
+    }
+}
+
 /// The exporter's body, filtered or not.
 pub enum Filtered<B> {
     /// No filter: the body as it is.

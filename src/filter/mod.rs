@@ -24,15 +24,6 @@ use crate::nodemetrics;
 pub use body::{ExporterBody, FilterError, Filtered};
 pub use selector::Selector;
 
-/// How a series-cap failure's message starts, so a shared body's failure (which reaches each
-/// scraper as text) is still told apart from other mid-body failures.
-pub const SERIES_LIMIT_PREFIX: &str = "PROXY_MAX_SERIES=";
-
-/// Whether a mid-body failure's message is the series cap's.
-pub fn is_series_limit(reason: &str) -> bool {
-    reason.starts_with(SERIES_LIMIT_PREFIX)
-}
-
 /// The filter's settings, filled by `config`. All unset: no filter at all.
 #[derive(Debug, Clone, Default)]
 pub struct FilterSettings {
@@ -129,6 +120,16 @@ mod tests {
         assert!(s.keeps_family(b"windows_cpu_time", Some(Kind::Counter)));
         assert!(s.keeps_family(b"up", None));
         assert!(!s.keeps_family(b"windows_cpu_time", None));
+    }
+
+    #[test]
+    fn only_the_series_cap_is_a_series_limit_failure() {
+        use super::stage::StageError;
+        assert!(FilterError::from(StageError::TooManySeries { limit: 6, reached: 7 }).is_series_limit());
+        assert!(!FilterError::NotText("application/json".into()).is_series_limit());
+        assert!(!FilterError::Gzip(std::io::Error::other("bad header")).is_series_limit());
+        // A body error whose text looks like the cap's is still a body error.
+        assert!(!FilterError::Body("PROXY_MAX_SERIES=6 exceeded: 7 series after filtering".into()).is_series_limit());
     }
 
     #[test]

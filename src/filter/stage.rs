@@ -32,7 +32,7 @@ use super::{Filter, NameCache};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum StageError {
     /// More sample lines kept than `PROXY_MAX_SERIES`.
-    #[error("{prefix}{limit} exceeded: {reached} series after filtering", prefix = super::SERIES_LIMIT_PREFIX)]
+    #[error("PROXY_MAX_SERIES={limit} exceeded: {reached} series after filtering")]
     TooManySeries {
         /// The limit.
         limit: u64,
@@ -449,7 +449,10 @@ mod tests {
         assert!(run(&s, BODY, 4).is_ok(), "exactly the limit is fine");
         let s = FilterSettings { max_series: Some(5), ..s };
         assert_eq!(run(&s, BODY, 4), Err(StageError::TooManySeries { limit: 5, reached: 6 }));
-        assert!(crate::filter::is_series_limit(&StageError::TooManySeries { limit: 6, reached: 7 }.to_string()));
+        assert_eq!(
+            StageError::TooManySeries { limit: 6, reached: 7 }.to_string(),
+            "PROXY_MAX_SERIES=6 exceeded: 7 series after filtering"
+        );
     }
 
     #[test]

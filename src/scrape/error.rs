@@ -122,13 +122,10 @@ fn budget_source(from_scraper: bool) -> &'static str {
 }
 
 impl ScrapeError {
-    /// A mid-body failure with this message: the series cap's, or the exporter body's.
-    pub fn body_failed(reason: String) -> ScrapeError {
-        if crate::filter::is_series_limit(&reason) {
-            ScrapeError::SeriesLimit(reason)
-        } else {
-            ScrapeError::BodyFailed(reason)
-        }
+    /// A mid-body failure with this message: the series cap's (`series_limit`), or the exporter
+    /// body's.
+    pub fn body_failed(reason: String, series_limit: bool) -> ScrapeError {
+        if series_limit { ScrapeError::SeriesLimit(reason) } else { ScrapeError::BodyFailed(reason) }
     }
 
     /// What it counts as in `windows_exporter_proxy_scrapes_total`.
@@ -276,6 +273,8 @@ mod tests {
                 ScrapeOutcome::timeout,
             ),
             (ScrapeError::BodyFailed("reset".into()), None, ScrapeOutcome::aborted),
+            (ScrapeError::body_failed("reset".into(), false), None, ScrapeOutcome::aborted),
+            (ScrapeError::body_failed("PROXY_MAX_SERIES=5 exceeded".into(), true), None, ScrapeOutcome::series_limit),
             (
                 ScrapeError::NoPort {
                     error: DiscoveryError::NoneAnswered(vec![].into()),

@@ -128,13 +128,17 @@ impl Body for ScrapeStream {
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, ScrapeError>>> {
         let this = self.get_mut();
         let polled = match &mut this.body {
-            Source::Exporter(body) => Pin::new(body)
-                .poll_frame(cx)
-                .map(|next| next.map(|frame| frame.map_err(|error| ScrapeError::body_failed(innermost(&error))))),
+            Source::Exporter(body) => Pin::new(body).poll_frame(cx).map(|next| {
+                next.map(|frame| {
+                    frame.map_err(|error| ScrapeError::body_failed(innermost(&error), error.is_series_limit()))
+                })
+            }),
             Source::Shared(reader, limit) => reader.poll_next(cx).map(|next| {
                 next.map(|piece| {
                     piece.map(Frame::data).map_err(|error| match error {
-                        ReadError::Failed(reason) => ScrapeError::body_failed(reason.to_string()),
+                        ReadError::Failed(failure) => {
+                            ScrapeError::body_failed(failure.reason.to_string(), failure.series_limit)
+                        }
                         ReadError::Lagged => ScrapeError::Lagged { limit: *limit },
                     })
                 })

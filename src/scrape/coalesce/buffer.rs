@@ -57,12 +57,29 @@ pub(super) const PACK_RUN: usize = if cfg!(any(test, fuzzing)) { 2 } else { 64 }
 /// Why a reader gets no more of the body.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReadError {
-    /// The exporter's body failed (or its writer went away) before its end, for this reason.
+    /// The exporter's body failed (or its writer went away) before its end.
     #[error("{0}")]
-    Failed(Arc<str>),
+    Failed(Failure),
     /// This reader fell more than the buffer limit behind the exporter and was cut off.
     #[error("scraper fell more than the coalescing buffer behind the exporter")]
     Lagged,
+}
+
+/// Why the exporter's body failed, as every reader of it gets it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct Failure {
+    /// What went wrong, for the scraper's log line.
+    pub reason: Arc<str>,
+    /// Whether it was the filter's series cap (`PROXY_MAX_SERIES`), its own scrape outcome.
+    pub series_limit: bool,
+}
+
+impl From<&str> for Failure {
+    /// Any failure but the series cap.
+    fn from(reason: &str) -> Failure {
+        Failure { reason: reason.into(), series_limit: false }
+    }
 }
 
 /// What the writer may do next.
@@ -108,7 +125,7 @@ struct State {
     head: u64,
     end: Option<End>,
     /// Why the body failed, once it has.
-    failure: Option<Arc<str>>,
+    failure: Option<Failure>,
     /// One per reader not dropped yet: a handful at most, so a vector searched by id (a hash
     /// map hashed the id on every poll of every reader).
     cursors: Vec<Cursor>,
@@ -376,11 +393,11 @@ impl BodyWriter {
 
     /// The body failed for `reason`: readers get [`ReadError::Failed`] after what they have not
     /// read yet.
-    pub fn fail(mut self, reason: impl Into<Arc<str>>) {
+    pub fn fail(mut self, reason: impl Into<Failure>) {
         self.end(End::Failed, Some(reason.into()));
     }
 
-    fn end(&mut self, end: End, failure: Option<Arc<str>>) {
+    fn end(&mut self, end: End, failure: Option<Failure>) {
         self.ended = true;
         let mut state = lock(&self.state);
         state.end = Some(end);
@@ -394,7 +411,7 @@ impl Drop for BodyWriter {
         // A writer that goes away without finishing (its task dropped or panicked) must never
         // leave readers with what looks like a complete body.
         if !self.ended {
-            self.end(End::Failed, Some(Arc::from("the exporter request was dropped before its body ended")));
+            self.end(End::Failed, Some(Failure::from("the exporter request was dropped before its body ended")));
         }
     }
 }

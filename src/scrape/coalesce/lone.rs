@@ -25,8 +25,8 @@ use http_body::Body as _;
 use tokio::sync::Notify;
 
 use super::buffer::{self, BodyReader, BodyWriter, PACK_RUN, PACKED_PIECE, ReadError};
-use super::{Answer, Head, HeadSlot, Held, Registry, unregister};
-use crate::exporter::{ExporterError, innermost};
+use super::{Answer, Head, HeadSlot, Held, Registry, failure, unregister};
+use crate::exporter::ExporterError;
 use crate::filter::ExporterBody;
 
 /// The exporter request as the starting scrape drives it, movable to a task when one joins.
@@ -287,9 +287,9 @@ impl Starter {
                     return Step::Polled(Poll::Ready(None));
                 }
                 Poll::Ready(Some(Err(error))) => {
-                    let reason = innermost(&error);
+                    let failure = failure(&error);
                     self.end(guard, Phase::Over);
-                    return Step::Polled(Poll::Ready(Some(Err(ReadError::Failed(reason.into())))));
+                    return Step::Polled(Poll::Ready(Some(Err(ReadError::Failed(failure)))));
                 }
             }
         }
@@ -473,7 +473,7 @@ fn poll_alone(body: &mut ExporterBody, cx: &mut Context<'_>) -> Poll<Option<Resu
                 Ok(data) => Poll::Ready(Some(Ok(data))),
                 Err(_trailers) => continue,
             },
-            Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(ReadError::Failed(innermost(&error).into())))),
+            Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(ReadError::Failed(failure(&error))))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         };

@@ -36,12 +36,12 @@ use http_body::Body as _;
 use http_body_util::BodyExt;
 use tokio::sync::{Notify, OwnedSemaphorePermit};
 
-use self::buffer::{BodyReader, BodyWriter, Joiner, Room};
+use self::buffer::{BodyReader, BodyWriter, Failure, Joiner, Room};
 use self::key::{Identity, ScrapeKey};
 pub use self::lone::SharedBody;
 use self::lone::{Lone, Sent, Starter};
 use crate::exporter::{ExporterError, innermost};
-use crate::filter::ExporterBody;
+use crate::filter::{ExporterBody, FilterError};
 use crate::telemetry::GaugeGuard;
 
 /// Coalescing of identical concurrent scrapes.
@@ -186,6 +186,12 @@ type Registry = Arc<Mutex<Vec<Entry>>>;
 /// Where the request for `key` is in the registry.
 fn find(registry: &[Entry], request: &dyn Identity) -> Option<usize> {
     registry.iter().position(|entry| key::same(&*entry.request, request))
+}
+
+/// How the exporter body's failure reaches every scraper of it: its innermost cause, and whether
+/// it is the filter's series cap.
+fn failure(error: &FilterError) -> Failure {
+    Failure { reason: innermost(error).into(), series_limit: error.is_series_limit() }
 }
 
 /// Removes request `id` from the registry.
@@ -409,7 +415,7 @@ impl Request {
                 Some(Err(error)) => {
                     // Each scraper's stream logs and counts its own abort, with this cause.
                     self.unregister();
-                    return self.writer.fail(innermost(&error));
+                    return self.writer.fail(failure(&error));
                 }
                 Some(Ok(frame)) => {
                     // Trailers carry no body bytes; windows_exporter sends none.
