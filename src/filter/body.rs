@@ -127,13 +127,13 @@ pub fn wrap<B>(
             refused = Some(FilterError::NotText(kind.to_owned()));
         }
     }
-    let decoder = match parts.headers.get(CONTENT_ENCODING).map(HeaderValue::as_bytes) {
-        None => None,
-        Some(coding) if coding.eq_ignore_ascii_case(b"identity") => None,
-        Some(coding) if coding.eq_ignore_ascii_case(b"gzip") => Some(GzDecoder::new(Vec::new())),
+    let gzip_in = match parts.headers.get(CONTENT_ENCODING).map(HeaderValue::as_bytes) {
+        None => false,
+        Some(coding) if coding.eq_ignore_ascii_case(b"identity") => false,
+        Some(coding) if coding.eq_ignore_ascii_case(b"gzip") => true,
         Some(coding) => {
             refused = Some(FilterError::NotText(format!("Content-Encoding {}", String::from_utf8_lossy(coding))));
-            None
+            false
         }
     };
     parts.headers.remove(CONTENT_LENGTH);
@@ -141,23 +141,14 @@ pub fn wrap<B>(
     if gzip {
         parts.headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
-    let filtering = Filtering {
-        body,
-        stage: LineFilter::new(filter.clone()),
-        out: Output::default(),
-        decoder,
-        encoder: gzip.then(|| GzEncoder::new(Vec::new(), Compression::fast())),
-        refused,
-        ready: None,
-        ended: false,
-        telemetry: telemetry.clone(),
-        counted: false,
-    };
+    let mut filtering = Filtering::new(filter.clone(), body, gzip_in, gzip, telemetry.clone());
+    filtering.refused = refused;
     Response::from_parts(parts, Filtered::Filtering(Box::new(filtering)))
 }
 
 impl<B> Filtering<B> {
-    /// A filter over `body` alone, without a response around it (benchmarks, tests).
+    /// A filter over `body`, gzip-decoded when `gzip_in`, its output gzipped when `gzip_out`
+    /// ([`wrap`] makes one from a response; benchmarks and tests use it alone).
     pub fn new(filter: Arc<FilterSettings>, body: B, gzip_in: bool, gzip_out: bool, telemetry: Arc<Telemetry>) -> Self {
         Filtering {
             body,

@@ -55,9 +55,6 @@ pub fn anchored(re: &str) -> Result<Regex, String> {
     selector::anchored(re).map_err(|why| format!("not a regular expression: {why}"))
 }
 
-/// The settings, ready to run.
-pub type Filter = FilterSettings;
-
 impl FilterSettings {
     /// Whether the family `name` of `kind` (`None`: not typed yet) is kept: it matches `keep` (or
     /// `keep` is unset) and does not match `drop`. A counter matches by either of its

@@ -26,7 +26,7 @@ use bytes::{Bytes, BytesMut};
 use crate::exposition::{self, Kind, Line, LineSplitter, LineTooLong, Span, Split};
 use crate::nodemetrics::{self, Format, Observer};
 
-use super::{Filter, NameCache};
+use super::{FilterSettings, NameCache};
 
 /// Why the filter stopped the body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -138,7 +138,7 @@ enum Action {
 /// The filter's state over one body.
 #[derive(Debug)]
 pub struct LineFilter {
-    filter: Arc<Filter>,
+    filter: Arc<FilterSettings>,
     splitter: LineSplitter,
     family: Vec<u8>,
     decision: Decision,
@@ -155,7 +155,7 @@ pub struct LineFilter {
 
 impl LineFilter {
     /// A filter for one body.
-    pub fn new(filter: Arc<Filter>) -> LineFilter {
+    pub fn new(filter: Arc<FilterSettings>) -> LineFilter {
         LineFilter {
             splitter: LineSplitter::new(MAX_LINE),
             family: Vec::new(),
@@ -282,28 +282,42 @@ impl LineFilter {
                     self.dropped += 1;
                     return Ok(Action::Drop);
                 }
-                self.kept += 1;
-                if let Some(limit) = self.filter.max_series.filter(|limit| self.kept > *limit) {
-                    return Err(StageError::TooManySeries { limit, reached: self.kept });
-                }
+                self.count_kept(1)?;
                 Action::Keep
             }
         })
     }
 
+    /// How the current family's samples are decided without parsing them: `Some(keep)` once the
+    /// family is decided, no selector has to read their labels and the node mapping does not
+    /// read them; `None`: each sample goes through [`LineFilter::action`].
+    fn fast_decision(&self) -> Option<bool> {
+        if self.observed || self.family.is_empty() {
+            return None;
+        }
+        match self.decision {
+            Decision::Keep if self.filter.series_drop.is_empty() => Some(true),
+            Decision::Drop => Some(false),
+            _ => None,
+        }
+    }
+
+    /// Counts `n` more kept sample lines; past `PROXY_MAX_SERIES` the body stops, the count
+    /// reached being the limit plus one.
+    fn count_kept(&mut self, n: u64) -> Result<(), StageError> {
+        if let Some(limit) = self.filter.max_series.filter(|limit| self.kept + n > *limit) {
+            self.kept = limit + 1;
+            return Err(StageError::TooManySeries { limit, reached: self.kept });
+        }
+        self.kept += n;
+        Ok(())
+    }
+
     /// Passes the run of lines ahead that [`LineFilter::same_family`] would decide alike (the
     /// decided family's samples, no selector to read), with one count and one range for all.
     fn pass_family(&mut self, chunk: &Bytes, split: &mut Split<'_>, out: &mut Output) -> Result<(), StageError> {
-        let keep = match self.decision {
-            _ if self.observed => return Ok(()),
-            Decision::Keep if self.filter.series_drop.is_empty() => true,
-            Decision::Drop => false,
-            _ => return Ok(()),
-        };
+        let Some(keep) = self.fast_decision() else { return Ok(()) };
         let family = self.family.as_slice();
-        if family.is_empty() {
-            return Ok(());
-        }
         let (passed, range) = split.pass_while(|text| is_sample_of(text, family));
         if passed == 0 {
             return Ok(());
@@ -312,11 +326,7 @@ impl LineFilter {
             self.dropped += passed;
             return Ok(());
         }
-        if let Some(limit) = self.filter.max_series.filter(|limit| self.kept + passed > *limit) {
-            self.kept = limit + 1;
-            return Err(StageError::TooManySeries { limit, reached: self.kept });
-        }
-        self.kept += passed;
+        self.count_kept(passed)?;
         out.keep(chunk, Span::Chunk(range));
         Ok(())
     }
@@ -325,24 +335,15 @@ impl LineFilter {
     /// selector, its name being the family's name or that and a suffix, then `{` or a blank.
     /// `None`: anything else, for `LineFilter::action`.
     fn same_family(&mut self, text: &[u8]) -> Option<Result<Action, StageError>> {
-        let keep = match self.decision {
-            _ if self.observed => return None,
-            Decision::Keep if self.filter.series_drop.is_empty() => true,
-            Decision::Drop => false,
-            _ => return None,
-        };
-        if self.family.is_empty() || !is_sample_of(text, &self.family) {
+        let keep = self.fast_decision()?;
+        if !is_sample_of(text, &self.family) {
             return None;
         }
         if !keep {
             self.dropped += 1;
             return Some(Ok(Action::Drop));
         }
-        self.kept += 1;
-        if let Some(limit) = self.filter.max_series.filter(|limit| self.kept > *limit) {
-            return Some(Err(StageError::TooManySeries { limit, reached: self.kept }));
-        }
-        Some(Ok(Action::Keep))
+        Some(self.count_kept(1).map(|()| Action::Keep))
     }
 
     fn verdict(&self) -> Action {
